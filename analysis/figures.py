@@ -1,0 +1,308 @@
+"""Figures for the scaling report (matplotlib, Agg backend), each saved as PNG and SVG.
+
+Every figure carries a footer naming the sweep(s), the device(s) and the dates, so that a PNG
+lifted out of the report still says where its numbers come from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are built on servers and in CI
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from analysis.schema import FLOP_FLOOR_RATIO, REFERENCE_METHOD, method_sort_key
+
+# Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
+_PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+_KNOWN = ("relative", "ordinary", "autodiff", "jacobian", "lu", "mlp")
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_DPI = 150
+MAX_LEARNING_PANELS = 4
+
+
+def method_colour(method: str) -> str:
+    """A fixed colour per method, the same in every figure."""
+    if method in _KNOWN:
+        return _PALETTE[_KNOWN.index(method)]
+    return _PALETTE[6 + sum(map(ord, method)) % 2]  # str hash is salted per process
+
+
+@dataclass(frozen=True)
+class FigureContext:
+    """Provenance printed on every figure."""
+
+    sweeps: tuple[str, ...]
+    devices: tuple[str, ...]
+    run_dates: str
+    generated: str
+
+    def footer(self) -> str:
+        return (
+            f"sweep: {', '.join(self.sweeps)}  ·  device: {'; '.join(self.devices) or 'unknown'}"
+            f"  ·  runs: {self.run_dates}  ·  report: {self.generated}"
+        )
+
+
+def _sweep_marker(sweeps: Sequence[str], sweep: str) -> str:
+    return _MARKERS[list(sweeps).index(sweep) % len(_MARKERS)] if sweep in sweeps else "o"
+
+
+def _panels(n: int, width: float = 5.2, height: float = 3.9) -> tuple[Figure, list[Axes]]:
+    cols = min(n, 2)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 2.2, height * rows + 0.6))
+    flat = list(np.atleast_1d(axes).ravel())
+    for extra in flat[n:]:
+        extra.set_visible(False)
+    return fig, flat[:n]
+
+
+def _save(fig: Figure, ctx: FigureContext, out_dir: Path, name: str, title: str) -> list[Path]:
+    fig.suptitle(title, fontsize=11)
+    fig.text(0.01, 0.005, ctx.footer(), fontsize=7, color="0.35", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=_DPI, metadata={"Software": None})
+    # A fixed hash salt and no date make SVGs byte-identical across reruns on the same data.
+    with matplotlib.rc_context({"svg.hashsalt": "relgrad"}):
+        fig.savefig(paths[1], metadata={"Date": None})
+    plt.close(fig)
+    return paths
+
+
+def _config_label(depth: object, batch: object) -> str:
+    return f"depth {depth}, batch {batch}"
+
+
+def _guides(ax: Axes, dims: np.ndarray, values: np.ndarray) -> list[Line2D]:
+    """Slope-2 and slope-3 reference lines through the geometric mean at the smallest D."""
+    d0, d1 = float(dims.min()), float(dims.max())
+    at_d0 = values[dims == d0]
+    v0 = float(np.exp(np.log(at_d0).mean()))
+    span = np.array([d0, d1])
+    lines = []
+    for slope, style in ((2, (0, (5, 3))), (3, (0, (1, 2)))):
+        (line,) = ax.plot(
+            span, v0 * (span / d0) ** slope, color="0.45", lw=1.0, ls=style,
+            label=f"∝ D{'²' if slope == 2 else '³'} (guide)", zorder=1,
+        )  # fmt: skip
+        lines.append(line)
+    return lines
+
+
+def plot_power_law(
+    medians: pd.DataFrame,
+    fits: pd.DataFrame,
+    ctx: FigureContext,
+    out_dir: Path,
+    *,
+    name: str,
+    ylabel: str,
+    title: str,
+) -> list[Path]:
+    """Log-log ``median`` vs D per method (bars: min–max over seeds), fitted power laws over
+    their fit range, and slope-2/slope-3 guides; one panel per depth × batch size."""
+    configs = sorted(medians.groupby(["depth", "batch_size"]).groups)
+    fig, axes = _panels(len(configs))
+    sweeps = list(ctx.sweeps)
+    for ax, (depth, batch) in zip(axes, configs, strict=True):
+        part = medians[(medians["depth"] == depth) & (medians["batch_size"] == batch)]
+        handles: list[Line2D] = []
+        for (sweep, method), rows in sorted(
+            part.groupby(["sweep", "method"]), key=lambda kv: (kv[0][0], method_sort_key(kv[0][1]))
+        ):
+            rows = rows.sort_values("dim")
+            d = rows["dim"].astype(float).to_numpy()
+            m = rows["median"].to_numpy(dtype=float)
+            colour = method_colour(method)
+            err = np.vstack([m - rows["min"].to_numpy(float), rows["max"].to_numpy(float) - m])
+            ax.errorbar(
+                d, m, yerr=err, color=colour, marker=_sweep_marker(sweeps, sweep), ms=4,
+                lw=0.8, alpha=0.55, capsize=2, ls=":",
+            )  # fmt: skip
+            fit = fits[
+                (fits["sweep"] == sweep) & (fits["method"] == method)
+                & (fits["depth"] == depth) & (fits["batch_size"] == batch)
+            ]  # fmt: skip
+            label = method + (f" [{sweep}]" if len(sweeps) > 1 else "")
+            if len(fit) and np.isfinite(fit["k"].iloc[0]):
+                f = fit.iloc[0]
+                span = np.geomspace(f["fit_min_dim"], f["fit_max_dim"], 20)
+                label += f": k = {f['k']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}]"
+                (line,) = ax.plot(span, np.exp(f["log_c"]) * span ** f["k"], color=colour, lw=2)
+            else:
+                label += ": not fitted"
+                (line,) = ax.plot([], [], color=colour, lw=2)
+            line.set_label(label)
+            handles.append(line)
+        handles.extend(
+            _guides(ax, part["dim"].astype(float).to_numpy(), part["median"].to_numpy(float))
+        )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("dimension D")
+        ax.set_ylabel(ylabel)
+        ax.set_title(_config_label(depth, batch), fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  title="fit over large D (95% CI)", title_fontsize=7)  # fmt: skip
+    return _save(fig, ctx, out_dir, name, title)
+
+
+def plot_speedup(
+    speedups: pd.DataFrame, crossovers: pd.DataFrame, ctx: FigureContext, out_dir: Path
+) -> list[Path]:
+    """``t_baseline / t_relative`` vs D per baseline (log-log), with the break-even line and
+    each interpolated crossover D."""
+    configs = sorted(speedups.groupby(["depth", "batch_size"]).groups)
+    fig, axes = _panels(len(configs))
+    sweeps = list(ctx.sweeps)
+    for ax, (depth, batch) in zip(axes, configs, strict=True):
+        part = speedups[(speedups["depth"] == depth) & (speedups["batch_size"] == batch)]
+        for (sweep, baseline), rows in sorted(
+            part.groupby(["sweep", "baseline"]),
+            key=lambda kv: (kv[0][0], method_sort_key(kv[0][1])),
+        ):
+            rows = rows.sort_values("dim")
+            colour = method_colour(baseline)
+            label = f"{baseline} / {REFERENCE_METHOD}" + (f" [{sweep}]" if len(sweeps) > 1 else "")
+            ax.plot(
+                rows["dim"].astype(float), rows["speedup"], color=colour, lw=1.5,
+                marker=_sweep_marker(sweeps, sweep), ms=4, label=label,
+            )  # fmt: skip
+            cross = crossovers[
+                (crossovers["sweep"] == sweep) & (crossovers["baseline"] == baseline)
+                & (crossovers["depth"] == depth) & (crossovers["batch_size"] == batch)
+            ]  # fmt: skip
+            if len(cross) and np.isfinite(cross["crossover_dim"].iloc[0]):
+                ax.axvline(cross["crossover_dim"].iloc[0], color=colour, lw=0.8, ls="--")
+        ax.axhline(1.0, color="0.2", lw=1.0, label="equal time")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("dimension D")
+        ax.set_ylabel(f"speedup of {REFERENCE_METHOD} (t_baseline / t_{REFERENCE_METHOD})")
+        ax.set_title(_config_label(depth, batch) + "  (dashed: crossover D)", fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, ctx, out_dir, "speedup_vs_dim", "Speedup of the relative gradient per step")
+
+
+def plot_overhead(overhead: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> list[Path]:
+    """``t_relative / t_mlp`` vs D with the 4/3 FLOP floor."""
+    configs = sorted(overhead.groupby(["depth", "batch_size"]).groups)
+    fig, axes = _panels(len(configs), height=3.4)
+    sweeps = list(ctx.sweeps)
+    for ax, (depth, batch) in zip(axes, configs, strict=True):
+        part = overhead[(overhead["depth"] == depth) & (overhead["batch_size"] == batch)]
+        for sweep, rows in part.groupby("sweep"):
+            rows = rows.sort_values("dim")
+            ax.plot(
+                rows["dim"].astype(float), rows["overhead"], color=method_colour(REFERENCE_METHOD),
+                marker=_sweep_marker(sweeps, str(sweep)), ms=4, lw=1.5,
+                label=f"{REFERENCE_METHOD} / mlp" + (f" [{sweep}]" if len(sweeps) > 1 else ""),
+            )  # fmt: skip
+        ax.axhline(FLOP_FLOOR_RATIO, color="0.3", ls="--", lw=1.0, label="FLOP floor 4/3")
+        ax.axhline(1.0, color="0.6", ls=":", lw=1.0, label="mlp (no log-det)")
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("dimension D")
+        ax.set_ylabel("time per step relative to mlp (×)")
+        ax.set_title(_config_label(depth, batch), fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(
+        fig, ctx, out_dir, "overhead_vs_mlp", "Cost of the relative gradient over a plain MLP step"
+    )
+
+
+def learning_panel_dims(dims: Sequence[int]) -> list[int]:
+    """At most :data:`MAX_LEARNING_PANELS` dimensions, evenly spread and always the largest."""
+    distinct = sorted(set(int(d) for d in dims))
+    if len(distinct) <= MAX_LEARNING_PANELS:
+        return distinct
+    pick = np.linspace(0, len(distinct) - 1, MAX_LEARNING_PANELS).round().astype(int)
+    return [distinct[i] for i in sorted(set(pick.tolist()))]
+
+
+def plot_learning(
+    curves: pd.DataFrame, ctx: FigureContext, out_dir: Path, *, kl_gap: bool = False
+) -> list[Path]:
+    """Validation LL (or the KL gap ``true_test_ll − val_ll``) against training wall-clock time,
+    one line per trial, coloured by method; one panel per D."""
+    data = curves.copy()
+    if kl_gap:
+        data = data[data["true_test_ll"].notna()]
+        data["y"] = data["true_test_ll"] - data["val_ll"]
+        data = data[data["y"] > 0]  # log axis; a non-positive gap is noise around zero
+    else:
+        data["y"] = data["val_ll"]
+    data = data[data["train_time_s"] > 0]
+    dims = learning_panel_dims(data["dim"].dropna().astype(int).tolist())
+    fig, axes = _panels(len(dims), height=3.5)
+    for ax, dim in zip(axes, dims, strict=True):
+        part = data[data["dim"] == dim]
+        seen: set[str] = set()
+        for run_id, rows in part.groupby("run_id", sort=False):
+            method = str(rows["method"].iloc[0])
+            rows = rows.sort_values("train_time_s")
+            ax.plot(
+                rows["train_time_s"], rows["y"], color=method_colour(method), lw=1.2, alpha=0.75,
+                label=None if method in seen else method, gid=str(run_id),
+            )  # fmt: skip
+            seen.add(method)
+        ax.set_xscale("log")
+        if kl_gap:
+            ax.set_yscale("log")
+        ax.set_xlabel("training wall-clock time (s)")
+        ax.set_ylabel(
+            "true LL − val LL ≈ KL (nats/sample)" if kl_gap else "validation LL (nats/sample)"
+        )
+        ax.set_title(f"D = {dim}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        order = sorted(range(len(labels)), key=lambda i: method_sort_key(labels[i]))
+        ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7,
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0))  # fmt: skip
+    title = (
+        "KL gap to the true model against wall-clock"
+        if kl_gap
+        else "Validation LL against wall-clock"
+    )
+    name = "kl_gap_vs_time" if kl_gap else "ll_vs_time"
+    return _save(fig, ctx, out_dir, name, title)
+
+
+def plot_hpo(trials: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> list[Path]:
+    """Final val LL against learning rate; colour = method, marker = depth."""
+    data = trials[trials["val_ll"].notna() & (trials["lr"] > 0)]
+    fig, axes = _panels(1, width=5.6)
+    ax = axes[0]
+    depths = sorted(data["depth"].dropna().unique().tolist())
+    for (method, depth), rows in data.groupby(["method", "depth"]):
+        marker = _MARKERS[depths.index(depth) % len(_MARKERS)]
+        ax.scatter(rows["lr"], rows["val_ll"], color=method_colour(str(method)), marker=marker,
+                   s=28, alpha=0.85, edgecolor="white", linewidth=0.5)  # fmt: skip
+    methods = sorted(data["method"].unique().tolist(), key=method_sort_key)
+    handles = [Line2D([], [], color=method_colour(m), marker="o", ls="", label=m) for m in methods]
+    handles += [
+        Line2D([], [], color="0.3", marker=_MARKERS[i % len(_MARKERS)], ls="", label=f"depth {d}")
+        for i, d in enumerate(depths)
+    ]
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (Adam)")
+    ax.set_ylabel("final validation LL (nats/sample)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, ctx, out_dir, "hpo_ll_vs_lr", "Hyper-parameter search: val LL against lr")
