@@ -1,0 +1,41 @@
+"""relgrad_core: dense invertible flows trained by the relative gradient, and every baseline beside it.
+
+Gresele et al., *Relative gradient optimization of the Jacobian term in unsupervised deep learning*,
+NeurIPS 2020.
+"""
+
+from relgrad_core.activation import inverse_smooth_leaky_relu, log_derivative, smooth_leaky_relu
+from relgrad_core.base import BASES, make_base
+from relgrad_core.data import DATASETS, Dataset, load_dataset
+from relgrad_core.device import resolve_device
+from relgrad_core.flow import DenseFlow, Flow, SingularWeightError, make_flow
+from relgrad_core.gradients import METHODS, backward
+from relgrad_core.lu_flow import LUFlow
+from relgrad_core.timing import StepTiming, time_step
+from relgrad_core.training import Diverged, EpochRecord, History, evaluate_nll, fit
+
+__all__ = [
+    "BASES",
+    "DATASETS",
+    "METHODS",
+    "Dataset",
+    "DenseFlow",
+    "Diverged",
+    "EpochRecord",
+    "Flow",
+    "History",
+    "LUFlow",
+    "SingularWeightError",
+    "StepTiming",
+    "backward",
+    "evaluate_nll",
+    "fit",
+    "inverse_smooth_leaky_relu",
+    "load_dataset",
+    "log_derivative",
+    "make_base",
+    "make_flow",
+    "resolve_device",
+    "smooth_leaky_relu",
+    "time_step",
+]

@@ -1,0 +1,254 @@
+"""Fully connected invertible flows ``z = g(x)`` with smooth leaky ReLU activations.
+
+``y_l = z_{l-1} W_lᵀ + b_l``, ``z_l = σ(y_l)`` for ``l < L`` and ``z_L = y_L`` (last layer affine), so
+
+    log p(x) = Σ_i log p_1(z_{L,i}) + Σ_{l<L} Σ_i log σ'(y_{l,i}) + Σ_l log|det W_l|.
+
+The first two sums form the *data term* (O(B·D) given the forward pass); the last is the *log-det term*,
+which depends on the weights only and is what the relative gradient avoids differentiating through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from relgrad_core.activation import (
+    check_alpha,
+    inverse_smooth_leaky_relu,
+    log_derivative,
+    smooth_leaky_relu,
+)
+from relgrad_core.base import BaseDensity, make_base
+from relgrad_core.device import resolve_device
+
+LinearFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+class SingularWeightError(ValueError):
+    """A layer's weight matrix is (numerically) singular, so the flow is not invertible."""
+
+
+def _check_shape(dim: int, depth: int) -> None:
+    for name, value in (("dim", dim), ("depth", depth)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def random_orthogonal(dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Haar-distributed orthogonal matrix (QR of a Gaussian matrix with the signs of R's diagonal fixed)."""
+    q, r = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+class Flow(nn.Module):
+    """What every flow here shares: the base density, σ between layers, exact log-density and sampling.
+
+    Subclasses provide ``layers`` (each with ``.weight`` D×D and ``.bias`` D or None) and
+    :meth:`weight_log_abs_det` (differentiable ``Σ_l log|det W_l|``).
+    """
+
+    layers: nn.ModuleList
+
+    def __init__(self, dim: int, depth: int, *, alpha: float, base: str) -> None:
+        super().__init__()
+        _check_shape(dim, depth)
+        self.dim = dim
+        self.depth = depth
+        self.alpha = check_alpha(alpha)
+        self.base_name = base
+        self.base: BaseDensity = make_base(base)
+        self._logdet_cache: tuple[tuple, torch.Tensor] | None = None
+
+    # --- pieces the subclasses define -------------------------------------------------------
+    def weight_log_abs_det(self) -> torch.Tensor:
+        """``Σ_l log|det W_l|`` as a differentiable scalar."""
+        raise NotImplementedError
+
+    def _layer_inverse(self, index: int, y: torch.Tensor) -> torch.Tensor:
+        """Solve ``y = z Wᵀ + b`` for ``z`` in layer ``index``."""
+        raise NotImplementedError
+
+    # --- shared machinery -------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def _params_version(self) -> tuple:
+        return tuple((p.data_ptr(), p._version, p.dtype, str(p.device)) for p in self.parameters())
+
+    def cached_weight_log_abs_det(self) -> torch.Tensor:
+        """``Σ_l log|det W_l|`` computed once per parameter version (keyed on the tensors' version
+        counters, which every in-place optimizer step bumps) and reused by every evaluation batch."""
+        key = self._params_version()
+        if self._logdet_cache is None or self._logdet_cache[0] != key:
+            with torch.no_grad():
+                value = self.weight_log_abs_det().detach()
+            self._logdet_cache = (key, value)
+        return self._logdet_cache[1]
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"expected input of shape (batch, {self.dim}), got {tuple(x.shape)}")
+
+    def transform(self, x: torch.Tensor, linear: LinearFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Push ``x`` through the layers; return ``z_L`` and the per-sample ``Σ_{l<L} Σ_i log σ'(y_{l,i})``.
+
+        By default each layer computes its own ``y``; a ``linear(z, weight, bias)`` replaces that to change
+        only how the weights receive gradients (the relative method plugs in its autograd function here).
+        """
+        z = x
+        log_slope = x.new_zeros(x.shape[0])
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            y = layer(z) if linear is None else linear(z, layer.weight, layer.bias)
+            if index < last:
+                log_slope = log_slope + log_derivative(y, self.alpha).sum(dim=1)
+                z = smooth_leaky_relu(y, self.alpha)
+            else:
+                z = y
+        return z, log_slope
+
+    def data_log_prob(self, x: torch.Tensor, linear: LinearFn | None = None) -> torch.Tensor:
+        """Per-sample data term ``Σ_i log p_1(z_{L,i}) + Σ_{l<L} Σ_i log σ'(y_{l,i})`` (no log-det)."""
+        z, log_slope = self.transform(x, linear)
+        return self.base.log_prob(z).sum(dim=1) + log_slope
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z, log|det ∂g/∂x|)`` per sample, exact.
+
+        With gradients enabled the log-det term is differentiated through (Euclidean gradient); without,
+        it comes from the per-version cache.
+        """
+        self._check_input(x)
+        z, log_slope = self.transform(x)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            weight_term = self.weight_log_abs_det()
+        else:
+            weight_term = self.cached_weight_log_abs_det()
+        return z, log_slope + weight_term
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact ``log p(x)`` per sample."""
+        z, log_abs_det = self(x)
+        return self.base.log_prob(z).sum(dim=1) + log_abs_det
+
+    def check_invertible(self) -> None:
+        """Raise :class:`SingularWeightError` naming the first layer whose weight is numerically singular.
+
+        Criterion: the LU pivots' magnitude ratio ``min|U_ii| / max|U_ii|`` below ``D·eps`` (the point at
+        which a solve loses every significant digit), or any non-finite entry. One O(D³) factorisation
+        per layer, run once before training, never per step.
+        """
+        with torch.no_grad():
+            for index, layer in enumerate(self.layers):
+                weight = layer.weight
+                if not bool(torch.isfinite(weight).all()):
+                    raise SingularWeightError(f"layer {index}: weight has non-finite entries")
+                pivots = torch.linalg.lu_factor_ex(weight)[0].diagonal().abs()
+                largest = pivots.max()
+                eps = torch.finfo(weight.dtype).eps
+                if largest == 0 or pivots.min() / largest < self.dim * eps:
+                    raise SingularWeightError(
+                        f"layer {index}: weight matrix is singular (LU pivot ratio "
+                        f"{float(pivots.min() / largest) if largest > 0 else 0.0:.3g} < D·eps); "
+                        "the flow is not invertible"
+                    )
+
+    @torch.no_grad()
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """``x = g⁻¹(z)``: per layer a linear solve, then σ⁻¹ by safeguarded Newton."""
+        self._check_input(z)
+        x = z
+        for index in reversed(range(len(self.layers))):
+            if index < len(self.layers) - 1:
+                x = inverse_smooth_leaky_relu(x, self.alpha)
+            x = self._layer_inverse(index, x)
+        return x
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` samples ``g⁻¹(z)`` with ``z`` from the base density."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"number of samples must be a positive integer, got {n!r}")
+        z = self.base.sample((n, self.dim), device=self.device, dtype=self.dtype, generator=generator)
+        return self.inverse(z)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, depth={self.depth}, alpha={self.alpha}, base={self.base_name!r}"
+
+
+class DenseFlow(Flow):
+    """``depth`` unconstrained square layers (``nn.Linear``) with σ between them; the paper's model.
+
+    Weights start orthogonal (so ``log|det W| = 0``), biases at zero. ``seed`` makes the init reproducible.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        *,
+        alpha: float = 0.3,
+        bias: bool = True,
+        base: str = "gaussian",
+        device: str | torch.device | None = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(dim, depth, alpha=alpha, base=base)
+        self.has_bias = bias
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        layers = []
+        for _ in range(depth):
+            layer = nn.Linear(dim, dim, bias=bias, dtype=dtype)
+            with torch.no_grad():
+                layer.weight.copy_(random_orthogonal(dim, generator))
+                if bias:
+                    layer.bias.zero_()
+            layers.append(layer)
+        self.layers = nn.ModuleList(layers)
+        self.to(device=resolve_device(device), dtype=dtype)
+
+    def weight_log_abs_det(self) -> torch.Tensor:
+        return torch.stack([torch.linalg.slogdet(layer.weight)[1] for layer in self.layers]).sum()
+
+    def _layer_inverse(self, index: int, y: torch.Tensor) -> torch.Tensor:
+        layer = self.layers[index]
+        if layer.bias is not None:
+            y = y - layer.bias
+        # z Wᵀ = y  ⇔  W zᵀ = yᵀ: one LU of W shared by the whole batch
+        return torch.linalg.solve(layer.weight, y.mT).mT
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", bias={self.has_bias}"
+
+
+def make_flow(
+    method: str,
+    dim: int,
+    depth: int,
+    *,
+    alpha: float = 0.3,
+    bias: bool = True,
+    base: str = "gaussian",
+    device: str | torch.device | None = "auto",
+    dtype: torch.dtype = torch.float32,
+    seed: int | None = None,
+) -> Flow:
+    """The flow a gradient method trains: :class:`LUFlow` for ``"lu"``, :class:`DenseFlow` otherwise."""
+    from relgrad_core.gradients import METHODS
+    from relgrad_core.lu_flow import LUFlow
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    cls = LUFlow if method == "lu" else DenseFlow
+    return cls(dim, depth, alpha=alpha, bias=bias, base=base, device=device, dtype=dtype, seed=seed)
