@@ -30,13 +30,18 @@ class LULinear(nn.Module):
         # P = I[perm] (rows permuted), so (W zᵀ)ᵀ = (z Uᵀ Lᵀ)[:, perm]
         self.register_buffer("perm", perm_matrix.argmax(dim=1))
         self.register_buffer("eye", torch.eye(dim, dtype=weight.dtype))
+        # masks instead of torch.tril/triu in the hot path: on torch 2.13 CPU those take milliseconds
+        # even for tiny matrices, an elementwise product does not
+        ones = torch.ones(dim, dim, dtype=weight.dtype)
+        self.register_buffer("strict_lower_mask", torch.tril(ones, -1))
+        self.register_buffer("strict_upper_mask", torch.triu(ones, 1))
         self.bias = nn.Parameter(torch.zeros(dim, dtype=weight.dtype)) if bias else None
 
     def lower_factor(self) -> torch.Tensor:
-        return torch.tril(self.lower, -1) + self.eye
+        return self.lower * self.strict_lower_mask + self.eye
 
     def upper_factor(self) -> torch.Tensor:
-        return torch.triu(self.upper, 1) + torch.diag(self.sign * self.log_diag.exp())
+        return self.upper * self.strict_upper_mask + torch.diag(self.sign * self.log_diag.exp())
 
     @property
     def weight(self) -> torch.Tensor:

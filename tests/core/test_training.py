@@ -1,0 +1,167 @@
+"""fit: every method learns, relative and ordinary close the gap to the truth, bad input and divergence."""
+
+import math
+
+import pytest
+import torch
+
+from relgrad_core import (
+    METHODS,
+    DenseFlow,
+    Diverged,
+    SingularWeightError,
+    evaluate_nll,
+    fit,
+    load_dataset,
+    make_flow,
+)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return load_dataset("teacher", dim=4, depth=2, n_train=3000, n_val=1000, n_test=1000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return load_dataset("moons", n_train=2000, n_val=500, n_test=500, seed=0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_lowers_the_nll_on_a_toy_set(method, moons):
+    flow = make_flow(method, 2, 2, device="cpu", seed=0)
+    before, before_data = evaluate_nll(flow, moons.val), _data_nll(flow, moons.val)
+    history = fit(flow, moons, method=method, lr=1e-2, batch_size=100, epochs=3, patience=None)
+    assert len(history.records) == 3
+    assert evaluate_nll(flow, moons.val) == pytest.approx(history.best_val_nll)  # best weights restored
+    if method == "mlp":
+        # the cost floor ignores the log-det term: it lowers the data term, which is its objective
+        assert _data_nll(flow, moons.val) < before_data - 0.2
+    else:
+        assert history.best_val_nll < before - 0.2
+
+
+def _data_nll(flow, x):
+    with torch.no_grad():
+        return -flow.data_log_prob(x).mean().item()
+
+
+@pytest.mark.parametrize("method", ["relative", "ordinary"])
+def test_relative_and_ordinary_close_most_of_the_gap_on_teacher_data(method, teacher):
+    flow = make_flow(method, 4, 2, device="cpu", seed=1)
+    initial_ll = -evaluate_nll(flow, teacher.test)
+    fit(flow, teacher, method=method, lr=1e-2, batch_size=100, epochs=12, patience=None)
+    final_ll = -evaluate_nll(flow, teacher.test)
+    closed = (final_ll - initial_ll) / (teacher.true_test_ll - initial_ll)
+    assert closed > 0.9, f"{method} closed only {closed:.1%} of the gap"
+
+
+def test_history_records_and_callback_stop(teacher):
+    seen = []
+
+    def callback(record):
+        seen.append(record)
+        return record.epoch == 2
+
+    flow = make_flow("relative", 4, 2, device="cpu", seed=0)
+    history = fit(
+        flow,
+        teacher,
+        method="relative",
+        lr=1e-3,
+        batch_size=50,
+        epochs=10,
+        steps_per_epoch=7,
+        callback=callback,
+    )
+    assert history.stopped_reason == "callback" and len(history.records) == 2 and seen == history.records
+    first, second = history.records
+    assert (first.step, second.step) == (7, 14)
+    assert second.train_time_s > first.train_time_s > 0 and first.sec_per_iter > 0
+    assert math.isfinite(first.train_nll) and first.val_ll == -first.val_nll
+
+
+def test_max_steps(teacher):
+    flow = make_flow("relative", 4, 2, device="cpu", seed=0)
+    history = fit(flow, teacher, method="relative", lr=1e-3, batch_size=100, max_steps=5)
+    assert history.stopped_reason == "max_steps" and history.steps == 5
+
+
+def test_patience_stops_and_restores_the_best_weights(teacher, monkeypatch):
+    import relgrad_core.training as training
+
+    # a validation NLL that only gets worse after epoch 1: patience 2 must stop after epoch 3
+    scores = iter([1.0, 2.0, 3.0, 4.0, 5.0])
+    snapshots = []
+    real = training.evaluate_nll
+
+    def fake_evaluate(flow, x, batch_size=1024):
+        snapshots.append([p.detach().clone() for p in flow.parameters()])
+        real(flow, x, batch_size)
+        return next(scores)
+
+    monkeypatch.setattr(training, "evaluate_nll", fake_evaluate)
+    flow = make_flow("relative", 4, 2, device="cpu", seed=0)
+    history = fit(flow, teacher, method="relative", lr=1e-2, batch_size=100, epochs=10, patience=2)
+    assert history.stopped_reason == "patience" and len(history.records) == 3 and history.best_epoch == 1
+    for restored, best in zip(flow.parameters(), snapshots[0], strict=True):
+        torch.testing.assert_close(restored.detach(), best, rtol=0, atol=0)
+
+
+def test_fit_accepts_a_tensor_pair():
+    x = torch.randn(300, 3)
+    history = fit(DenseFlow(3, 2), (x[:200], x[200:]), method="relative", lr=1e-3, batch_size=50, epochs=1)
+    assert len(history.records) == 1
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"method": "newton"}, "unknown method 'newton'"),
+        ({"lr": 0.0}, "learning rate must be a positive"),
+        ({"lr": float("nan")}, "learning rate must be a positive"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"epochs": -1}, "epochs must be a positive integer"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
+    ],
+)
+def test_bad_arguments_are_rejected_before_training(change, match):
+    flow = DenseFlow(3, 2, seed=0)
+    before = [p.clone() for p in flow.parameters()]
+    x = torch.randn(100, 3)
+    kwargs = {"method": "relative", "lr": 1e-3, "batch_size": 10, "epochs": 1} | change
+    with pytest.raises(ValueError, match=match):
+        fit(flow, (x, x), **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(before, flow.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(
+    "train,match",
+    [
+        (torch.tensor([[0.0, float("nan"), 1.0]] * 5), "train split contains NaN or inf"),
+        (torch.tensor([[0.0, float("inf"), 1.0]] * 5), "train split contains NaN or inf"),
+        (torch.randn(5, 4), "train split has dimension 4 but the flow has dim=3"),
+        (torch.empty(0, 3), "train split is empty"),
+        (torch.randn(5), "must be 2-D"),
+    ],
+)
+def test_bad_data_is_rejected_before_training(train, match):
+    with pytest.raises(ValueError, match=match):
+        fit(DenseFlow(3, 2), (train, torch.randn(4, 3)), method="relative", lr=1e-3, batch_size=2, epochs=1)
+
+
+def test_singular_weights_are_rejected_before_training():
+    flow = DenseFlow(3, 2, seed=0)
+    with torch.no_grad():
+        flow.layers[0].weight.zero_()
+    with pytest.raises(SingularWeightError, match="layer 0: weight matrix is singular"):
+        fit(flow, (torch.randn(10, 3), torch.randn(5, 3)), method="ordinary", lr=1e-3, batch_size=5, epochs=1)
+
+
+@pytest.mark.parametrize("method", ["relative", "ordinary"])
+def test_divergence_raises_with_the_step_and_keeps_finite_weights(method, teacher):
+    flow = make_flow(method, 4, 2, device="cpu", seed=0)
+    with pytest.raises(Diverged, match=r"diverged at step \d+") as info:
+        fit(flow, teacher, method=method, lr=1e6, batch_size=100, epochs=5, optimizer="sgd")
+    assert info.value.step >= 1 and info.value.method == method
+    assert all(torch.isfinite(p).all() for p in flow.parameters())
