@@ -53,17 +53,32 @@ def _circle_centres(count: int, radius: float, offset: float = 0.0) -> np.ndarra
     return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
-def gaussian_mixture_log_prob(centres: np.ndarray, weights: np.ndarray, std: float) -> LogProb:
-    """``log Σ_k w_k N(x; c_k, std²·I)`` for 2-D rows ``x``, in the input's dtype."""
-    log_norm = -math.log(2.0 * math.pi * std**2)
+@dataclass(frozen=True)
+class GaussianMixtureLogProb:
+    """``log Σ_k w_k N(x; c_k, std²·I)`` for 2-D rows ``x``, in the input's dtype.
 
-    def log_prob(x: torch.Tensor) -> torch.Tensor:
-        c = torch.as_tensor(centres, dtype=x.dtype, device=x.device)
-        log_w = torch.as_tensor(np.log(weights), dtype=x.dtype, device=x.device)
+    A module-level callable (not a closure) so that a :class:`Dataset` stays picklable.
+    """
+
+    centres: tuple[tuple[float, float], ...]
+    weights: tuple[float, ...]
+    std: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        c = torch.tensor(self.centres, dtype=x.dtype, device=x.device)
+        log_w = torch.tensor(self.weights, dtype=x.dtype, device=x.device).log()
         sq = (x[:, None, :] - c[None, :, :]).pow(2).sum(-1)
-        return torch.logsumexp(log_w - sq / (2.0 * std**2), dim=1) + log_norm
+        log_norm = -math.log(2.0 * math.pi * self.std**2)
+        return torch.logsumexp(log_w - sq / (2.0 * self.std**2), dim=1) + log_norm
 
-    return log_prob
+
+def gaussian_mixture_log_prob(
+    centres: np.ndarray, weights: np.ndarray, std: float
+) -> GaussianMixtureLogProb:
+    """The closed-form log-density of the mixture that :func:`_sample_mixture` draws from."""
+    return GaussianMixtureLogProb(
+        tuple((float(a), float(b)) for a, b in centres), tuple(float(w) for w in weights), std
+    )
 
 
 def _sample_mixture(
@@ -122,18 +137,43 @@ def _checkerboard(
     return points, checkerboard_log_prob
 
 
-def _sine(n: int, rng: np.random.Generator, noise: float) -> tuple[np.ndarray, LogProb]:
-    x1 = rng.uniform(-SINE_HALF_WIDTH, SINE_HALF_WIDTH, size=n)
-    x2 = SINE_AMPLITUDE * np.sin(x1) + noise * rng.standard_normal(n)
-    log_uniform = -math.log(2.0 * SINE_HALF_WIDTH)
+@dataclass(frozen=True)
+class SineLogProb:
+    """``−log 8 + log N(x₂; 2 sin x₁, noise²)`` for ``|x₁| ≤ 4``, ``−inf`` outside."""
 
-    def log_prob(x: torch.Tensor) -> torch.Tensor:
+    noise: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         resid = x[:, 1] - SINE_AMPLITUDE * torch.sin(x[:, 0])
-        value = log_uniform - 0.5 * (resid / noise) ** 2 - math.log(noise * math.sqrt(2 * math.pi))
+        log_normal = -0.5 * (resid / self.noise) ** 2 - math.log(self.noise * math.sqrt(2 * math.pi))
+        value = log_normal - math.log(2.0 * SINE_HALF_WIDTH)
         inside = x[:, 0].abs() <= SINE_HALF_WIDTH
         return torch.where(inside, value, torch.full_like(value, -math.inf))
 
-    return np.stack([x1, x2], axis=1), log_prob
+
+@dataclass(frozen=True)
+class RingsLogProb:
+    """``log Σ_k w_k [φ(s − r_k) + φ(s + r_k)] − log(2π s)`` with ``s = ‖x‖``, ``φ = N(0, noise²)``."""
+
+    radii: tuple[float, ...]
+    weights: tuple[float, ...]
+    noise: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        r = torch.tensor(self.radii, dtype=x.dtype, device=x.device)
+        log_w = torch.tensor(self.weights, dtype=x.dtype, device=x.device).log()
+        s = x.norm(dim=1, keepdim=True)
+        log_phi = -0.5 * math.log(2.0 * math.pi) - math.log(self.noise)
+        near = log_phi - 0.5 * ((s - r) / self.noise) ** 2
+        folded = log_phi - 0.5 * ((s + r) / self.noise) ** 2  # negative radii, through the origin
+        radial = torch.logsumexp(torch.stack([near, folded]) + log_w, dim=(0, 2))
+        return radial - torch.log(2.0 * math.pi * s[:, 0])
+
+
+def _sine(n: int, rng: np.random.Generator, noise: float) -> tuple[np.ndarray, LogProb]:
+    x1 = rng.uniform(-SINE_HALF_WIDTH, SINE_HALF_WIDTH, size=n)
+    x2 = SINE_AMPLITUDE * np.sin(x1) + noise * rng.standard_normal(n)
+    return np.stack([x1, x2], axis=1), SineLogProb(noise)
 
 
 def _rings(n: int, rng: np.random.Generator, noise: float) -> tuple[np.ndarray, LogProb]:
@@ -144,17 +184,7 @@ def _rings(n: int, rng: np.random.Generator, noise: float) -> tuple[np.ndarray, 
     angle = rng.uniform(0.0, 2.0 * math.pi, size=n)
     points = radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
-    def log_prob(x: torch.Tensor) -> torch.Tensor:
-        r = torch.as_tensor(radii, dtype=x.dtype, device=x.device)
-        log_w = torch.as_tensor(np.log(weights), dtype=x.dtype, device=x.device)
-        s = x.norm(dim=1, keepdim=True)
-        log_phi = -0.5 * math.log(2.0 * math.pi) - math.log(noise)
-        near = log_phi - 0.5 * ((s - r) / noise) ** 2
-        folded = log_phi - 0.5 * ((s + r) / noise) ** 2
-        radial = torch.logsumexp(torch.stack([near, folded]) + log_w, dim=(0, 2))
-        return radial - torch.log(2.0 * math.pi * s[:, 0])
-
-    return points, log_prob
+    return points, RingsLogProb(RING_RADII, tuple(float(w) for w in weights), noise)
 
 
 def _moons(n: int, rng: np.random.Generator, noise: float) -> tuple[np.ndarray, None]:

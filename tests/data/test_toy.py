@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Callable
 
 import pytest
@@ -112,3 +113,12 @@ def test_float64_request_keeps_precision() -> None:
     b = load_dataset("sine", dtype=torch.float32, n_train=10, n_val=5, n_test=5)
     assert a.train.dtype == torch.float64
     torch.testing.assert_close(a.train.float(), b.train)
+
+
+@pytest.mark.parametrize("name", KNOWN_DENSITY)
+def test_dataset_pickles_with_its_density(name: str) -> None:
+    """Plain pickle (as multiprocessing uses) must work: densities are not closures."""
+    data = load_dataset(name, n_train=5, n_val=5, n_test=5)
+    copy = pickle.loads(pickle.dumps(data))
+    assert copy.true_log_prob is not None and data.true_log_prob is not None
+    torch.testing.assert_close(copy.true_log_prob(data.test), data.true_log_prob(data.test))
