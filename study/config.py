@@ -11,7 +11,6 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -263,9 +262,12 @@ class Preset:
 # --------------------------------------------------------------------------------------------
 # Loading and overriding
 # --------------------------------------------------------------------------------------------
+# Next to this module (package data); a plain path also works under editable installs.
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
 def preset_names() -> list[str]:
-    folder = resources.files("study") / "presets"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
 def load_preset(name_or_path: str) -> Preset:
@@ -274,7 +276,7 @@ def load_preset(name_or_path: str) -> Preset:
     if path.suffix in (".yaml", ".yml") and path.exists():
         text, name = path.read_text(), path.stem
     else:
-        resource = resources.files("study") / "presets" / f"{name_or_path}.yaml"
+        resource = PRESET_DIR / f"{name_or_path}.yaml"
         if not resource.is_file():
             raise ConfigError(
                 f"preset: unknown preset {name_or_path!r}; known: {', '.join(preset_names())}"

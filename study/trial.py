@@ -1,0 +1,257 @@
+"""One trial: build data and flow, time a step, train, evaluate, and log it all to MLflow.
+
+:func:`execute` is plain Python (used by ``relgrad train`` and the HPO retrain); :func:`tune_trial`
+wraps it as a Ray Tune function trainable that reports every evaluation to Tune and records the
+trial as an MLflow child run (reused, not duplicated, when Tune retries or resumes the trial).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from study import tracking
+from study.config import DataConfig, TrainConfig, flatten, to_dict
+from study.tracking import TrackingContext
+
+Metrics = dict[str, float]
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial of a sweep shares (picklable; shipped with ``tune.with_parameters``)."""
+
+    tracking: TrackingContext
+    data: DataConfig
+    train: TrainConfig
+    role: str = "trial"
+    inject_worker_kill: str | None = None  # testing: marker file, see `_maybe_kill_worker`
+    extra_params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrialOutcome:
+    status: str  # one of tracking.STATUSES
+    reason: str
+    metrics: Metrics
+    steps: int = 0
+
+
+def trial_params(
+    point: Mapping[str, Any], data: DataConfig, train: TrainConfig, device: str | None = None
+) -> dict[str, str]:
+    """Child-run params: the schema's names first, then the rest of the config, flattened.
+
+    ``device`` is the device the trial resolved (``cuda:0``); the configured one otherwise.
+    """
+    params = {
+        "method": point["method"],
+        "dim": point["dim"],
+        "depth": point["depth"],
+        "batch_size": point["batch_size"],
+        "lr": point["lr"],
+        "alpha": point["alpha"],
+        "dataset": data.dataset,
+        "device": device or train.device,
+        "dtype": train.dtype,
+        "seed": point.get("seed", 0),
+    }
+    rest = flatten({"data": to_dict(data), "train": to_dict(train)})
+    return {k: str(v) for k, v in {**rest, **params}.items()}
+
+
+def build_dataset(name: str, dim: int | None, data: DataConfig, *, seed: int, alpha: float, dtype):
+    """Generate ``teacher``/``noise`` data at ``dim``, or load a named data set."""
+    from relgrad_core import load_dataset
+
+    if name == "teacher":
+        return load_dataset(
+            "teacher", dim=dim, depth=data.teacher_depth, n_train=data.n_train, n_val=data.n_val,
+            n_test=data.n_test, alpha=alpha, seed=seed, dtype=dtype,
+        )
+    if name == "noise":
+        return load_dataset(
+            "noise", dim=dim, n_train=data.n_train, n_val=data.n_val, n_test=data.n_test,
+            seed=seed, dtype=dtype,
+        )
+    return load_dataset(name, root=data.root, seed=seed, dtype=dtype)
+
+
+def execute(
+    point: Mapping[str, Any],
+    data: DataConfig,
+    train: TrainConfig,
+    *,
+    on_timing: Callable[[Metrics], None] | None = None,
+    on_record: Callable[[Metrics, int], bool | None] | None = None,
+    progress: bool = False,
+) -> TrialOutcome:
+    """Time one step of ``point['method']`` at ``point['dim']``, then train and evaluate.
+
+    Timing: ``time_step`` median / min / IQR of a full step (gradient + Adam update) on one batch,
+    and the peak memory; it restores the weights, so training starts from the initialisation.
+    Training: ``fit`` with ``on_record(metrics, step)`` after each evaluation (``train_nll``,
+    ``val_ll``, ``train_time_s``; ``step`` = cumulative training steps). A non-finite loss gives
+    status ``diverged``; anything else that goes wrong propagates.
+    """
+    import torch
+
+    from relgrad_core import Diverged, evaluate_nll, fit, make_flow, resolve_device, time_step
+
+    dtype = torch.float64 if train.dtype == "float64" else torch.float32
+    device = resolve_device(train.device)
+    seed = int(point.get("seed", 0))
+    dataset = build_dataset(
+        data.dataset, point.get("dim"), data, seed=seed, alpha=float(point["alpha"]), dtype=dtype
+    )
+    flow = make_flow(
+        point["method"], dataset.dim, int(point["depth"]), alpha=float(point["alpha"]),
+        device=device, dtype=dtype, seed=seed,
+    )
+    batch_size = int(point["batch_size"])
+    reps = -(-batch_size // len(dataset.train))  # tile a small training set up to one batch
+    batch = dataset.train.repeat(reps, 1)[:batch_size]
+    # The step's cost does not depend on the learning rate; a fixed one keeps timing finite.
+    timing = time_step(
+        flow, batch, point["method"], warmup=train.timing_warmup, repeats=train.timing_repeats,
+        optimizer=train.optimizer, lr=1e-3,
+    )
+    metrics: Metrics = {
+        "sec_per_iter": timing.median,
+        "sec_per_iter_min": timing.min,
+        "sec_per_iter_iqr": timing.iqr,
+        "peak_mem_mb": timing.peak_mem_bytes / 2**20,
+    }
+    if on_timing is not None:
+        on_timing(dict(metrics))
+
+    def callback(record) -> bool | None:
+        values = {
+            "train_nll": float(record.train_nll),
+            "val_ll": float(record.val_ll),
+            "train_time_s": float(record.train_time_s),
+        }
+        metrics.update(values)
+        return on_record(values, int(record.step)) if on_record is not None else None
+
+    try:
+        history = fit(
+            flow, dataset, method=point["method"], lr=float(point["lr"]), batch_size=batch_size,
+            epochs=train.epochs, patience=train.patience, optimizer=train.optimizer,
+            callback=callback, steps_per_epoch=train.steps_per_epoch, max_steps=train.max_steps,
+            time_budget_s=train.time_budget_s, seed=seed, progress=progress,
+        )
+    except Diverged as exc:
+        return TrialOutcome("diverged", str(exc), metrics, steps=int(exc.step))
+    test_ll = -evaluate_nll(flow, dataset.test.to(device=device, dtype=dtype))
+    metrics["test_ll"] = test_ll
+    if dataset.true_test_ll is not None:
+        metrics["true_test_ll"] = float(dataset.true_test_ll)
+    reason = f"trained {history.steps} steps, stopped by {history.stopped_reason}"
+    if not math.isfinite(test_ll):
+        return TrialOutcome("diverged", f"{reason}; non-finite test LL", metrics, history.steps)
+    return TrialOutcome("ok", reason, metrics, history.steps)
+
+
+def _maybe_kill_worker(marker: str | None) -> None:
+    """Testing hook: the first trial to get here SIGKILLs its own worker (a real process death)."""
+    if not marker:
+        return
+    path = Path(marker)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_name(point: Mapping[str, Any]) -> str:
+    return (
+        f"{point['method']}-d{point['dim']}-L{point['depth']}-B{point['batch_size']}"
+        f"-lr{point['lr']:g}"
+    )
+
+
+def run_logged(
+    point: Mapping[str, Any],
+    ctx: SweepContext,
+    trial_id: str,
+    *,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = False,
+) -> TrialOutcome:
+    """Run :func:`execute` as an MLflow child run of the sweep, reporting to ``report`` if given.
+
+    Reports carry the timing metrics and the latest training metrics, plus ``status``. A Tune stop
+    (``SystemExit`` from ``report``, e.g. ASHA) ends the run as ``ok`` with the reason.
+    """
+    import torch
+
+    uri = ctx.tracking.tracking_uri
+    device = str(_device_for(ctx.train.device))
+    params = {**trial_params(point, ctx.data, ctx.train, device), **ctx.extra_params}
+    run_id = tracking.start_child(
+        ctx.tracking, trial_id, params, role=ctx.role, run_name=run_name(point)
+    )
+    tracking.set_tags(uri, run_id, tracking.environment_tags(device) | {"pid": str(os.getpid())})
+    torch.manual_seed(int(point.get("seed", 0)))
+    latest: dict[str, Any] = {"status": "running"}
+    evaluations = 0
+
+    def on_timing(metrics: Metrics) -> None:
+        tracking.log_metrics(uri, run_id, metrics, step=0)
+        latest.update(metrics)
+
+    def on_record(metrics: Metrics, step: int) -> None:
+        nonlocal evaluations
+        evaluations += 1
+        tracking.log_metrics(uri, run_id, metrics, step=step)
+        latest.update(metrics, step=step)
+        if report is not None:
+            report(dict(latest))
+
+    try:
+        _maybe_kill_worker(ctx.inject_worker_kill)
+        outcome = execute(
+            point, ctx.data, ctx.train, on_timing=on_timing, on_record=on_record, progress=progress
+        )
+    except SystemExit:
+        reason = f"stopped early by the scheduler after {evaluations} evaluations"
+        tracking.finish_child(uri, run_id, "ok", reason)
+        raise
+    except BaseException as exc:
+        # Recorded, then re-raised so that Tune's FailureConfig can retry the trial (same run).
+        tracking.finish_child(
+            uri, run_id, "failed", f"{type(exc).__name__}: {exc}", run_status="FAILED"
+        )
+        raise
+    final = {k: v for k, v in outcome.metrics.items() if k in ("test_ll", "true_test_ll")}
+    tracking.log_metrics(uri, run_id, final, step=max(outcome.steps, 0))
+    tracking.finish_child(uri, run_id, outcome.status, outcome.reason)
+    if report is not None:
+        result = {**latest, **outcome.metrics, "status": outcome.status}
+        if outcome.status == "diverged":
+            result["val_ll"] = -math.inf  # worst possible for ASHA/Optuna, never a "best"
+        report(result)
+    return outcome
+
+
+def _device_for(device: str):
+    from relgrad_core import resolve_device
+
+    return resolve_device(device)
+
+
+def tune_trial(config: dict[str, Any], ctx: SweepContext) -> None:
+    """Ray Tune function trainable (wrap with ``tune.with_parameters(tune_trial, ctx=...)``)."""
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id()
+    run_logged(config, ctx, trial_id, report=tune.report)
