@@ -194,6 +194,8 @@ def _tracking_uri(args: argparse.Namespace) -> str:
 
 
 def _storage_path(args: argparse.Namespace) -> str:
+    if args.storage_path and "://" in args.storage_path:  # s3://, gs://: kept as given
+        return str(args.storage_path)
     return str(Path(args.storage_path or Path.cwd() / "runs" / "ray_results").resolve())
 
 
@@ -243,7 +245,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     )
     print(f"\nsweep {name}: " + ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())))
     print(f"MLflow store: {uri}  (experiment {experiment!r}, parent run {summary.parent_run_id})")
-    print(f"Tune results: {Path(storage) / name}")
+    print(f"Tune results: {storage.rstrip('/')}/{name}")
     if not summary.complete:
         print(f"sweep interrupted; continue it with: relgrad scaling --name {name} --resume")
         return EXIT_INTERRUPTED

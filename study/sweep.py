@@ -91,18 +91,32 @@ class MlflowFinaliser(Callback):
 # --------------------------------------------------------------------------------------------
 # Shared driver plumbing
 # --------------------------------------------------------------------------------------------
-def sweep_file(storage_path: str, sweep: str) -> Path:
-    return Path(storage_path) / f"{sweep}{SWEEP_FILE_SUFFIX}"
+def _fs(storage_path: str):
+    """(filesystem, path) for a local folder or a URI such as s3://bucket/relgrad (pyarrow)."""
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(storage_path)
+
+
+def sweep_file(storage_path: str, sweep: str) -> str:
+    return f"{storage_path.rstrip('/')}/{sweep}{SWEEP_FILE_SUFFIX}"
+
+
+def save_config(storage_path: str, sweep: str, saved: dict[str, Any]) -> None:
+    filesystem, path = _fs(sweep_file(storage_path, sweep))
+    with filesystem.open_output_stream(path) as handle:
+        handle.write(json.dumps(saved, indent=1).encode())
 
 
 def load_saved_config(storage_path: str, sweep: str) -> dict[str, Any]:
     """The config a sweep was started with (``--resume`` needs no other flags)."""
-    path = sweep_file(storage_path, sweep)
-    if not path.exists():
-        raise ConfigError(
-            f"--resume: no sweep named {sweep!r} under {storage_path} (looked for {path.name})"
-        )
-    return json.loads(path.read_text())
+    from pyarrow import fs
+
+    filesystem, path = _fs(sweep_file(storage_path, sweep))
+    if filesystem.get_file_info(path).type != fs.FileType.File:
+        raise ConfigError(f"--resume: no sweep named {sweep!r} under {storage_path}")
+    with filesystem.open_input_stream(path) as handle:
+        return json.loads(handle.read().decode())
 
 
 def check_gpus(gpus_per_trial: float) -> None:
@@ -181,17 +195,22 @@ def _trainable(ctx: SweepContext, cpus: float, gpus: float):
 
 
 def _check_storage(storage_path: str, sweep: str, resume: bool) -> str:
-    path = Path(storage_path).expanduser().resolve()
-    experiment_dir = path / sweep
-    if resume and not Tuner.can_restore(str(experiment_dir)):
+    """Tune's storage: a local folder (made absolute) or a URI (s3://, gs://, a shared FS)."""
+    from pyarrow import fs
+
+    if "://" not in storage_path:
+        storage_path = str(Path(storage_path).expanduser().resolve())
+    experiment_dir = f"{storage_path.rstrip('/')}/{sweep}"
+    if resume and not Tuner.can_restore(experiment_dir):
         raise ConfigError(f"--resume: no restorable Tune experiment at {experiment_dir}")
-    if not resume and experiment_dir.exists():
+    filesystem, path = _fs(experiment_dir)
+    if not resume and filesystem.get_file_info(path).type != fs.FileType.NotFound:
         raise ConfigError(
             f"Tune results for sweep {sweep!r} already exist at {experiment_dir}; pass --resume or "
             "choose another --name"
         )
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
+    filesystem.create_dir(_fs(storage_path)[1], recursive=True)
+    return storage_path
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,10 +239,10 @@ def run_scaling(
     points = cfg.points()
     trainable = _trainable(ctx, cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
     if resume:
-        tuner = Tuner.restore(str(Path(storage_path) / sweep), trainable=trainable)
+        tuner = Tuner.restore(f"{storage_path.rstrip('/')}/{sweep}", trainable=trainable)
     else:
-        sweep_file(storage_path, sweep).write_text(
-            json.dumps({"kind": "scaling", "config": to_dict(cfg), "experiment": experiment})
+        save_config(
+            storage_path, sweep, {"kind": "scaling", "config": to_dict(cfg), "experiment": experiment}
         )
         budgets = {m: cfg.budget_for(m) for m in cfg.methods}
         searcher = BudgetedGridSearcher(points, budgets, ctx)
@@ -307,10 +326,10 @@ def run_hpo(
     space = cfg.space
     optuna_uri = optuna_storage_uri(tracking_uri)
     if resume:
-        tuner = Tuner.restore(str(Path(storage_path) / sweep), trainable=trainable)
+        tuner = Tuner.restore(f"{storage_path.rstrip('/')}/{sweep}", trainable=trainable)
     else:
-        sweep_file(storage_path, sweep).write_text(
-            json.dumps({"kind": "hpo", "config": to_dict(cfg), "experiment": experiment})
+        save_config(
+            storage_path, sweep, {"kind": "hpo", "config": to_dict(cfg), "experiment": experiment}
         )
         distributions = {
             "lr": optuna.distributions.FloatDistribution(space.lr_min, space.lr_max, log=True),

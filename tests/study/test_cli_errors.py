@@ -1,0 +1,97 @@
+"""Bad input fails fast: exit code 2, one clear line, no trial and no run recorded."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from study.cli import main
+from tests.study.conftest import runs_of
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _scaling(store: dict[str, str], *extra: str) -> list[str]:
+    return [
+        "scaling", "--preset", "smoke", "--name", "bad", "--tracking-uri", store["uri"],
+        "--storage-path", store["storage"], *extra,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--methods", "relative,newton"], "unknown method 'newton'"),
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["--dims", "0,8"], "scaling.dims: 0 < 1"),
+        (["--dims", "64:32:x2"], "ends before it starts"),
+        (["--methods", "jacobian", "--dims", "4096", "--preset", "quick"], "grid is empty"),
+        (["--cpus-per-trial", "0"], "cpus_per_trial"),
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--frobnicate"], "unrecognized arguments"),
+    ],
+)
+def test_bad_scaling_config_exits_2_before_anything(
+    store: dict[str, str], capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert main(_scaling(store, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not Path(store["storage"], "bad").exists()
+    assert runs_of(store["uri"], "bad") == []
+
+
+def test_unreachable_tracking_server(store: dict[str, str], capsys) -> None:
+    uri = f"http://127.0.0.1:{_free_port()}"
+    assert main(_scaling(store, "--tracking-uri", uri)) == 2
+    assert f"tracking server {uri} is unreachable" in capsys.readouterr().err
+
+
+def test_relative_sqlite_uri_is_rejected(store: dict[str, str], capsys) -> None:
+    assert main(_scaling(store, "--tracking-uri", "sqlite:///mlflow.db")) == 2
+    assert "must be absolute" in capsys.readouterr().err
+
+
+def test_gpus_requested_on_a_cpu_cluster(ray_session, store: dict[str, str], capsys) -> None:
+    import ray
+
+    if ray.cluster_resources().get("GPU", 0) > 0:
+        pytest.skip("this machine has a GPU")
+    assert main(_scaling(store, "--gpus-per-trial", "1")) == 2
+    assert "the Ray cluster has no GPU" in capsys.readouterr().err
+    assert runs_of(store["uri"], "bad") == []
+
+
+def test_resume_of_an_unknown_sweep(store: dict[str, str], capsys) -> None:
+    assert main(_scaling(store, "--resume")) == 2
+    assert "no sweep named 'bad'" in capsys.readouterr().err
+
+
+def test_tune_rejects_unknown_method_and_missing_dim(store: dict[str, str], capsys) -> None:
+    base = ["tune", "--preset", "smoke", "--tracking-uri", store["uri"], "--storage-path",
+            store["storage"]]
+    assert main([*base, "--method", "newton"]) == 2
+    assert "unknown method 'newton'" in capsys.readouterr().err
+    assert main([*base, "--samples", "0"]) == 2
+    assert "samples" in capsys.readouterr().err
+
+
+def test_report_of_an_unknown_sweep(store: dict[str, str], tmp_path: Path, capsys) -> None:
+    code = main(["report", "--sweep", "nothing-here", "--tracking-uri", store["uri"],
+                 "--out", str(tmp_path / "report")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "relgrad report:" in err and "Traceback" not in err
+
+
+def test_ui_without_a_store(tmp_path: Path, capsys) -> None:
+    uri = f"sqlite:///{(tmp_path / 'none' / 'mlflow.db').as_posix()}"
+    assert main(["ui", "--tracking-uri", uri]) == 2
+    assert "no MLflow store" in capsys.readouterr().err
