@@ -337,21 +337,26 @@ def run_hpo(
             "alpha": optuna.distributions.FloatDistribution(space.alpha_min, space.alpha_max),
             "batch_size": optuna.distributions.CategoricalDistribution(list(space.batch_sizes)),
         }
+        # metric/mode go to the searcher and scheduler themselves: an OptunaSearch built with its
+        # own space ignores TuneConfig's (and creates its study, direction included, right away).
         searcher = OptunaSearch(
             space=distributions,
+            metric="val_ll",
+            mode="max",
             sampler=optuna.samplers.TPESampler(seed=space.seed),
             storage=optuna.storages.RDBStorage(optuna_uri),
             study_name=sweep,
         )
         scheduler = ASHAScheduler(
-            time_attr="training_iteration", max_t=cfg.train.epochs + 1,
+            time_attr="training_iteration", metric="val_ll", mode="max",
+            max_t=cfg.train.epochs + 1,
             grace_period=space.grace_period, reduction_factor=space.reduction_factor,
         )
         tuner = Tuner(
             trainable,
             param_space={"method": space.method, "dim": dim, "seed": space.seed},
             tune_config=TuneConfig(
-                metric="val_ll", mode="max", search_alg=searcher, scheduler=scheduler,
+                search_alg=searcher, scheduler=scheduler,
                 num_samples=space.samples, max_concurrent_trials=cfg.resources.max_concurrent,
                 reuse_actors=True,
             ),
@@ -373,12 +378,10 @@ def run_hpo(
 
 
 def _best_config(results) -> dict[str, Any] | None:
+    """The config with the highest validation LL seen by any trial (``best_val_ll`` reports)."""
     best_value, best = -math.inf, None
     for result in results:
-        if result.metrics_dataframe is None or "val_ll" not in result.metrics_dataframe:
-            continue
-        values = result.metrics_dataframe["val_ll"].astype(float)
-        value = float(values.max()) if len(values) else -math.inf
+        value = float((result.metrics or {}).get("best_val_ll", -math.inf))
         if math.isfinite(value) and value > best_value:
             best_value, best = value, dict(result.config)
             best["_val_ll"] = value

@@ -213,7 +213,8 @@ def run_logged(
         nonlocal evaluations
         evaluations += 1
         tracking.log_metrics(uri, run_id, metrics, step=step)
-        latest.update(metrics, step=step)
+        best = max(float(latest.get("best_val_ll", -math.inf)), metrics["val_ll"])
+        latest.update(metrics, step=step, best_val_ll=best)
         if report is not None:
             report(dict(latest))
 

@@ -1,0 +1,118 @@
+"""Tiny scaling and HPO sweeps on the embedded Ray land the schema's runs in a sqlite store."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from study.cli import main
+from tests.study.conftest import runs_of, write_preset
+
+ENV_TAGS = ("device_name", "torch_version", "cuda_version", "cpu_model", "host", "node_id",
+            "git_commit", "trial_id")
+PARAMS = ("method", "dim", "depth", "batch_size", "lr", "alpha", "dataset", "device", "dtype",
+          "seed")
+TIMING = ("sec_per_iter", "sec_per_iter_min", "sec_per_iter_iqr", "peak_mem_mb")
+
+
+def _children(runs: list) -> list:
+    return [r for r in runs if r.data.tags.get("role") != "parent"]
+
+
+def test_scaling_sweep_records_ok_diverged_and_skipped(
+    ray_session, store: dict[str, str], tmp_path: Path
+) -> None:
+    # ordinary's budget is impossible to meet: its D=8 points must be skipped, not run.
+    # lr 1e12 blows the weights up after one Adam step: a non-finite loss, i.e. `diverged`.
+    preset = write_preset(
+        tmp_path, scaling={"lrs": [0.01, 1e12], "budget_s": {"ordinary": 1e-9}}
+    )
+    code = main(["scaling", "--preset", preset, "--name", "tiny", "--tracking-uri", store["uri"],
+                 "--storage-path", store["storage"]])
+    assert code == 0
+    runs = runs_of(store["uri"], "tiny")
+    parents = [r for r in runs if r.data.tags.get("role") == "parent"]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.data.tags["kind"] == "scaling" and parent.info.status == "FINISHED"
+    assert parent.data.params["methods"] == "relative,ordinary"
+
+    children = _children(runs)
+    by_key = {(r.data.params["method"], int(r.data.params["dim"]), float(r.data.params["lr"])): r
+              for r in children}
+    assert len(by_key) == len(children) == 8  # 2 methods x 2 dims x 2 lrs, none duplicated
+    for run in children:
+        tags = run.data.tags
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["sweep"] == "tiny" and tags["role"] == "trial"
+        assert all(name in run.data.params for name in PARAMS)
+        assert tags["status_reason"]
+    statuses = {key: r.data.tags["status"] for key, r in by_key.items()}
+    assert statuses == {
+        ("relative", 4, 0.01): "ok", ("relative", 8, 0.01): "ok",
+        ("relative", 4, 1e12): "diverged", ("relative", 8, 1e12): "diverged",
+        ("ordinary", 4, 0.01): "ok", ("ordinary", 4, 1e12): "diverged",
+        ("ordinary", 8, 0.01): "skipped_over_budget", ("ordinary", 8, 1e12): "skipped_over_budget",
+    }
+    for key, run in by_key.items():
+        metrics, tags = run.data.metrics, run.data.tags
+        if statuses[key] == "skipped_over_budget":
+            assert not set(TIMING) & set(metrics)  # skipped trials carry no timing
+            assert "D=4" in tags["status_reason"] and "budget" in tags["status_reason"]
+            continue
+        assert all(name in tags for name in ENV_TAGS)
+        assert tags["device_name"].startswith("cpu: ")
+        assert all(metrics[name] >= 0 for name in TIMING)
+        assert metrics["sec_per_iter_min"] <= metrics["sec_per_iter"]
+        assert run.data.params["device"] == "cpu"
+        if statuses[key] == "ok":
+            assert math.isfinite(metrics["test_ll"]) and math.isfinite(metrics["true_test_ll"])
+            history = MlflowClient(store["uri"]).get_metric_history(run.info.run_id, "val_ll")
+            assert [m.step for m in history] == [5, 10]  # cumulative steps, 2 evaluations
+            assert {"train_nll", "train_time_s"} <= set(metrics)
+        else:
+            assert "step" in tags["status_reason"]
+
+
+def test_hpo_sweep_with_optuna_and_best_retrain(
+    ray_session, store: dict[str, str], tmp_path: Path
+) -> None:
+    code = main(["tune", "--preset", "smoke", "--name", "hpo", "--tracking-uri", store["uri"],
+                 "--storage-path", store["storage"]])
+    assert code == 0
+    runs = runs_of(store["uri"], "hpo")
+    parent = next(r for r in runs if r.data.tags["role"] == "parent")
+    assert parent.data.tags["kind"] == "hpo"
+    trials = [r for r in runs if r.data.tags["role"] == "trial"]
+    best = [r for r in runs if r.data.tags["role"] == "best"]
+    assert len(trials) == 3 and len(best) == 1
+    for run in trials:
+        assert run.data.tags["status"] == "ok"
+        assert run.info.status == "FINISHED"
+        assert "val_ll" in run.data.metrics
+        assert run.data.params["method"] == "relative" and run.data.params["dim"] == "4"
+    [best_run] = best
+    assert best_run.data.tags["status"] == "ok"
+    assert math.isfinite(best_run.data.metrics["test_ll"])
+    chosen = max(trials, key=lambda r: r.data.metrics["val_ll"])
+    assert best_run.data.params["lr"] == chosen.data.params["lr"]
+    # The Optuna study sits next to the MLflow db, where optuna-dashboard can open it.
+    storage = f"sqlite:///{(tmp_path / 'runs' / 'optuna.db').as_posix()}"
+    study = optuna.load_study(study_name="hpo", storage=storage)
+    assert len(study.trials) == 3
+
+
+def test_train_one_run(store: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--dataset", "teacher", "--dim", "4", "--method", "relative",
+                 "--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "8", "--n-train", "64",
+                 "--device", "cpu", "--name", "one", "--tracking-uri", store["uri"]])
+    assert code == 0
+    runs = runs_of(store["uri"], "one")
+    child = next(r for r in runs if r.data.tags["role"] == "trial")
+    assert child.data.tags["status"] == "ok"
+    assert {"sec_per_iter", "val_ll", "test_ll"} <= set(child.data.metrics)
+    assert "relgrad ui" in capsys.readouterr().out
