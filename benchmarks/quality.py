@@ -7,7 +7,7 @@ orthogonal init and the batch order, and both methods see exactly that):
 
 * ``digits``: relative vs ordinary at the reference defaults (Adam, lr 1e-3, batch 100, depth 2, patience 30)
   for α = 0.3 and the paper's α = 0.01; then controlled experiments on the optimiser (lr grid, longer
-  patience, plain SGD), and each method at its own best setting *selected by validation LL*.
+  patience, plain SGD, batch size), and each method at its own best setting *selected by validation LL*.
 * ``teacher``: data from a random DenseFlow (D = 64, 256), so the true test LL and the KL gap
   ``E[log p_true − log p_model]`` are known.
 * ``budget``: LL reached within fixed training-time budgets at D = 512, 1024 (relative, ordinary,
@@ -301,6 +301,8 @@ class Plan:
     lr_grid: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
     long_patience: int = 100
     sgd_lr_grid: tuple[float, ...] = (1e-3, 1e-2, 3e-2)
+    # larger batches: less gradient noise in the relative direction, whose data part scales with |y|·‖W‖
+    batch_grid: tuple[int, ...] = (500,)
     teacher_dims: tuple[int, ...] = (64, 256)
     teacher_n_train: int = 10000
     # 100 passes of 10k samples: a few minutes per run at D = 256 on one core; equal for both methods
@@ -324,6 +326,7 @@ def quick_plan(threads: int, device: str) -> Plan:
         lr_grid=(1e-3, 3e-3),
         long_patience=2,
         sgd_lr_grid=(1e-3,),
+        batch_grid=(50,),
         teacher_dims=(8,),
         teacher_n_train=300,
         teacher_epochs=3,
@@ -352,6 +355,7 @@ def digits_section(plan: Plan, workers: int, log: Callable[[str], None]) -> dict
         settings: dict[str, dict[str, object]] = {"reference": {}}
         settings |= {f"adam lr {lr:g}": {"lr": lr} for lr in plan.lr_grid if lr != template.lr}
         settings[f"patience {plan.long_patience}"] = {"patience": plan.long_patience}
+        settings |= {f"batch {b}": {"batch_size": b} for b in plan.batch_grid if b != template.batch_size}
         settings |= {f"sgd lr {lr:g}": {"optimizer": "sgd", "lr": lr} for lr in plan.sgd_lr_grid}
         specs = [
             spec
