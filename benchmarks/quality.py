@@ -179,6 +179,59 @@ def run_one(spec: RunSpec) -> RunResult:
     )
 
 
+def plateau_diagnostic(spec: RunSpec) -> dict[str, object]:
+    """Is the point a ``spec`` run stops at a stationary point of the likelihood, or where its method stalls?
+
+    Trains as ``spec`` says, then at the best-validation weights reports, per parameter, the norm of the
+    full-batch Euclidean gradient and of the relative direction (zero together at a stationary point, as
+    the preconditioner W̃ᵀW̃ is positive definite), each layer's condition number, and the validation LL
+    reached by continuing from there (fresh Adam, same lr and patience) with each of the two methods.
+    """
+    from relgrad_core import backward
+
+    torch.set_num_threads(spec.threads)
+    data = _load(spec.dataset, spec.seed, spec.data_options)
+    flow = make_flow(spec.method, data.dim, spec.depth, alpha=spec.alpha, seed=spec.seed, device=spec.device)
+    train_args = {
+        "lr": spec.lr,
+        "batch_size": spec.batch_size,
+        "epochs": spec.epochs,
+        "patience": spec.patience,
+        "optimizer": spec.optimizer,
+    }
+    history = fit(flow, data, method=spec.method, seed=spec.seed, **train_args)
+
+    def grad_norms(method: str) -> list[float]:
+        backward(flow, data.train.to(device=flow.device, dtype=flow.dtype), method)
+        return [float(p.grad.norm()) for p in flow.parameters()]
+
+    out: dict[str, object] = {
+        "seed": spec.seed,
+        "stopped_val_ll": -history.best_val_nll,
+        "stopped_epoch": history.best_epoch,
+        "grad_norm_ordinary": grad_norms(BASELINE),
+        "grad_norm_relative": grad_norms(CANDIDATE),
+        "parameters": [name for name, _ in flow.named_parameters()],
+        "condition_numbers": [float(torch.linalg.cond(layer.weight.detach())) for layer in flow.layers],
+    }
+    for method in (CANDIDATE, BASELINE):
+        resumed = copy.deepcopy(flow)
+        try:
+            extra = fit(resumed, data, method=method, seed=spec.seed + 10_000, **train_args)
+            out[f"continued_{method}_val_ll"] = -extra.best_val_nll
+            out[f"continued_{method}_test_ll"] = -evaluate_nll(resumed, data.test)
+        except Diverged:
+            out[f"continued_{method}_val_ll"] = None
+    return out
+
+
+def run_diagnostics(specs: Sequence[RunSpec], workers: int) -> list[dict[str, object]]:
+    if workers <= 1:
+        return [plateau_diagnostic(spec) for spec in specs]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(plateau_diagnostic, specs))
+
+
 def run_all(specs: Sequence[RunSpec], workers: int, log: Callable[[str], None] = print) -> list[RunResult]:
     """Run ``specs`` (in ``workers`` spawned processes when > 1), results in the order of ``specs``."""
     if workers <= 1:
@@ -382,9 +435,21 @@ def digits_section(plan: Plan, workers: int, log: Callable[[str], None]) -> dict
             runs[best[BASELINE]][BASELINE],
         ).summary()
         tuned["selected"] = best
+        # where does the reference relative run stop, and can either method go on from there?
+        log(f"digits α = {alpha:g}: plateau diagnostic of the reference {CANDIDATE} runs")
+        diagnostics = run_diagnostics(paired_specs(template, plan.seeds), workers)
+        gains = {
+            m: [d[f"continued_{m}_val_ll"] - d["stopped_val_ll"] for d in diagnostics]
+            for m in (CANDIDATE, BASELINE)
+        }
+        plateau: dict[str, object] = {"runs": diagnostics}
+        if all(g is not None for gs in gains.values() for g in gs):
+            # validation-LL gained by continuing with ordinary minus that gained by continuing with relative
+            plateau["continuation_gain"] = asdict(paired_difference(gains[BASELINE], gains[CANDIDATE]))
         out[f"alpha={alpha:g}"] = {
             "comparisons": comparisons,
             "tuned": tuned,
+            "plateau": plateau,
             "runs": [r.as_dict() for by_method in runs.values() for rs in by_method.values() for r in rs],
         }
     return out
@@ -528,6 +593,50 @@ def markdown_summary(results: dict[str, object]) -> str:
     lines = []
     if rows:
         lines += ["### digits (logit space, nats; higher is better)", markdown_table(header, rows)]
+    p_rows = []
+    for key, per_alpha in sections.get("digits", {}).items():
+        runs = per_alpha["plateau"]["runs"]
+        if not runs:
+            continue
+
+        def med(field: str, index: int | None = None, runs: list = runs) -> str:
+            values = [r[field] if index is None else r[field][index] for r in runs]
+            values = [v for v in values if v is not None]
+            return _fmt(float(statistics.median(values))) if values else "–"
+
+        gain = per_alpha["plateau"].get("continuation_gain")
+        p_rows.append(
+            [
+                key,
+                med("stopped_val_ll"),
+                " / ".join(med("grad_norm_ordinary", i) for i in range(len(runs[0]["parameters"]))),
+                " / ".join(med("grad_norm_relative", i) for i in range(len(runs[0]["parameters"]))),
+                " / ".join(med("condition_numbers", i) for i in range(len(runs[0]["condition_numbers"]))),
+                med("continued_relative_val_ll"),
+                med("continued_ordinary_val_ll"),
+                f"{gain['diff']:+.2f} ± {_fmt(gain['se'])}" if gain else "–",
+            ]
+        )
+    if p_rows:
+        params = " / ".join(
+            sections["digits"][next(iter(sections["digits"]))]["plateau"]["runs"][0]["parameters"]
+        )
+        lines += [
+            f"### where the reference relative run stops (medians over seeds; norms per {params})",
+            markdown_table(
+                [
+                    "digits",
+                    "stopped val LL",
+                    "‖Euclidean grad‖",
+                    "‖relative dir‖",
+                    "cond(W)",
+                    "val LL, relative continued",
+                    "val LL, ordinary continued",
+                    "gain ord − rel ± SE",
+                ],
+                p_rows,
+            ),
+        ]
     teacher = sections.get("teacher", {})
     if teacher:
         t_rows = []

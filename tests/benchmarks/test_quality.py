@@ -94,6 +94,10 @@ def test_quick_run_writes_json_with_every_section(tmp_path: Path, capsys: pytest
     assert reference["seeds"] == [0, 1]
     assert {"diff", "se", "n", "mean_a", "mean_b", "wins_a"} <= set(reference["test"])
     assert set(digits["tuned"]["selected"]) == {"relative", "ordinary"}
+    plateau = digits["plateau"]["runs"]
+    assert [r["seed"] for r in plateau] == [0, 1]
+    assert len(plateau[0]["grad_norm_ordinary"]) == len(plateau[0]["parameters"]) == 4
+    assert "where the reference relative run stops" in payload["markdown"]
     # paired means: the difference is exactly the difference of the two method means
     test = reference["test"]
     assert test["diff"] == pytest.approx(test["mean_a"] - test["mean_b"])
