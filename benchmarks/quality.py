@@ -10,8 +10,9 @@ orthogonal init and the batch order, and both methods see exactly that):
   patience, plain SGD, batch size), and each method at its own best setting *selected by validation LL*.
 * ``teacher``: data from a random DenseFlow (D = 64, 256), so the true test LL and the KL gap
   ``E[log p_true − log p_model]`` are known.
-* ``budget``: LL reached within fixed training-time budgets at D = 512, 1024 (relative, ordinary,
-  autodiff; same init). Time-dependent, so only meaningful on a quiet machine.
+* ``budget``: LL reached within fixed training-time budgets (default 10 s, 30 s) at D = 512, 1024
+  (relative, ordinary, autodiff; same init; first 2 seeds). Time-dependent: only meaningful on a quiet
+  machine.
 
 The paired difference of ``n`` seeds is ``d̄ = mean(a_s − b_s)`` with standard error ``sd(d)/√n``
 (sample sd, ddof = 1). Results go to JSON (with the machine, date and command) and a markdown summary.
@@ -362,7 +363,9 @@ class Plan:
     teacher_epochs: int = 100
     teacher_patience: int = 20
     budget_dims: tuple[int, ...] = (512, 1024)
-    budgets_s: tuple[float, ...] = (20.0, 60.0)
+    # 3 methods × 2 D × budget_seeds runs of max(budgets_s) each: about 6 minutes of training by default
+    budgets_s: tuple[float, ...] = (10.0, 30.0)
+    budget_seeds: int = 2
     budget_methods: tuple[str, ...] = ("relative", "ordinary", "autodiff")
     budget_n_train: int = 10000
     evals_per_budget: int = 10
@@ -537,7 +540,8 @@ def budget_section(plan: Plan, workers: int, log: Callable[[str], None]) -> dict
                 device=plan.device,
             )
             steps = _steps_between_evals(template, plan)
-            per_method[method] = run_all(paired_specs(template, plan.seeds, steps_per_epoch=steps), 1, log)
+            seeds = plan.seeds[: plan.budget_seeds]
+            per_method[method] = run_all(paired_specs(template, seeds, steps_per_epoch=steps), 1, log)
         table = {
             method: {f"{b:g}s": [ll_within_budget(r, b) for r in results] for b in plan.budgets_s}
             for method, results in per_method.items()
@@ -745,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--alphas", type=_parse_floats, default=None, help="digits α values (default 0.3,0.01)"
     )
     parser.add_argument(
-        "--budgets", type=_parse_floats, default=None, help="training seconds (default 20,60)"
+        "--budgets", type=_parse_floats, default=None, help="training seconds (default 10,30)"
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument(
