@@ -195,6 +195,11 @@ def run_logged(
     import torch
 
     uri = ctx.tracking.tracking_uri
+    done = _finished_earlier(ctx, trial_id)
+    if done is not None:
+        if report is not None:
+            report({**done.metrics, "status": done.status, "step": done.steps})
+        return done
     device = str(_device_for(ctx.train.device))
     params = {**trial_params(point, ctx.data, ctx.train, device), **ctx.extra_params}
     run_id = tracking.start_child(
@@ -242,6 +247,26 @@ def run_logged(
             result["val_ll"] = -math.inf  # worst possible for ASHA/Optuna, never a "best"
         report(result)
     return outcome
+
+
+def _finished_earlier(ctx: SweepContext, trial_id: str) -> TrialOutcome | None:
+    """The outcome of this trial if an earlier attempt already finished it.
+
+    A trial can end in MLflow just before the sweep is interrupted and Tune records it; on
+    ``--resume`` Tune starts it again. Its run is complete, so it is reported, not re-run.
+    """
+    run = tracking.find_child(ctx.tracking, trial_id)
+    if run is None or run.info.status != "FINISHED":
+        return None
+    status = run.data.tags.get("status")
+    if status not in ("ok", "diverged"):
+        return None
+    metrics = dict(run.data.metrics)
+    if status == "diverged":
+        metrics["val_ll"] = -math.inf
+    if "val_ll" in metrics:
+        metrics.setdefault("best_val_ll", metrics["val_ll"])
+    return TrialOutcome(status, run.data.tags.get("status_reason", ""), metrics, steps=0)
 
 
 def _device_for(device: str):

@@ -125,10 +125,13 @@ def test_two_node_cluster_on_loopback(store: dict[str, str], tmp_path: Path) -> 
     script = tmp_path / "cluster_sweep.py"
     script.write_text(CLUSTER_SCRIPT)
     preset = write_preset(tmp_path, scaling={"train": {"epochs": 2, "steps_per_epoch": 200}})
+    # Ray rewrites 127.0.0.1 to the machine's outward IP on Linux; this switch keeps every node,
+    # the GCS and the driver on loopback (two real raylets, one machine).
+    env = {**_env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     out = subprocess.run(
         [sys.executable, str(script), "scaling", "--preset", preset, "--name", "two",
          "--tracking-uri", store["uri"], "--storage-path", store["storage"]],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=400,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     children = _children(store["uri"], "two")
