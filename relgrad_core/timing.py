@@ -8,9 +8,13 @@ with a running total).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -42,11 +46,31 @@ def _tensor_bytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for the duration: the profiler's C++ side logs start/stop lines and
+    allocator notes there on every use, which would flood a sweep's output. Python exceptions still
+    propagate with their messages."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _cpu_transient_peak(step) -> int:
-    """Largest net CPU allocation (bytes) while running ``step()`` once, from the profiler's running total."""
+    """Largest net CPU allocation (bytes) while running ``step()`` once, from the profiler's running total.
+
+    Blocks allocated before profiling starts (last step's gradients) are not in that total, so the figure is
+    what the step itself allocates on top of the resident state.
+    """
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     peak = 0
     stack = list(prof.profiler.kineto_results.experimental_event_tree())
