@@ -280,4 +280,16 @@ def tune_trial(config: dict[str, Any], ctx: SweepContext) -> None:
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
+    _pin_threads_to_assigned_cpus()
     run_logged(config, ctx, trial_id, report=tune.report)
+
+
+def _pin_threads_to_assigned_cpus() -> None:
+    """Give torch as many threads as Ray gave this trial CPUs, so concurrent trials on one node do not
+    oversubscribe the cores and distort each other's step timings."""
+    import ray
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    if cpus:
+        torch.set_num_threads(max(1, int(cpus)))
