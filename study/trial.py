@@ -65,14 +65,17 @@ def trial_params(
     return {k: str(v) for k, v in {**rest, **params}.items()}
 
 
-def build_dataset(name: str, dim: int | None, data: DataConfig, *, seed: int, alpha: float, dtype):
-    """Generate ``teacher``/``noise`` data at ``dim``, or load a named data set."""
+def build_dataset(
+    name: str, dim: int | None, data: DataConfig, *, seed: int, alpha: float, dtype, device="cpu"
+):
+    """Generate ``teacher``/``noise`` data at ``dim`` (the teacher on ``device``: its O(D³) set-up is
+    worth a GPU at large D), or load a named data set."""
     from relgrad_core import load_dataset
 
     if name == "teacher":
         return load_dataset(
             "teacher", dim=dim, depth=data.teacher_depth, n_train=data.n_train, n_val=data.n_val,
-            n_test=data.n_test, alpha=alpha, seed=seed, dtype=dtype,
+            n_test=data.n_test, alpha=alpha, seed=seed, dtype=dtype, device=device,
         )
     if name == "noise":
         return load_dataset(
@@ -107,7 +110,8 @@ def execute(
     device = resolve_device(train.device)
     seed = int(point.get("seed", 0))
     dataset = build_dataset(
-        data.dataset, point.get("dim"), data, seed=seed, alpha=float(point["alpha"]), dtype=dtype
+        data.dataset, point.get("dim"), data, seed=seed, alpha=float(point["alpha"]), dtype=dtype,
+        device=device,
     )
     flow = make_flow(
         point["method"], dataset.dim, int(point["depth"]), alpha=float(point["alpha"]),
