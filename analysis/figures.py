@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from analysis.schema import FLOP_FLOOR_RATIO, REFERENCE_METHOD, method_sort_key
 
@@ -68,7 +69,27 @@ def _panels(n: int, width: float = 5.2, height: float = 3.9) -> tuple[Figure, li
     return fig, flat[:n]
 
 
+def _plain(value: float, _pos: int) -> str:
+    return f"{value:g}"
+
+
+def _tidy_log_axes(fig: Figure) -> None:
+    """Plain tick labels (0.2, 1, 10, 1e-05) on log axes instead of mathtext powers; minor
+    ticks at 2× and 5× are labelled only when a base-10 axis spans less than two decades."""
+    for ax in fig.axes:
+        for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            if axis.get_scale() != "log" or lo <= 0 or hi <= 0:
+                continue
+            axis.set_major_formatter(FuncFormatter(_plain))
+            if getattr(axis.get_transform(), "base", 10) != 10:
+                continue  # base-2 D axes: every major tick is a measured power of two
+            narrow = np.log10(hi / lo) < 2
+            axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0) if narrow else "auto"))
+            axis.set_minor_formatter(FuncFormatter(_plain) if narrow else NullFormatter())
+
+
 def _save(fig: Figure, ctx: FigureContext, out_dir: Path, name: str, title: str) -> list[Path]:
+    _tidy_log_axes(fig)
     fig.suptitle(title, fontsize=11)
     fig.text(0.01, 0.005, ctx.footer(), fontsize=7, color="0.35", ha="left", va="bottom")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -95,9 +116,14 @@ def _guides(ax: Axes, dims: np.ndarray, values: np.ndarray) -> list[Line2D]:
     lines = []
     for slope, style in ((2, (0, (5, 3))), (3, (0, (1, 2)))):
         (line,) = ax.plot(
-            span, v0 * (span / d0) ** slope, color="0.45", lw=1.0, ls=style,
-            label=f"∝ D{'²' if slope == 2 else '³'} (guide)", zorder=1,
-        )  # fmt: skip
+            span,
+            v0 * (span / d0) ** slope,
+            color="0.45",
+            lw=1.0,
+            ls=style,
+            label=f"∝ D{'²' if slope == 2 else '³'} (guide)",
+            zorder=1,
+        )
         lines.append(line)
     return lines
 
@@ -116,7 +142,7 @@ def plot_power_law(
     their fit range, and slope-2/slope-3 guides; one panel per depth × batch size."""
     configs = sorted(medians.groupby(["depth", "batch_size"]).groups)
     fig, axes = _panels(len(configs))
-    sweeps = list(ctx.sweeps)
+    sweeps = list(dict.fromkeys(medians["sweep"].tolist()))  # sweeps actually plotted
     for ax, (depth, batch) in zip(axes, configs, strict=True):
         part = medians[(medians["depth"] == depth) & (medians["batch_size"] == batch)]
         handles: list[Line2D] = []
@@ -129,13 +155,23 @@ def plot_power_law(
             colour = method_colour(method)
             err = np.vstack([m - rows["min"].to_numpy(float), rows["max"].to_numpy(float) - m])
             ax.errorbar(
-                d, m, yerr=err, color=colour, marker=_sweep_marker(sweeps, sweep), ms=4,
-                lw=0.8, alpha=0.55, capsize=2, ls=":",
-            )  # fmt: skip
+                d,
+                m,
+                yerr=err,
+                color=colour,
+                marker=_sweep_marker(sweeps, sweep),
+                ms=4,
+                lw=0.8,
+                alpha=0.55,
+                capsize=2,
+                ls=":",
+            )
             fit = fits[
-                (fits["sweep"] == sweep) & (fits["method"] == method)
-                & (fits["depth"] == depth) & (fits["batch_size"] == batch)
-            ]  # fmt: skip
+                (fits["sweep"] == sweep)
+                & (fits["method"] == method)
+                & (fits["depth"] == depth)
+                & (fits["batch_size"] == batch)
+            ]
             label = method + (f" [{sweep}]" if len(sweeps) > 1 else "")
             if len(fit) and np.isfinite(fit["k"].iloc[0]):
                 f = fit.iloc[0]
@@ -147,17 +183,21 @@ def plot_power_law(
                 (line,) = ax.plot([], [], color=colour, lw=2)
             line.set_label(label)
             handles.append(line)
-        handles.extend(
-            _guides(ax, part["dim"].astype(float).to_numpy(), part["median"].to_numpy(float))
-        )
+        handles.extend(_guides(ax, part["dim"].astype(float).to_numpy(), part["median"].to_numpy(float)))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("dimension D")
         ax.set_ylabel(ylabel)
         ax.set_title(_config_label(depth, batch), fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  title="fit over large D (95% CI)", title_fontsize=7)  # fmt: skip
+        ax.legend(
+            handles=handles,
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            title="fit over large D (95% CI)",
+            title_fontsize=7,
+        )
     return _save(fig, ctx, out_dir, name, title)
 
 
@@ -168,7 +208,7 @@ def plot_speedup(
     each interpolated crossover D."""
     configs = sorted(speedups.groupby(["depth", "batch_size"]).groups)
     fig, axes = _panels(len(configs))
-    sweeps = list(ctx.sweeps)
+    sweeps = list(dict.fromkeys(speedups["sweep"].tolist()))  # sweeps actually plotted
     for ax, (depth, batch) in zip(axes, configs, strict=True):
         part = speedups[(speedups["depth"] == depth) & (speedups["batch_size"] == batch)]
         for (sweep, baseline), rows in sorted(
@@ -179,13 +219,20 @@ def plot_speedup(
             colour = method_colour(baseline)
             label = f"{baseline} / {REFERENCE_METHOD}" + (f" [{sweep}]" if len(sweeps) > 1 else "")
             ax.plot(
-                rows["dim"].astype(float), rows["speedup"], color=colour, lw=1.5,
-                marker=_sweep_marker(sweeps, sweep), ms=4, label=label,
-            )  # fmt: skip
+                rows["dim"].astype(float),
+                rows["speedup"],
+                color=colour,
+                lw=1.5,
+                marker=_sweep_marker(sweeps, sweep),
+                ms=4,
+                label=label,
+            )
             cross = crossovers[
-                (crossovers["sweep"] == sweep) & (crossovers["baseline"] == baseline)
-                & (crossovers["depth"] == depth) & (crossovers["batch_size"] == batch)
-            ]  # fmt: skip
+                (crossovers["sweep"] == sweep)
+                & (crossovers["baseline"] == baseline)
+                & (crossovers["depth"] == depth)
+                & (crossovers["batch_size"] == batch)
+            ]
             if len(cross) and np.isfinite(cross["crossover_dim"].iloc[0]):
                 ax.axvline(cross["crossover_dim"].iloc[0], color=colour, lw=0.8, ls="--")
         ax.axhline(1.0, color="0.2", lw=1.0, label="equal time")
@@ -203,16 +250,20 @@ def plot_overhead(overhead: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> 
     """``t_relative / t_mlp`` vs D with the 4/3 FLOP floor."""
     configs = sorted(overhead.groupby(["depth", "batch_size"]).groups)
     fig, axes = _panels(len(configs), height=3.4)
-    sweeps = list(ctx.sweeps)
+    sweeps = list(dict.fromkeys(overhead["sweep"].tolist()))  # sweeps actually plotted
     for ax, (depth, batch) in zip(axes, configs, strict=True):
         part = overhead[(overhead["depth"] == depth) & (overhead["batch_size"] == batch)]
         for sweep, rows in part.groupby("sweep"):
             rows = rows.sort_values("dim")
             ax.plot(
-                rows["dim"].astype(float), rows["overhead"], color=method_colour(REFERENCE_METHOD),
-                marker=_sweep_marker(sweeps, str(sweep)), ms=4, lw=1.5,
+                rows["dim"].astype(float),
+                rows["overhead"],
+                color=method_colour(REFERENCE_METHOD),
+                marker=_sweep_marker(sweeps, str(sweep)),
+                ms=4,
+                lw=1.5,
                 label=f"{REFERENCE_METHOD} / mlp" + (f" [{sweep}]" if len(sweeps) > 1 else ""),
-            )  # fmt: skip
+            )
         ax.axhline(FLOP_FLOOR_RATIO, color="0.3", ls="--", lw=1.0, label="FLOP floor 4/3")
         ax.axhline(1.0, color="0.6", ls=":", lw=1.0, label="mlp (no log-det)")
         ax.set_xscale("log", base=2)
@@ -222,9 +273,7 @@ def plot_overhead(overhead: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> 
         ax.set_title(_config_label(depth, batch), fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(
-        fig, ctx, out_dir, "overhead_vs_mlp", "Cost of the relative gradient over a plain MLP step"
-    )
+    return _save(fig, ctx, out_dir, "overhead_vs_mlp", "Cost of the relative gradient over a plain MLP step")
 
 
 def learning_panel_dims(dims: Sequence[int]) -> list[int]:
@@ -258,28 +307,32 @@ def plot_learning(
             method = str(rows["method"].iloc[0])
             rows = rows.sort_values("train_time_s")
             ax.plot(
-                rows["train_time_s"], rows["y"], color=method_colour(method), lw=1.2, alpha=0.75,
-                label=None if method in seen else method, gid=str(run_id),
-            )  # fmt: skip
+                rows["train_time_s"],
+                rows["y"],
+                color=method_colour(method),
+                lw=1.2,
+                alpha=0.75,
+                label=None if method in seen else method,
+                gid=str(run_id),
+            )
             seen.add(method)
         ax.set_xscale("log")
         if kl_gap:
             ax.set_yscale("log")
         ax.set_xlabel("training wall-clock time (s)")
-        ax.set_ylabel(
-            "true LL − val LL ≈ KL (nats/sample)" if kl_gap else "validation LL (nats/sample)"
-        )
+        ax.set_ylabel("true LL − val LL ≈ KL (nats/sample)" if kl_gap else "validation LL (nats/sample)")
         ax.set_title(f"D = {dim}", fontsize=9)
         ax.grid(True, alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
         order = sorted(range(len(labels)), key=lambda i: method_sort_key(labels[i]))
-        ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7,
-                  loc="upper left", bbox_to_anchor=(1.01, 1.0))  # fmt: skip
-    title = (
-        "KL gap to the true model against wall-clock"
-        if kl_gap
-        else "Validation LL against wall-clock"
-    )
+        ax.legend(
+            [handles[i] for i in order],
+            [labels[i] for i in order],
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+        )
+    title = "KL gap to the true model against wall-clock" if kl_gap else "Validation LL against wall-clock"
     name = "kl_gap_vs_time" if kl_gap else "ll_vs_time"
     return _save(fig, ctx, out_dir, name, title)
 
@@ -292,8 +345,16 @@ def plot_hpo(trials: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> list[Pa
     depths = sorted(data["depth"].dropna().unique().tolist())
     for (method, depth), rows in data.groupby(["method", "depth"]):
         marker = _MARKERS[depths.index(depth) % len(_MARKERS)]
-        ax.scatter(rows["lr"], rows["val_ll"], color=method_colour(str(method)), marker=marker,
-                   s=28, alpha=0.85, edgecolor="white", linewidth=0.5)  # fmt: skip
+        ax.scatter(
+            rows["lr"],
+            rows["val_ll"],
+            color=method_colour(str(method)),
+            marker=marker,
+            s=28,
+            alpha=0.85,
+            edgecolor="white",
+            linewidth=0.5,
+        )
     methods = sorted(data["method"].unique().tolist(), key=method_sort_key)
     handles = [Line2D([], [], color=method_colour(m), marker="o", ls="", label=m) for m in methods]
     handles += [

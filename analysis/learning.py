@@ -96,9 +96,18 @@ def time_to_target(
 def hpo_trials(runs: pd.DataFrame) -> pd.DataFrame:
     """Trials of HPO sweeps with their searched hyper-parameters and final val LL."""
     columns = [
-        "sweep", "method", "lr", "depth", "alpha", "batch_size", "dim", "dataset", "val_ll",
-        "status", "run_id",
-    ]  # fmt: skip
+        "sweep",
+        "method",
+        "lr",
+        "depth",
+        "alpha",
+        "batch_size",
+        "dim",
+        "dataset",
+        "val_ll",
+        "status",
+        "run_id",
+    ]
     return runs.loc[runs["kind"] == "hpo", columns].reset_index(drop=True)
 
 
@@ -106,9 +115,16 @@ def best_configs(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
     """Per HPO sweep and method: the trial with the highest val LL; and the test LL of the
     ``role=best`` retrained run (matched on method when the best run records one)."""
     columns = [
-        "sweep", "method", "lr", "depth", "alpha", "batch_size", "val_ll", "n_trials",
+        "sweep",
+        "method",
+        "lr",
+        "depth",
+        "alpha",
+        "batch_size",
+        "val_ll",
+        "n_trials",
         "retrained_test_ll",
-    ]  # fmt: skip
+    ]
     trials = hpo_trials(runs)
     ok = trials[(trials["status"] == STATUS_OK) & trials["val_ll"].notna()]
     if ok.empty:

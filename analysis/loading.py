@@ -219,9 +219,7 @@ def _collect(
         parent = parents[0] if parents else None
         if parent is not None:
             # A re-run under the same name makes a new parent: report the newest one only.
-            trials = [
-                t for t in trials if t.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-            ]
+            trials = [t for t in trials if t.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
             best = [b for b in best if b.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         if not trials:
             where = f"parent run {parent.info.run_id}" if parent else "the store"
@@ -324,16 +322,12 @@ def load_sweep_data(
     runs = _typed([_run_row(r) for r in trial_runs])
     kinds = {i.name: i.kind for i in infos}
     runs["kind"] = runs["sweep"].map(kinds).astype(str)
-    runs = runs.sort_values(
-        ["sweep", "method", "dim", "depth", "batch_size", "seed"], kind="stable"
-    )
+    runs = runs.sort_values(["sweep", "method", "dim", "depth", "batch_size", "seed"], kind="stable")
     runs = runs.reset_index(drop=True)
     if check_metrics:
         check_required_metrics(runs, infos)
     best = _typed([_run_row(r) for r in best_runs]) if best_runs else _empty_runs()
-    with_history = [
-        r.info.run_id for r in trial_runs if any(k in r.data.metrics for k in HISTORY_METRICS)
-    ]
+    with_history = [r.info.run_id for r in trial_runs if any(k in r.data.metrics for k in HISTORY_METRICS)]
     hist = (
         load_histories(with_history, tracking_uri=tracking_uri)
         if histories

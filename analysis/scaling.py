@@ -205,9 +205,21 @@ def fit_table(
     usable = _usable(runs, metric)
     thresholds = sweep_thresholds(runs, metric, min_dim)
     columns = [
-        *group, "metric", "k", "ci_low", "ci_high", "verdict", "n_points", "n_dims",
-        "fit_min_dim", "fit_max_dim", "threshold", "r2", "log_c", "note",
-    ]  # fmt: skip
+        *group,
+        "metric",
+        "k",
+        "ci_low",
+        "ci_high",
+        "verdict",
+        "n_points",
+        "n_dims",
+        "fit_min_dim",
+        "fit_max_dim",
+        "threshold",
+        "r2",
+        "log_c",
+        "note",
+    ]
     rows: list[dict[str, object]] = []
     for key, part in usable.groupby(list(group), sort=True, dropna=False):
         labels = dict(zip(group, key if isinstance(key, tuple) else (key,), strict=True))
@@ -221,10 +233,7 @@ def fit_table(
         above = distinct[distinct >= threshold] if np.isfinite(threshold) else distinct[:0]
         if len(above) < MIN_DISTINCT_DIMS and min_dim is None and len(distinct) >= 3:
             fit_from = float(distinct[-MIN_DISTINCT_DIMS])
-            note = (
-                f"only {len(above)} D ≥ {threshold:g} ran; fitted over its largest "
-                f"{MIN_DISTINCT_DIMS} D"
-            )
+            note = f"only {len(above)} D ≥ {threshold:g} ran; fitted over its largest {MIN_DISTINCT_DIMS} D"
         row: dict[str, object] = {**labels, "metric": metric, "threshold": threshold}
         try:
             fit = fit_exponent(dims, vals, min_dim=fit_from, n_boot=n_boot, seed=seed)
@@ -305,23 +314,28 @@ def _crossing(dims: np.ndarray, speedup: np.ndarray) -> tuple[float, str]:
     """D from which on the reference stays faster (speedup > 1), interpolated in log-log."""
     faster = speedup > 1
     if faster.all():
-        return float("nan"), f"always (faster at every D from {dims[0]:g})"
+        return float("nan"), f"always (faster at every measured D, {dims[0]:g} to {dims[-1]:g})"
     if not faster[-1]:
-        return float("nan"), f"never in range (slower up to D = {dims[-1]:g})"
+        return float("nan"), f"never in range (not faster at the largest D = {dims[-1]:g})"
     i = int(np.flatnonzero(~faster)[-1])  # last D where the reference was not faster
     x0, x1 = np.log(dims[i]), np.log(dims[i + 1])
     y0, y1 = np.log(speedup[i]), np.log(speedup[i + 1])
     cross = float(np.exp(x0 + (0.0 - y0) * (x1 - x0) / (y1 - y0))) if y1 != y0 else dims[i + 1]
-    return cross, f"≈ {cross:.0f}"
+    return cross, f"from D ≈ {cross:.0f}"
 
 
 def crossover_table(speedups: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and baseline (from :func:`speedup_table`): the D beyond which the
     reference method is faster, or ``always`` / ``never in range``."""
     columns = [
-        *CONFIG_GROUP, "baseline", "crossover_dim", "crossover", "dims_compared",
-        "speedup_at_max_dim", "max_dim",
-    ]  # fmt: skip
+        *CONFIG_GROUP,
+        "baseline",
+        "crossover_dim",
+        "crossover",
+        "dims_compared",
+        "speedup_at_max_dim",
+        "max_dim",
+    ]
     rows: list[dict[str, object]] = []
     if speedups.empty:
         return pd.DataFrame(columns=columns)

@@ -105,6 +105,7 @@ def build_store(
     root: Path,
     *,
     hpo: bool = True,
+    methods: tuple[str, ...] = METHODS,
     omit_metric_in_one_trial: str | None = None,
     empty_sweep: str | None = None,
 ) -> FakeStore:
@@ -119,23 +120,36 @@ def build_store(
         exp, tags={"sweep": SCALING, "role": "parent", "kind": "scaling"}, run_name=SCALING
     ).info.run_id
     _log(client, parent, {"dims": list(DIMS), "methods": ",".join(METHODS)}, {})
-    for method in METHODS:
+    for method in methods:
         for dim in DIMS:
             for seed in SEEDS:
                 trial = f"{method}-d{dim}-s{seed}"
                 config = {
-                    "method": method, "dim": dim, "depth": DEPTH, "batch_size": BATCH,
-                    "lr": 1e-3, "alpha": 0.3, "dataset": "teacher", "device": "cpu",
-                    "dtype": "float32", "seed": seed,
-                }  # fmt: skip
+                    "method": method,
+                    "dim": dim,
+                    "depth": DEPTH,
+                    "batch_size": BATCH,
+                    "lr": 1e-3,
+                    "alpha": 0.3,
+                    "dataset": "teacher",
+                    "device": "cpu",
+                    "dtype": "float32",
+                    "seed": seed,
+                }
                 if method == "autodiff" and dim == DIMS[-1]:
-                    run = _child(client, exp, parent, SCALING, "skipped_over_budget",
-                                 "estimated 812 s > budget 60 s", trial)  # fmt: skip
+                    run = _child(
+                        client,
+                        exp,
+                        parent,
+                        SCALING,
+                        "skipped_over_budget",
+                        "estimated 812 s > budget 60 s",
+                        trial,
+                    )
                     _log(client, run, config, {})
                     continue
                 if method == "jacobian" and dim == DIMS[-1] and seed == 1:
-                    run = _child(client, exp, parent, SCALING, "diverged",
-                                 "non-finite loss at step 3", trial)  # fmt: skip
+                    run = _child(client, exp, parent, SCALING, "diverged", "non-finite loss at step 3", trial)
                     _log(client, run, config, {"sec_per_iter": true_seconds(method, dim)})
                     continue
                 sec = true_seconds(method, dim) * float(np.exp(rng.normal(0.0, 0.1)))
@@ -181,10 +195,17 @@ def build_store(
         ):
             run = _child(client, exp, hpo_parent, HPO, "ok", "", f"hpo-{i}")
             val = -80.0 - 5 * abs(np.log10(lr) + 3) - depth + (0.5 if method == "relative" else 0)
-            cfg = {"method": method, "lr": lr, "depth": depth, "alpha": 0.3, "batch_size": 100,
-                   "dim": 64, "dataset": "teacher", "seed": 0}  # fmt: skip
-            _log(client, run, cfg, {"val_ll": val}, history=[(0, {"val_ll": val - 3}),
-                                                            (10, {"val_ll": val})])  # fmt: skip
+            cfg = {
+                "method": method,
+                "lr": lr,
+                "depth": depth,
+                "alpha": 0.3,
+                "batch_size": 100,
+                "dim": 64,
+                "dataset": "teacher",
+                "seed": 0,
+            }
+            _log(client, run, cfg, {"val_ll": val}, history=[(0, {"val_ll": val - 3}), (10, {"val_ll": val})])
         best = client.create_run(
             exp,
             tags={"mlflow.parentRunId": hpo_parent, "sweep": HPO, "role": "best"},

@@ -1,0 +1,541 @@
+"""`build_report`: MLflow runs of one or several sweeps → report.html, report.md, figures, tables.
+
+Output layout in ``out_dir`` (rebuilt from scratch on every call)::
+
+    report.html   self-contained: images as base64 data URIs, tables as HTML
+    report.md     the same text, figures linked from figures/
+    figures/      *.png and *.svg
+    tables/       *.csv at full precision
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from analysis import figures as fig
+from analysis import learning, scaling
+from analysis.errors import ReportError
+from analysis.loading import SweepData, SweepInfo, learning_curves, load_sweep_data
+from analysis.render import Section, render_html, render_markdown
+from analysis.schema import (
+    FLOOR_METHOD,
+    FLOP_FLOOR_RATIO,
+    REFERENCE_METHOD,
+    STATUS_OK,
+    method_sort_key,
+)
+
+ARTIFACT_PATH = "report"
+_OWNED = ("report.html", "report.md", "figures", "tables")
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote, and the headline findings."""
+
+    out_dir: Path
+    html: Path
+    markdown: Path
+    figures: list[Path]
+    tables: dict[str, Path]
+    sweeps: list[str]
+    headline: list[str] = field(default_factory=list)
+    logged_to_runs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"Report for sweep(s) {', '.join(self.sweeps)} → {self.out_dir}"]
+        lines += [f"  {h}" for h in self.headline]
+        lines.append(
+            f"  wrote {self.html.name}, {self.markdown.name}, {len(self.figures)} figure files, "
+            f"{len(self.tables)} tables"
+        )
+        if self.logged_to_runs:
+            lines.append(
+                f"  logged as artifacts '{ARTIFACT_PATH}/' of run(s) {', '.join(self.logged_to_runs)}"
+            )
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+@dataclass
+class _Builder:
+    """Collects sections, figures and tables while the report is assembled."""
+
+    out_dir: Path
+    ctx: fig.FigureContext
+    sections: list[Section] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    tables: dict[str, Path] = field(default_factory=dict)
+    headline: list[str] = field(default_factory=list)
+
+    def table(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        path = self.out_dir / "tables" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+        self.tables[name] = path
+        return frame
+
+    def figure(self, paths: list[Path]) -> Path:
+        self.figures.extend(paths)
+        return paths[0]
+
+
+def _prepare_out_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"out_dir {str(out)!r} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    # Remove only what an earlier report wrote, so that no stale figure or table survives.
+    for name in _OWNED:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    return out
+
+
+def _dates(runs: pd.DataFrame) -> str:
+    if "start_time" not in runs or runs["start_time"].isna().all():
+        return "unknown"
+    first, last = runs["start_time"].min(), runs["start_time"].max()
+    a, b = first.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d")
+    return a if a == b else f"{a} to {b}"
+
+
+def _devices(runs: pd.DataFrame) -> tuple[str, ...]:
+    names = [d for d in runs["device_name"].unique().tolist() if d]
+    if not names:
+        names = [d for d in runs["device"].unique().tolist() if d]
+    return tuple(sorted(names))
+
+
+def _restricted(ctx: fig.FigureContext, runs: pd.DataFrame) -> fig.FigureContext:
+    if runs.empty:
+        return ctx
+    return replace(
+        ctx,
+        sweeps=tuple(dict.fromkeys(runs["sweep"].tolist())),
+        devices=_devices(runs),
+        run_dates=_dates(runs),
+    )
+
+
+def _overview(data: SweepData, ctx: fig.FigureContext) -> Section:
+    runs = data.runs
+    sweeps = pd.DataFrame(
+        [
+            {
+                "sweep": s.name,
+                "kind": s.kind,
+                "parent run": s.parent_run_id or "(none)",
+                "trials": int((runs["sweep"] == s.name).sum()),
+                "older parents ignored": len(s.ignored_parent_ids),
+            }
+            for s in data.sweeps
+        ]
+    )
+    env_cols = [
+        "sweep",
+        "device_name",
+        "device",
+        "cpu_model",
+        "torch_version",
+        "cuda_version",
+        "host",
+        "git_commit",
+    ]
+    env = (
+        runs[env_cols]
+        .drop_duplicates()
+        .sort_values(env_cols)
+        .rename(columns={"device_name": "device name", "device": "torch device"})
+    )
+    paras = [
+        f"Runs dated {ctx.run_dates}; report generated {ctx.generated}. "
+        f"Device(s): {'; '.join(ctx.devices) or 'unknown'}.",
+        "Timings are the median seconds of one full training step (gradient and optimizer step) "
+        "per trial; across seeds the median is shown. Log-likelihoods are in nats per sample "
+        "(higher is better).",
+    ]
+    for s in data.sweeps:
+        if s.ignored_parent_ids:
+            paras.append(
+                f"Sweep {s.name!r} has {len(s.ignored_parent_ids)} older parent run(s) of the same "
+                f"name ({', '.join(s.ignored_parent_ids)}); only the newest is reported."
+            )
+        if s.parent_run_id is None:
+            paras.append(f"Sweep {s.name!r} has trial runs but no parent run.")
+    return Section("Overview", paras, [("Sweeps", sweeps), ("Machines and software", env)])
+
+
+def _trials(b: _Builder, runs: pd.DataFrame) -> Section:
+    counts = pd.crosstab([runs["sweep"], runs["method"]], runs["status"]).reset_index()
+    counts.columns.name = None
+    problems = runs.loc[
+        runs["status"] != STATUS_OK,
+        [
+            "sweep",
+            "trial_id",
+            "method",
+            "dim",
+            "depth",
+            "batch_size",
+            "seed",
+            "status",
+            "status_reason",
+            "run_id",
+        ],
+    ]
+    b.table("status_counts", counts)
+    b.table("problem_trials", problems)
+    b.table("trials", runs)
+    n_bad = len(problems)
+    paras = [
+        f"{len(runs)} trial runs: "
+        + ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().sort_index().items())
+        + "."
+    ]
+    paras.append(
+        "Every trial that is not 'ok' is listed below with its reason; such trials are left out "
+        "of fits, speedups and learning curves."
+        if n_bad
+        else "All trials finished with status 'ok'."
+    )
+    tables = [("Trials per method and status", counts)]
+    if n_bad:
+        tables.append(("Skipped, diverged and failed trials", problems))
+    return Section("Trials", paras, tables)
+
+
+def _threshold_text(thresholds: dict[str, float], min_dim: int | None) -> str:
+    how = (
+        f"D ≥ {min_dim} (given)"
+        if min_dim is not None
+        else "D ≥ the lower edge of the upper half of each sweep's distinct D (at least 3 values)"
+    )
+    per = "; ".join(f"{s}: D ≥ {t:g}" for s, t in thresholds.items()) or "none"
+    return f"Fit range: {how}. Thresholds used: {per}."
+
+
+def _fit_section(
+    b: _Builder,
+    runs: pd.DataFrame,
+    *,
+    metric: str,
+    label: str,
+    ylabel: str,
+    key: str,
+    min_dim: int | None,
+) -> Section:
+    title = "Runtime scaling" if key == "runtime" else "Peak memory"
+    if runs[metric].notna().sum() == 0:
+        return Section(title, [f"No {label} was recorded ({metric!r} missing), so nothing to fit."])
+    fits = b.table(f"exponents_{key}", scaling.fit_table(runs, metric, min_dim=min_dim))
+    verdicts = b.table(f"verdicts_{key}", scaling.method_verdicts(fits))
+    medians = scaling.median_times(runs, metric)
+    thresholds = scaling.sweep_thresholds(runs, metric, min_dim)
+    paras = [
+        f"Exponent k in {metric} ∝ Dᵏ, least squares in log-log over the large-D range, with a "
+        "seeded bootstrap 95% interval over the points in that range (widened by √(n/(n−2))). "
+        "Per method the verdict is that of the median k over its depth × batch-size groups.",
+        _threshold_text(thresholds, min_dim),
+        f"Verdict thresholds: {scaling.verdict_rule()}.",
+    ]
+    notes = fits[fits["note"] != ""]
+    paras += [
+        f"{r.method} (depth {r.depth}, batch {r.batch_size}, {r.sweep}): {r.note}."
+        for r in notes.itertuples()
+    ]
+    figure = b.figure(
+        fig.plot_power_law(
+            medians,
+            fits,
+            b.ctx,
+            b.out_dir / "figures",
+            name=f"{key}_vs_dim",
+            ylabel=ylabel,
+            title=f"{label.capitalize()} against dimension (log-log)",
+        )
+    )
+    verdicts = verdicts.sort_values(["sweep", "device_name", "method"], key=_method_key, kind="stable")
+    shown = fits.drop(columns=["metric", "log_c"]).sort_values(
+        ["sweep", "device_name", "method"], key=_method_key, kind="stable"
+    )
+    for r in verdicts.itertuples():
+        if key == "runtime":
+            b.headline.append(
+                f"{r.method}: runtime k = {r.k_median:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] → "
+                f"{r.verdict}" + (f" ({r.sweep})" if verdicts["sweep"].nunique() > 1 else "")
+            )
+    return Section(
+        title,
+        paras,
+        [("Verdict per method", verdicts), ("Exponent per method × depth × batch size", shown)],
+        [
+            (
+                f"{label.capitalize()} against D; lines: power-law fits over their fit range; grey: "
+                "slope-2 and slope-3 guides; bars: min–max over seeds.",
+                figure,
+            )
+        ],
+    )
+
+
+def _method_key(column: pd.Series) -> pd.Series:
+    if column.name == "method" or column.name == "baseline":
+        return column.map(method_sort_key)
+    return column
+
+
+def _speedup_section(b: _Builder, runs: pd.DataFrame) -> list[Section]:
+    methods = set(runs.loc[runs["sec_per_iter"].notna(), "method"])
+    if REFERENCE_METHOD not in methods or len(methods) < 2:
+        return [
+            Section(
+                "Speedup and crossover",
+                [
+                    f"Needs timings of '{REFERENCE_METHOD}' and at least one other method; this "
+                    f"report has: {sorted(methods) or 'none'}."
+                ],
+            )
+        ]
+    speed = b.table("speedup", scaling.speedup_table(runs))
+    cross = b.table("crossover", scaling.crossover_table(speed))
+    figure = b.figure(fig.plot_speedup(speed, cross, b.ctx, b.out_dir / "figures"))
+    cross = cross.sort_values(["baseline"], key=_method_key, kind="stable")
+    for r in cross.itertuples():
+        b.headline.append(
+            f"relative vs {r.baseline}: crossover {r.crossover}; speedup ×{r.speedup_at_max_dim:.3g} "
+            f"at D = {r.max_dim}"
+        )
+    wide = speed.pivot_table(
+        index=["sweep", "depth", "batch_size", "dim"], columns="baseline", values="speedup"
+    ).reset_index()
+    wide.columns.name = None
+    ordered = sorted(
+        [c for c in wide.columns if c not in ("sweep", "depth", "batch_size", "dim")], key=method_sort_key
+    )
+    wide = wide[["sweep", "depth", "batch_size", "dim", *ordered]]
+    sections = [
+        Section(
+            "Speedup and crossover",
+            [
+                f"Speedup = t_baseline / t_{REFERENCE_METHOD} (median over seeds; > 1 means the "
+                "relative gradient is faster). The crossover is the D from which on relative stays "
+                "faster, interpolated linearly in log-log between the neighbouring measured D; "
+                "'always' / 'never in range' when no crossing lies within the measured D.",
+            ],
+            [("Crossover D per baseline", cross), ("Speedup per D", wide)],
+            [("Speedup of the relative gradient over each baseline; dashed: crossover D.", figure)],
+        )
+    ]
+    if FLOOR_METHOD in methods:
+        over = b.table("overhead_mlp", scaling.overhead_table(runs))
+        ofig = b.figure(fig.plot_overhead(over, b.ctx, b.out_dir / "figures"))
+        sections.append(
+            Section(
+                "Overhead over the MLP floor",
+                [
+                    f"t_{REFERENCE_METHOD} / t_{FLOOR_METHOD}: the same network trained without the "
+                    "log-determinant term. Per layer an MLP step does three B×D by D×D products "
+                    "(forward, backward through the input, weight gradient); the relative "
+                    "gradient adds one more, so its FLOP floor is "
+                    f"4/3 ≈ {FLOP_FLOOR_RATIO:.3f} of the MLP step. Ratios near the floor mean "
+                    "little overhead beyond the unavoidable product."
+                ],
+                [("Overhead per D", over)],
+                [("Relative-gradient step time over the MLP step, with the 4/3 floor.", ofig)],
+            )
+        )
+    else:
+        sections.append(
+            Section("Overhead over the MLP floor", [f"No '{FLOOR_METHOD}' trials in this report."])
+        )
+    return sections
+
+
+def _learning_section(b: _Builder, runs: pd.DataFrame, curves: pd.DataFrame, tolerance: float) -> Section:
+    section = Section("Learning: log-likelihood against wall-clock")
+    curves = learning.scaling_curves(curves)
+    if curves.empty:
+        section.paragraphs.append(
+            "No val_ll / train_time_s histories in the scaling trials, so no learning curves."
+        )
+        return section
+    shown = fig.learning_panel_dims(curves["dim"].dropna().astype(int).tolist())
+    section.paragraphs.append(
+        "Validation log-likelihood (exact, nats per sample) against cumulative training "
+        f"wall-clock, one line per trial; panels for D = {', '.join(map(str, shown))}."
+    )
+    section.figures.append(
+        (
+            "Validation LL against training time.",
+            b.figure(fig.plot_learning(curves, b.ctx, b.out_dir / "figures")),
+        )
+    )
+    if learning.has_teacher(runs):
+        gap = b.table("kl_gap", learning.kl_gap_table(runs))
+        section.paragraphs.append(
+            "On teacher data the true density is known: true test LL − model LL estimates the "
+            "KL divergence from the true model to the trained one (≥ 0 up to sampling noise)."
+        )
+        section.figures.append(
+            (
+                "KL gap (true LL − val LL) against training time.",
+                b.figure(fig.plot_learning(curves, b.ctx, b.out_dir / "figures", kl_gap=True)),
+            )
+        )
+        section.tables.append(("Final KL gap (true test LL − test LL), median over seeds", gap))
+    else:
+        section.paragraphs.append("No trial recorded true_test_ll (no teacher data), so no KL-gap view.")
+    ttt = b.table("time_to_target", learning.time_to_target(runs, curves, tolerance))
+    section.paragraphs.append(
+        f"Time to target: seconds of training until val LL first comes within {tolerance:g} nats "
+        "of the best final val LL of any method at that D (median over the seeds that reached "
+        "it; '–' when none did)."
+    )
+    section.tables.append(("Time to target LL", ttt))
+    return section
+
+
+def _hpo_section(b: _Builder, runs: pd.DataFrame, best: pd.DataFrame) -> Section:
+    trials = learning.hpo_trials(runs)
+    if trials.empty:
+        return Section("Hyper-parameter search", ["No HPO sweep (kind=hpo) in this report."])
+    b.table("hpo_trials", trials)
+    configs = b.table("hpo_best", learning.best_configs(runs, best))
+    plotted = trials[trials["val_ll"].notna()]
+    section = Section(
+        "Hyper-parameter search",
+        [
+            f"{len(trials)} HPO trials ({len(plotted)} with a final val LL). Best configuration "
+            "per method by validation LL; retrained_test_ll is the test LL of the sweep's "
+            "retrained best configuration (role=best run), where present."
+        ],
+        [("Best configuration per method", configs)],
+    )
+    if len(plotted):
+        section.figures.append(
+            (
+                "Final validation LL against learning rate; colour: method, marker: depth.",
+                b.figure(fig.plot_hpo(plotted, b.ctx, b.out_dir / "figures")),
+            )
+        )
+    return section
+
+
+def _log_artifacts(tracking_uri: str, sweeps: list[SweepInfo], out: Path) -> tuple[list[str], list[str]]:
+    client = MlflowClient(tracking_uri=tracking_uri)
+    logged: list[str] = []
+    problems: list[str] = []
+    for info in sweeps:
+        if info.parent_run_id is None:
+            problems.append(f"sweep {info.name!r} has no parent run; report not logged to MLflow")
+            continue
+        try:
+            client.log_artifacts(info.parent_run_id, str(out), artifact_path=ARTIFACT_PATH)
+        except (MlflowException, OSError) as err:
+            problems.append(f"could not log the report to run {info.parent_run_id}: {err}")
+        else:
+            logged.append(info.parent_run_id)
+    return logged, problems
+
+
+def build_report(
+    sweeps: str | Sequence[str],
+    *,
+    tracking_uri: str,
+    out_dir: str | Path,
+    experiment: str = "relgrad",
+    min_dim: int | None = None,
+    log_to_mlflow: bool = True,
+    tolerance: float = learning.DEFAULT_TOLERANCE,
+) -> Report:
+    """Build the scaling report of one or several sweeps (several: to compare machines).
+
+    Args:
+        sweeps: sweep name(s) (the ``sweep`` tag of the parent and trial runs).
+        tracking_uri: MLflow tracking URI, e.g. ``sqlite:////abs/path/mlflow.db``.
+        out_dir: directory for report.html, report.md, figures/ and tables/ (rebuilt).
+        experiment: MLflow experiment name.
+        min_dim: fit exponents over D ≥ min_dim; default the upper half of each sweep's D.
+        log_to_mlflow: log out_dir as artifacts ``report/`` of each sweep's parent run.
+        tolerance: nats below the best final val LL that count as reaching the target.
+
+    Raises:
+        ReportError: unknown or empty sweep, missing required metrics, bad arguments.
+    """
+    if min_dim is not None and (isinstance(min_dim, bool) or not isinstance(min_dim, int) or min_dim < 1):
+        raise ReportError(f"min_dim must be a positive integer or None, got {min_dim!r}")
+    if not tolerance >= 0:
+        raise ReportError(f"tolerance must be a non-negative number of nats, got {tolerance!r}")
+    data = load_sweep_data(sweeps, tracking_uri=tracking_uri, experiment=experiment)
+    out = _prepare_out_dir(out_dir)
+    runs = data.runs
+    ctx = fig.FigureContext(
+        sweeps=tuple(s.name for s in data.sweeps),
+        devices=_devices(runs),
+        run_dates=_dates(runs),
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    timed = runs[runs["kind"] != "hpo"]
+    # Figure footers name only the sweeps and devices whose runs the figure shows.
+    b = _Builder(out, _restricted(ctx, timed))
+    sections = [_overview(data, ctx), _trials(b, runs)]
+    sections.append(
+        _fit_section(
+            b,
+            timed,
+            metric="sec_per_iter",
+            label="seconds per training step",
+            ylabel="seconds per training step (s)",
+            key="runtime",
+            min_dim=min_dim,
+        )
+    )
+    if timed["sec_per_iter"].notna().any():
+        sections += _speedup_section(b, timed)
+    else:
+        sections.append(Section("Speedup and crossover", ["No timing data in this report."]))
+    sections.append(
+        _fit_section(
+            b,
+            timed,
+            metric="peak_mem_mb",
+            label="peak memory",
+            ylabel="peak memory (MB)",
+            key="memory",
+            min_dim=min_dim,
+        )
+    )
+    sections.append(_learning_section(b, runs, learning_curves(data), tolerance))
+    b.ctx = _restricted(ctx, runs[runs["kind"] == "hpo"])
+    sections.append(_hpo_section(b, runs, data.best))
+    title = f"relgrad report: {', '.join(ctx.sweeps)}"
+    html_path, md_path = out / "report.html", out / "report.md"
+    md_path.write_text(render_markdown(title, sections), encoding="utf-8")
+    html_path.write_text(render_html(title, sections), encoding="utf-8")
+    report = Report(
+        out_dir=out,
+        html=html_path,
+        markdown=md_path,
+        figures=b.figures,
+        tables=b.tables,
+        sweeps=list(ctx.sweeps),
+        headline=b.headline,
+    )
+    counts = runs["status"].value_counts().sort_index()
+    report.headline.insert(0, f"{len(runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if log_to_mlflow:
+        report.logged_to_runs, report.warnings = _log_artifacts(tracking_uri, data.sweeps, out)
+    return report
