@@ -7,9 +7,10 @@
 A step is the method's gradient (:func:`relgrad_core.backward`) plus an Adam step; the gradient alone is
 timed inside the same step. Within each (B, D) every repeat runs all methods once, in an order rotated per
 repeat, so slow drifts of a shared machine hit all methods alike; medians and IQRs over repeats, ratios of
-medians. GPU: CUDA events around each phase after a synchronise. FLOP count per layer for reference
-(forward 2BD², data gradient 4BD², relative direction 6BD², first layer without the input gradient):
-relative / mlp = (6L + 2(L−1)) / (4L + 2(L−1)) = 1.4 at L = 2, → 4/3 for deep flows.
+medians. GPU: CUDA events around each phase after a synchronise. Matrix FLOPs of the gradient in units of
+B·D² for depth L ≥ 2 (forward 2 per layer; MLP backward 2 per weight and 2 per input gradient, none for the
+first layer; relative 4 per weight, the Gaussian head's input gradient free): relative 12 + 8(L−2) against
+MLP 10 + 6(L−2), so 1.2 at L = 2 and → 4/3 for deep flows.
 """
 
 from __future__ import annotations

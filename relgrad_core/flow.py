@@ -80,13 +80,28 @@ class Flow(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def _params_version(self) -> tuple:
-        return tuple((p.data_ptr(), p._version, p.dtype, str(p.device)) for p in self.parameters())
+    def _params_fingerprint(self) -> tuple:
+        """Identity and content summary of every parameter: the key of the log-det cache.
+
+        Version counters alone are not enough: fused optimizers (``Adam(fused=True)``) update parameters
+        in place without bumping them. Sums of the entries and of their squares (accumulated in float64)
+        change with any optimizer step; computing them is O(D²), negligible next to a batch's O(B·D²).
+        """
+        with torch.no_grad():
+            params = list(self.parameters())
+            sums = torch.stack(
+                [
+                    torch.stack([p.sum(dtype=torch.float64), p.square().sum(dtype=torch.float64)])
+                    for p in params
+                ]
+            )
+        identity = tuple((p.data_ptr(), p._version, p.dtype, str(p.device)) for p in params)
+        return identity, tuple(sums.flatten().tolist())
 
     def cached_weight_log_abs_det(self) -> torch.Tensor:
-        """``Σ_l log|det W_l|`` computed once per parameter version (keyed on the tensors' version
-        counters, which every in-place optimizer step bumps) and reused by every evaluation batch."""
-        key = self._params_version()
+        """``Σ_l log|det W_l|`` computed once per parameter state and reused by every evaluation batch
+        (keyed on :meth:`_params_fingerprint`)."""
+        key = self._params_fingerprint()
         if self._logdet_cache is None or self._logdet_cache[0] != key:
             with torch.no_grad():
                 value = self.weight_log_abs_det().detach()
@@ -99,23 +114,26 @@ class Flow(nn.Module):
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"expected input of shape (batch, {self.dim}), got {tuple(x.shape)}")
 
-    def transform(self, x: torch.Tensor, linear: LinearFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Push ``x`` through the layers; return ``z_L`` and the per-sample ``Σ_{l<L} Σ_i log σ'(y_{l,i})``.
+    def hidden(self, x: torch.Tensor, linear: LinearFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Push ``x`` through all layers but the last: ``z_{L-1}`` and the per-sample
+        ``Σ_{l<L} Σ_i log σ'(y_{l,i})``.
 
         By default each layer computes its own ``y``; a ``linear(z, weight, bias)`` replaces that to change
         only how the weights receive gradients (the relative method plugs in its autograd function here).
         """
         z = x
         log_slope = x.new_zeros(x.shape[0])
-        last = len(self.layers) - 1
-        for index, layer in enumerate(self.layers):
+        for layer in self.layers[:-1]:
             y = layer(z) if linear is None else linear(z, layer.weight, layer.bias)
-            if index < last:
-                log_slope = log_slope + log_derivative(y, self.alpha).sum(dim=1)
-                z = smooth_leaky_relu(y, self.alpha)
-            else:
-                z = y
+            log_slope = log_slope + log_derivative(y, self.alpha).sum(dim=1)
+            z = smooth_leaky_relu(y, self.alpha)
         return z, log_slope
+
+    def transform(self, x: torch.Tensor, linear: LinearFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z_L = g(x)`` and the per-sample ``Σ_{l<L} Σ_i log σ'(y_{l,i})`` (see :meth:`hidden`)."""
+        z, log_slope = self.hidden(x, linear)
+        last = self.layers[-1]
+        return (last(z) if linear is None else linear(z, last.weight, last.bias)), log_slope
 
     def data_log_prob(self, x: torch.Tensor, linear: LinearFn | None = None) -> torch.Tensor:
         """Per-sample data term ``Σ_i log p_1(z_{L,i}) + Σ_{l<L} Σ_i log σ'(y_{l,i})`` (no log-det)."""

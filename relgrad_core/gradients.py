@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import torch
 
+from relgrad_core.base import Gaussian
 from relgrad_core.flow import DenseFlow, Flow
 from relgrad_core.lu_flow import LUFlow
-from relgrad_core.relative import relative_linear
+from relgrad_core.relative import RelativeGaussianHead, relative_linear
 
 METHODS: tuple[str, ...] = ("relative", "ordinary", "autodiff", "jacobian", "mlp", "lu")
 
@@ -51,6 +52,12 @@ def backward(flow: Flow, x: torch.Tensor, method: str) -> torch.Tensor:
         p.grad = None
     if method == "jacobian":
         return _jacobian_backward(flow, x)
+    if method == "relative" and isinstance(flow.base, Gaussian):
+        z, log_slope = flow.hidden(x, relative_linear)
+        last = flow.layers[-1]
+        data_nll = RelativeGaussianHead.apply(z, last.weight, last.bias) - log_slope.mean()
+        data_nll.backward()
+        return data_nll.detach()
     linear = relative_linear if method == "relative" else None
     data_nll = -flow.data_log_prob(x, linear).mean()
     loss = data_nll

@@ -13,6 +13,8 @@ which autograd would keep anyway, so the function saves nothing extra.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -30,9 +32,44 @@ class RelativeLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, delta: torch.Tensor):
         weight, bias, y = ctx.saved_tensors
-        grad_z = delta @ weight if ctx.needs_input_grad[0] else None
-        # −W + δᵀ(yW) in one GEMM call (beta = −1 adds the log-det part for free)
-        grad_weight = torch.addmm(weight, delta.mT, y @ weight, beta=-1.0)
+        if ctx.needs_input_grad[0]:
+            # δW (the input gradient) and yW share the right factor: one GEMM over the stacked rows reads
+            # W once instead of twice (measurably faster on CPU, never slower)
+            both = torch.cat([delta, y]) @ weight
+            grad_z, y_weight = both.split(delta.shape[0])
+        else:
+            grad_z, y_weight = None, y @ weight
+        # δᵀ(yW) − W; a plain mm + in-place subtraction beats addmm(beta=−1) on CPU BLAS
+        grad_weight = (delta.mT @ y_weight).sub_(weight)
+        grad_bias = None
+        if bias is not None:
+            grad_bias = torch.addmv(bias, delta.mT, torch.addmv(torch.ones_like(y[:, 0]), y, bias), beta=-1.0)
+        return grad_z, grad_weight, grad_bias
+
+
+class RelativeGaussianHead(torch.autograd.Function):
+    """The last (affine) layer fused with a standard Gaussian base: returns the mean base NLL
+    ``mean_n ||y_n||²/2 + (D/2)·log 2π`` of ``y = z Wᵀ + b``.
+
+    Here ``δ = g·y/B`` exactly (``g`` the incoming scalar gradient), so the input gradient ``δW = g·(yW)/B``
+    is a by-product of the relative direction's ``yW``: this layer costs 2 B×D×D products in backward
+    instead of 3, which brings a two-layer relative step to 12/10 of an MLP's matrix FLOPs.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        y = F.linear(z, weight, bias)
+        ctx.save_for_backward(weight, bias, y)
+        batch, dim = y.shape
+        return 0.5 * y.square().sum() / batch + 0.5 * dim * math.log(2 * math.pi)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        weight, bias, y = ctx.saved_tensors
+        delta = y * (grad / y.shape[0])
+        y_weight = y @ weight
+        grad_z = y_weight * (grad / y.shape[0]) if ctx.needs_input_grad[0] else None
+        grad_weight = (delta.mT @ y_weight).sub_(weight)
         grad_bias = None
         if bias is not None:
             grad_bias = torch.addmv(bias, delta.mT, torch.addmv(torch.ones_like(y[:, 0]), y, bias), beta=-1.0)

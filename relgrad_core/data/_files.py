@@ -30,9 +30,7 @@ def resolve_root(root: str | os.PathLike[str] | None) -> DataRoot:
     return DataRoot(DEFAULT_ROOT.expanduser(), f"the default (no root= argument, {ENV_VAR} unset)")
 
 
-def missing_file_error(
-    dataset: str, root: DataRoot, relative: str, *alternatives: str
-) -> FileNotFoundError:
+def missing_file_error(dataset: str, root: DataRoot, relative: str, *alternatives: str) -> FileNotFoundError:
     """A ``FileNotFoundError`` naming the file, the full expected path and how to set the root."""
     wanted = [relative, *alternatives]
     paths = " or ".join(f"'{root.path / name}'" for name in wanted)

@@ -11,9 +11,7 @@ def to_tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(dtype=dtype).clone()
 
 
-def split_counts(
-    n: int, val_frac: float, test_frac: float, *, dataset: str
-) -> tuple[int, int, int]:
+def split_counts(n: int, val_frac: float, test_frac: float, *, dataset: str) -> tuple[int, int, int]:
     """Sizes ``(n_train, n_val, n_test)`` for ``n`` rows; every split must get at least one row."""
     n_test = round(test_frac * n)
     n_val = round(val_frac * n)
@@ -58,9 +56,7 @@ def maf_tail_split(data: np.ndarray, *, dataset: str) -> tuple[np.ndarray, np.nd
     return train, rest[len(train) :], data[len(rest) :]
 
 
-def cap_rows(
-    tensor: torch.Tensor, max_rows: int | None, generator: torch.Generator
-) -> torch.Tensor:
+def cap_rows(tensor: torch.Tensor, max_rows: int | None, generator: torch.Generator) -> torch.Tensor:
     """At most ``max_rows`` rows of ``tensor``: a seeded random subset, kept in original order."""
     if max_rows is None or tensor.shape[0] <= max_rows:
         return tensor

@@ -61,8 +61,7 @@ def load_digits(
     counts = split_counts(len(pixels), val_frac, test_frac, dataset=name)
     splits = shuffled_split(pixels, counts, rng)
     train, val, test = (
-        to_tensor(dequantise_logit(s, levels=DIGITS_LEVELS, lam=lam, rng=rng), dtype)
-        for s in splits
+        to_tensor(dequantise_logit(s, levels=DIGITS_LEVELS, lam=lam, rng=rng), dtype) for s in splits
     )
     train, val, test = cap_splits((train, val, test), max_rows, seed)
     dim = pixels.shape[1]

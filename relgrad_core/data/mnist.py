@@ -112,8 +112,7 @@ def load_mnist(
     test_images = read_idx_images(test_path)
     if train_images.shape[1:] != test_images.shape[1:]:
         raise ValueError(
-            f"{name}: train images are {train_images.shape[1:]} but test images "
-            f"are {test_images.shape[1:]}"
+            f"{name}: train images are {train_images.shape[1:]} but test images are {test_images.shape[1:]}"
         )
     if train_images.shape[0] <= n_val:
         raise ValueError(

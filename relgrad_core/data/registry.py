@@ -74,10 +74,7 @@ _REGISTRY: dict[str, Entry] = {
     **{n: Entry(partial(_toy, n), False, f"toy 2-D set '{n}'") for n in _TOY_NAMES},
     "teacher": Entry(_teacher, False, "samples of a random DenseFlow, exact log-density"),
     "noise": Entry(_noise, False, "standard normal of any dim, timing only"),
-    **{
-        n: Entry(partial(_uci, n), True, f"MAF-preprocessed UCI '{n}' (local files)")
-        for n in _UCI_NAMES
-    },
+    **{n: Entry(partial(_uci, n), True, f"MAF-preprocessed UCI '{n}' (local files)") for n in _UCI_NAMES},
     "mnist": Entry(_mnist, True, "MNIST IDX files, 784-D, logit space (local files)"),
 }
 

@@ -72,9 +72,7 @@ class GaussianMixtureLogProb:
         return torch.logsumexp(log_w - sq / (2.0 * self.std**2), dim=1) + log_norm
 
 
-def gaussian_mixture_log_prob(
-    centres: np.ndarray, weights: np.ndarray, std: float
-) -> GaussianMixtureLogProb:
+def gaussian_mixture_log_prob(centres: np.ndarray, weights: np.ndarray, std: float) -> GaussianMixtureLogProb:
     """The closed-form log-density of the mixture that :func:`_sample_mixture` draws from."""
     return GaussianMixtureLogProb(
         tuple((float(a), float(b)) for a, b in centres), tuple(float(w) for w in weights), std
@@ -125,13 +123,9 @@ def checkerboard_log_prob(x: torch.Tensor) -> torch.Tensor:
     return torch.where(inside, value, torch.full_like(value, -math.inf))
 
 
-def _checkerboard(
-    n: int, rng: np.random.Generator, noise: float | None
-) -> tuple[np.ndarray, LogProb]:
+def _checkerboard(n: int, rng: np.random.Generator, noise: float | None) -> tuple[np.ndarray, LogProb]:
     side = 2.0 * BOARD_HALF_WIDTH / BOARD_CELLS
-    dark = np.array(
-        [(i, j) for i in range(BOARD_CELLS) for j in range(BOARD_CELLS) if (i + j) % 2 == 0]
-    )
+    dark = np.array([(i, j) for i in range(BOARD_CELLS) for j in range(BOARD_CELLS) if (i + j) % 2 == 0])
     cells = dark[rng.integers(len(dark), size=n)]
     points = -BOARD_HALF_WIDTH + side * (cells + rng.random((n, 2)))
     return points, checkerboard_log_prob
@@ -254,11 +248,7 @@ def load_toy(
     if spec.default_noise is None and noise is not None:
         raise TypeError(f"{name}: this set has no noise parameter (got noise={noise!r})")
     if spec.default_noise is not None:
-        noise = (
-            spec.default_noise
-            if noise is None
-            else check_positive_float(noise, "noise", dataset=name)
-        )
+        noise = spec.default_noise if noise is None else check_positive_float(noise, "noise", dataset=name)
     check_seed(seed)
     check_dtype(dtype)
 

@@ -48,9 +48,7 @@ def logit_log_det(y: torch.Tensor, lam: float = 1e-6) -> torch.Tensor:
     return per_dim.sum(dim=-1)
 
 
-def logit_to_unit_log_prob(
-    log_prob: torch.Tensor, y: torch.Tensor, lam: float = 1e-6
-) -> torch.Tensor:
+def logit_to_unit_log_prob(log_prob: torch.Tensor, y: torch.Tensor, lam: float = 1e-6) -> torch.Tensor:
     """Convert ``log p_y(y)`` (logit space) to ``log p_x(x)`` for pixels ``x ∈ [0, 1]^D``.
 
     ``log_prob`` has shape ``(n,)``, ``y`` the matching data ``(n, D)`` in logit space.
@@ -75,9 +73,7 @@ def bits_per_dim(log_prob_unit: torch.Tensor, dim: int, levels: int) -> torch.Te
     return -unit_to_levels_log_prob(log_prob_unit, dim, levels) / (dim * math.log(2.0))
 
 
-def dequantise_logit(
-    values: np.ndarray, *, levels: int, lam: float, rng: np.random.Generator
-) -> np.ndarray:
+def dequantise_logit(values: np.ndarray, *, levels: int, lam: float, rng: np.random.Generator) -> np.ndarray:
     """Integer pixels ``v ∈ {0..levels−1}`` → ``logit(λ + (1 − 2λ)(v + u)/levels)``, ``u ~ U[0,1)``.
 
     Uniform dequantisation (Theis et al. 2016) turns the discrete pixels into a continuous density

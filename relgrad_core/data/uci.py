@@ -52,8 +52,7 @@ def _load_npy(name: str, path: Path) -> np.ndarray:
         raise ValueError(f"{name}: '{path}' is not a readable .npy array ({err})") from err
     if not isinstance(array, np.ndarray) or array.ndim != 2 or 0 in array.shape:
         raise ValueError(
-            f"{name}: '{path}' must hold a non-empty 2-D array, got shape "
-            f"{getattr(array, 'shape', None)}"
+            f"{name}: '{path}' must hold a non-empty 2-D array, got shape {getattr(array, 'shape', None)}"
         )
     if not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{name}: '{path}' holds dtype {array.dtype}, expected numbers")
@@ -191,9 +190,7 @@ def load_gas(
     frame = frame.drop(columns=list(GAS_DROPPED))
     non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric or frame.shape[1] == 0:
-        raise ValueError(
-            f"{name}: '{path}' needs numeric sensor columns; non-numeric: {non_numeric}"
-        )
+        raise ValueError(f"{name}: '{path}' needs numeric sensor columns; non-numeric: {non_numeric}")
 
     dropped: list[str] = []
     counts = _gas_highly_correlated(frame)
@@ -269,9 +266,7 @@ def load_hepmass(
 
     def signal_rows(frame: Any, path: Path) -> np.ndarray:
         if frame.shape[1] < 2 or frame.shape[0] == 0:
-            raise ValueError(
-                f"{name}: '{path}' needs a label column and features, got shape {frame.shape}"
-            )
+            raise ValueError(f"{name}: '{path}' needs a label column and features, got shape {frame.shape}")
         try:
             values = frame.to_numpy(dtype=np.float64)
         except (ValueError, TypeError) as err:
@@ -290,13 +285,9 @@ def load_hepmass(
             f"file to have exactly one more column than the train file"
         )
     feature_names = [str(c) for c in train_frame.columns[1:]]
-    (train, test), mean, std = _standardise(
-        name, train, (train, test), ddof=1, columns=feature_names
-    )
+    (train, test), mean, std = _standardise(name, train, (train, test), ddof=1, columns=feature_names)
 
-    removed = [
-        i for i in range(train.shape[1]) if _min_value_repeats(train[:, i]) > HEPMASS_REPEAT_LIMIT
-    ]
+    removed = [i for i in range(train.shape[1]) if _min_value_repeats(train[:, i]) > HEPMASS_REPEAT_LIMIT]
     kept = [i for i in range(train.shape[1]) if i not in removed]
     if not kept:
         raise ValueError(f"{name}: every feature was removed by the repeated-value filter")
@@ -391,8 +382,7 @@ def load_bsds300(
         missing = [key for key in ("train", "validation", "test") if key not in handle]
         if missing:
             raise ValueError(
-                f"{name}: '{path}' lacks dataset(s) {missing}; expected "
-                f"'train', 'validation' and 'test'"
+                f"{name}: '{path}' lacks dataset(s) {missing}; expected 'train', 'validation' and 'test'"
             )
         parts = []
         for key in ("train", "validation", "test"):

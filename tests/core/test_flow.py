@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from relgrad_core import DenseFlow, LUFlow, SingularWeightError, make_flow, resolve_device
+from relgrad_core import DenseFlow, LUFlow, SingularWeightError, backward, make_flow, resolve_device
 from tests.core.conftest import perturbed_flow
 
 
@@ -84,6 +84,21 @@ def test_log_det_is_cached_per_parameter_version(monkeypatch):
         flow.log_prob(x)
     assert calls["n"] == 3  # recomputed once after the in-place update, then reused
     assert not torch.allclose(changed, first)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_log_det_cache_sees_optimizer_updates(fused):
+    # fused Adam updates parameters without bumping their version counters: the cache must still notice
+    flow = perturbed_flow(6, 2, seed=3)
+    x = torch.randn(10, 6, dtype=torch.float64)
+    opt = torch.optim.Adam(flow.parameters(), lr=0.05, fused=fused)
+    for _ in range(3):
+        with torch.no_grad():
+            cached = flow.log_prob(x)
+        fresh = flow.base.log_prob(flow(x)[0]).sum(1) + flow.transform(x)[1] + flow.weight_log_abs_det()
+        torch.testing.assert_close(cached, fresh.detach(), rtol=1e-12, atol=1e-12)
+        backward(flow, x, "relative")
+        opt.step()
 
 
 def test_euclidean_gradient_through_log_prob():

@@ -7,7 +7,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from relgrad_core import METHODS, DenseFlow, LUFlow, backward
+from relgrad_core import METHODS, DenseFlow, LUFlow, backward, make_base
 from relgrad_core.gradients import _per_matrix_logabsdet
 from tests.core.conftest import perturbed_flow
 
@@ -181,21 +181,43 @@ def test_relative_step_dispatches_no_cubic_operation():
     assert "slogdet" in " ".join(_cubic(_ops_of_step("autodiff")))
 
 
-def _flops(method, dim, batch=64, depth=2):
-    flow = DenseFlow(dim, depth, seed=0)
+def _flops(method, dim, batch=64, depth=2, base="gaussian"):
+    flow = DenseFlow(dim, depth, seed=0, base=base)
     x = torch.randn(batch, dim)
     with FlopCounterMode(display=False) as counter:
         backward(flow, x, method)
     return counter.get_total_flops()
 
 
-def test_relative_flops_grow_4x_when_d_doubles_and_match_the_count():
-    small, large = _flops("relative", 128), _flops("relative", 256)
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_relative_flops_grow_4x_when_d_doubles_and_match_the_count(depth):
+    small, large = _flops("relative", 128, depth=depth), _flops("relative", 256, depth=depth)
     assert large / small == pytest.approx(4.0, rel=0.02)
-    # forward 2BD² per layer; backward δᵀ(yW) and yW 4BD² per layer, δW 2BD² below the first layer
-    batch, dim, depth = 64, 256, 2
-    expected = depth * 6 * batch * dim**2 + (depth - 1) * 2 * batch * dim**2
-    assert large == pytest.approx(expected, rel=0.02)
-    # the MLP does 4BD² per layer and 2BD² below the first: ratio (6L + 2(L−1)) / (4L + 2(L−1)) → 4/3
-    mlp = depth * 4 * batch * dim**2 + (depth - 1) * 2 * batch * dim**2
-    assert _flops("mlp", 256) == pytest.approx(mlp, rel=0.02)
+    # in units of B·D²: forward 2 per layer; backward δᵀ(yW) and yW 4 per layer, δW 2 more on hidden layers
+    # that need an input gradient; the Gaussian head gets its δW from yW for free
+    unit = 64 * 256**2
+    hidden_with_input_grad = max(depth - 2, 0)
+    gaussian = 2 * depth + 4 * depth + 2 * hidden_with_input_grad
+    generic = gaussian + 2 * (depth > 1)
+    assert large == pytest.approx(gaussian * unit, rel=0.02)
+    assert _flops("relative", 256, depth=depth, base="laplace") == pytest.approx(generic * unit, rel=0.02)
+    # the MLP: forward 2, weight gradient 2 per layer, input gradient 2 on every layer but the first
+    mlp = 2 * depth + 2 * depth + 2 * (depth - 1)
+    assert _flops("mlp", 256, depth=depth) == pytest.approx(mlp * unit, rel=0.02)
+
+
+@pytest.mark.parametrize("base", ["laplace", "logistic"])
+def test_relative_identity_with_non_gaussian_bases(base):
+    flow = perturbed_flow(6, 3, seed=2)
+    flow.base = make_base(base)
+    x = torch.randn(9, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    grads = iter(euclidean_gradients(flow, x))
+    expected = []
+    for layer in flow.layers:
+        g_w, g_b = next(grads), next(grads)
+        w_aug = augmented(layer)
+        expected.append(torch.cat([g_w, g_b[:, None]], 1) @ w_aug.T @ w_aug)
+    backward(flow, x, "relative")
+    for layer, rel in zip(flow.layers, expected, strict=True):
+        torch.testing.assert_close(layer.weight.grad, rel[:, :6], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(layer.bias.grad, rel[:, 6], rtol=1e-10, atol=1e-10)
