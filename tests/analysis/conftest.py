@@ -7,6 +7,7 @@ fitted exponents, speedups and crossovers against the truth.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,12 @@ class FakeStore:
     root: Path
     scaling_parent: str
     hpo_parent: str | None
+    methods: tuple[str, ...]
+    scaling: str = SCALING
+    hpo: str = HPO
+    dims: tuple[int, ...] = DIMS
+    seeds: tuple[int, ...] = SEEDS
+    device: str = DEVICE
 
 
 def _env_tags(trial_id: str) -> dict[str, str]:
@@ -218,10 +225,16 @@ def build_store(
             exp, tags={"sweep": empty_sweep, "role": "parent", "kind": "scaling"}
         ).info.run_id
         client.set_terminated(empty)
-    return FakeStore(uri, root, parent, hpo_parent)
+    return FakeStore(uri, root, parent, hpo_parent, tuple(methods))
 
 
 @pytest.fixture(scope="session")
 def fake_store(tmp_path_factory: pytest.TempPathFactory) -> FakeStore:
     """The full fake store, built once per session (tests that log into it use their own)."""
     return build_store(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session")
+def store_builder() -> Callable[..., FakeStore]:
+    """:func:`build_store` itself, for tests that need a variant of the store."""
+    return build_store
