@@ -1,0 +1,142 @@
+"""End to end: a report from the fake store has every section, figure and table; it is
+self-contained, reruns overwrite it, and it lands as artifacts of the parent runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from analysis import Report, build_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SECTIONS = (
+    "Overview",
+    "Trials",
+    "Runtime scaling",
+    "Speedup and crossover",
+    "Overhead over the MLP floor",
+    "Peak memory",
+    "Learning: log-likelihood against wall-clock",
+    "Hyper-parameter search",
+)
+FIGURES = (
+    "runtime_vs_dim",
+    "speedup_vs_dim",
+    "overhead_vs_mlp",
+    "memory_vs_dim",
+    "ll_vs_time",
+    "kl_gap_vs_time",
+    "hpo_ll_vs_lr",
+)
+TABLES = (
+    "trials",
+    "status_counts",
+    "problem_trials",
+    "exponents_runtime",
+    "verdicts_runtime",
+    "speedup",
+    "crossover",
+    "overhead_mlp",
+    "exponents_memory",
+    "verdicts_memory",
+    "kl_gap",
+    "time_to_target",
+    "hpo_trials",
+    "hpo_best",
+)
+
+
+@pytest.fixture(scope="module")
+def report(fake_store: Any, tmp_path_factory: pytest.TempPathFactory) -> Report:
+    out = tmp_path_factory.mktemp("report") / "out"
+    return build_report(
+        [fake_store.scaling, fake_store.hpo], tracking_uri=fake_store.tracking_uri, out_dir=out
+    )
+
+
+def test_every_section_figure_and_table(report: Report) -> None:
+    html = report.html.read_text(encoding="utf-8")
+    md = report.markdown.read_text(encoding="utf-8")
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in html
+        assert f"## {title}\n" in md
+    for name in FIGURES:
+        png, svg = report.out_dir / "figures" / f"{name}.png", report.out_dir / "figures" / f"{name}.svg"
+        assert png.read_bytes()[:8] == PNG_MAGIC
+        assert svg.read_text(encoding="utf-8").lstrip().startswith(("<?xml", "<svg"))
+        assert f"figures/{name}.png" in md
+    assert set(report.tables) == set(TABLES)
+    for path in report.tables.values():
+        assert path.suffix == ".csv" and path.exists()
+
+
+def test_html_is_self_contained(report: Report) -> None:
+    html = report.html.read_text(encoding="utf-8")
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) == len(FIGURES)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.findall(r'href="([^"]*)"', html)
+    assert "<table" in html
+
+
+def test_findings_match_the_fake_power_laws(report: Report) -> None:
+    verdicts = pd.read_csv(report.tables["verdicts_runtime"]).set_index("method")
+    for method in ("relative", "lu", "mlp"):
+        assert verdicts.loc[method, "verdict"] == "quadratic"
+        assert verdicts.loc[method, "ci_low"] <= 2.0 <= verdicts.loc[method, "ci_high"]
+    for method in ("ordinary", "autodiff", "jacobian"):
+        assert verdicts.loc[method, "verdict"] == "cubic"
+    cross = pd.read_csv(report.tables["crossover"]).set_index("baseline")
+    # fake laws: ordinary = relative at D ≈ 100 (noise moves it a little)
+    assert 64 < cross.loc["ordinary", "crossover_dim"] < 256
+    assert cross.loc["mlp", "crossover"].startswith("never")
+    overhead = pd.read_csv(report.tables["overhead_mlp"])
+    assert overhead["flop_floor"].tolist() == pytest.approx([4 / 3] * len(overhead))
+    md = report.markdown.read_text(encoding="utf-8")
+    assert "4/3" in md and "D ≥ 256" in md  # the floor and the fit threshold are stated
+    assert "Fake Xeon 9000" in md
+
+
+def test_problem_trials_listed_with_reasons(report: Report) -> None:
+    problems = pd.read_csv(report.tables["problem_trials"])
+    assert sorted(problems["status"]) == ["diverged", "failed", "skipped_over_budget", "skipped_over_budget"]
+    md = report.markdown.read_text(encoding="utf-8")
+    for reason in ("estimated 812 s > budget 60 s", "non-finite loss at step 3", "CUDA out of memory"):
+        assert reason in md
+    assert "autodiff" in str(report) and "skipped_over_budget" in str(report)
+
+
+def test_artifacts_logged_on_parent_runs(report: Report, fake_store: Any) -> None:
+    assert set(report.logged_to_runs) == {fake_store.scaling_parent, fake_store.hpo_parent}
+    client = MlflowClient(tracking_uri=fake_store.tracking_uri)
+    names = {a.path for a in client.list_artifacts(fake_store.scaling_parent, "report")}
+    assert {"report/report.html", "report/report.md", "report/figures", "report/tables"} <= names
+    figures = {a.path for a in client.list_artifacts(fake_store.scaling_parent, "report/figures")}
+    assert "report/figures/runtime_vs_dim.png" in figures
+
+
+def test_rerun_overwrites_and_removes_stale_files(fake_store: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = build_report(
+        fake_store.scaling, tracking_uri=fake_store.tracking_uri, out_dir=out, log_to_mlflow=False
+    )
+    assert (out / "figures" / "runtime_vs_dim.png").exists()
+    (out / "figures" / "leftover.png").write_bytes(b"stale")
+    other = out / "notes.txt"
+    other.write_text("not ours")
+    second = build_report(
+        fake_store.hpo, tracking_uri=fake_store.tracking_uri, out_dir=out, log_to_mlflow=False
+    )
+    assert second.html == first.html and second.logged_to_runs == []
+    assert not (out / "figures" / "leftover.png").exists()
+    assert not (out / "figures" / "runtime_vs_dim.png").exists()  # no timings in an HPO sweep
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["hpo_ll_vs_lr.png", "hpo_ll_vs_lr.svg"]
+    assert other.read_text() == "not ours"  # files the report does not own are left alone
+    md = second.markdown.read_text(encoding="utf-8")
+    assert "No timing data" in md or "nothing to fit" in md
+    assert "no KL-gap view" not in md and "fake-scaling" not in md
