@@ -413,6 +413,9 @@ def digits_section(plan: Plan, workers: int, log: Callable[[str], None]) -> dict
         settings[f"patience {plan.long_patience}"] = {"patience": plan.long_patience}
         settings |= {f"batch {b}": {"batch_size": b} for b in plan.batch_grid if b != template.batch_size}
         settings |= {f"sgd lr {lr:g}": {"optimizer": "sgd", "lr": lr} for lr in plan.sgd_lr_grid}
+        # Adam without per-coordinate normalisation: one RMS per tensor, so the relative direction's
+        # structure survives the rescaling (tests the "Adam distorts the preconditioned direction" idea)
+        settings[f"layer_adam lr {template.lr:g}"] = {"optimizer": "layer_adam"}
         specs = [
             spec
             for overrides in settings.values()

@@ -15,7 +15,7 @@ from relgrad_core.device import synchronize
 from relgrad_core.flow import Flow
 from relgrad_core.gradients import backward, check_method
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+OPTIMIZERS = ("adam", "adamw", "layer_adam", "sgd", "rmsprop")
 
 
 class Diverged(RuntimeError):
@@ -96,6 +96,10 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
             return cls(params, lr=lr, fused=True)
         except (RuntimeError, ValueError):
             return cls(params, lr=lr, foreach=True)
+    if name == "layer_adam":
+        from relgrad_core.optim import LayerAdam
+
+        return LayerAdam(params, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
     if name == "rmsprop":
