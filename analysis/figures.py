@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from analysis.schema import FLOP_FLOOR_RATIO, REFERENCE_METHOD, method_sort_key
+from analysis.schema import REFERENCE_METHOD, flop_ratio, method_sort_key
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
 _PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -247,7 +247,7 @@ def plot_speedup(
 
 
 def plot_overhead(overhead: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> list[Path]:
-    """``t_relative / t_mlp`` vs D with the 4/3 FLOP floor."""
+    """``t_relative / t_mlp`` vs D with the matrix-FLOP ratio at that depth."""
     configs = sorted(overhead.groupby(["depth", "batch_size"]).groups)
     fig, axes = _panels(len(configs), height=3.4)
     sweeps = list(dict.fromkeys(overhead["sweep"].tolist()))  # sweeps actually plotted
@@ -264,7 +264,8 @@ def plot_overhead(overhead: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> 
                 lw=1.5,
                 label=f"{REFERENCE_METHOD} / mlp" + (f" [{sweep}]" if len(sweeps) > 1 else ""),
             )
-        ax.axhline(FLOP_FLOOR_RATIO, color="0.3", ls="--", lw=1.0, label="FLOP floor 4/3")
+        floor = flop_ratio(int(depth))
+        ax.axhline(floor, color="0.3", ls="--", lw=1.0, label=f"matrix-FLOP ratio {floor:.2f}")
         ax.axhline(1.0, color="0.6", ls=":", lw=1.0, label="mlp (no log-det)")
         ax.set_xscale("log", base=2)
         ax.set_ylim(bottom=0)

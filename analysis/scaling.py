@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import ReportError
-from analysis.schema import FLOOR_METHOD, FLOP_FLOOR_RATIO, REFERENCE_METHOD, STATUS_OK
+from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, STATUS_OK, flop_ratio
 
 #: Below this exponent a method is called quadratic, above CUBIC_MIN cubic.
 QUADRATIC_MAX = 2.3
@@ -362,7 +362,8 @@ def overhead_table(
     floor: str = FLOOR_METHOD,
     metric: str = "sec_per_iter",
 ) -> pd.DataFrame:
-    """``t_reference / t_floor`` per configuration and D, next to the FLOP floor 4/3."""
+    """``t_reference / t_floor`` per configuration and D, next to the matrix-FLOP ratio at that depth
+    (:func:`analysis.schema.flop_ratio`: 1.2 at depth 2, → 4/3 for deep flows)."""
     columns = [*CONFIG_GROUP, "dim", "t_reference_s", "t_mlp_s", "overhead", "flop_floor"]
     speedups = speedup_table(runs, reference, metric)
     part = speedups[speedups["baseline"] == floor]
@@ -370,5 +371,5 @@ def overhead_table(
         return pd.DataFrame(columns=columns)
     out = part.rename(columns={"t_baseline_s": "t_mlp_s"}).copy()
     out["overhead"] = out["t_reference_s"] / out["t_mlp_s"]
-    out["flop_floor"] = FLOP_FLOOR_RATIO
+    out["flop_floor"] = [flop_ratio(int(d)) for d in out["depth"]]
     return out[columns].reset_index(drop=True)
