@@ -52,17 +52,39 @@ class Flow(nn.Module):
 
     layers: nn.ModuleList
 
-    def __init__(self, dim: int, depth: int, *, alpha: float, base: str) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        *,
+        alpha: float = 0.3,
+        bias: bool = True,
+        base: str = "gaussian",
+        device: str | torch.device | None = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int | None = None,
+    ) -> None:
         super().__init__()
         _check_shape(dim, depth)
         self.dim = dim
         self.depth = depth
         self.alpha = check_alpha(alpha)
+        self.has_bias = bias
         self.base_name = base
         self.base: BaseDensity = make_base(base)
         self._logdet_cache: tuple[tuple, torch.Tensor] | None = None
+        # orthogonal init drawn in float64 on the CPU: the same seed gives the same flow on any device
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.layers = nn.ModuleList(
+            self._make_layer(random_orthogonal(dim, generator), bias) for _ in range(depth)
+        )
+        self.to(device=resolve_device(device), dtype=dtype)
 
     # --- pieces the subclasses define -------------------------------------------------------
+    def _make_layer(self, weight: torch.Tensor, bias: bool) -> nn.Module:
+        """A layer computing ``y = z Wᵀ + b`` that starts at ``weight`` (float64) and a zero bias."""
+        raise NotImplementedError
+
     def weight_log_abs_det(self) -> torch.Tensor:
         """``Σ_l log|det W_l|`` as a differentiable scalar."""
         raise NotImplementedError
@@ -201,40 +223,28 @@ class Flow(nn.Module):
         return self.inverse(z)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, depth={self.depth}, alpha={self.alpha}, base={self.base_name!r}"
+        return (
+            f"dim={self.dim}, depth={self.depth}, alpha={self.alpha}, bias={self.has_bias}, "
+            f"base={self.base_name!r}"
+        )
 
 
 class DenseFlow(Flow):
     """``depth`` unconstrained square layers (``nn.Linear``) with σ between them; the paper's model.
 
-    Weights start orthogonal (so ``log|det W| = 0``), biases at zero. ``seed`` makes the init reproducible.
+    ``DenseFlow(dim, depth, *, alpha=0.3, bias=True, base="gaussian", device="cpu", dtype=float32,
+    seed=None)``.
+    Weights start orthogonal (so ``log|det W| = 0``), biases at zero; ``seed`` makes the init reproducible.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        *,
-        alpha: float = 0.3,
-        bias: bool = True,
-        base: str = "gaussian",
-        device: str | torch.device | None = "cpu",
-        dtype: torch.dtype = torch.float32,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(dim, depth, alpha=alpha, base=base)
-        self.has_bias = bias
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        layers = []
-        for _ in range(depth):
-            layer = nn.Linear(dim, dim, bias=bias, dtype=dtype)
-            with torch.no_grad():
-                layer.weight.copy_(random_orthogonal(dim, generator))
-                if bias:
-                    layer.bias.zero_()
-            layers.append(layer)
-        self.layers = nn.ModuleList(layers)
-        self.to(device=resolve_device(device), dtype=dtype)
+    def _make_layer(self, weight: torch.Tensor, bias: bool) -> nn.Module:
+        dim = weight.shape[0]
+        layer = nn.Linear(dim, dim, bias=bias, dtype=weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(weight)
+            if bias:
+                layer.bias.zero_()
+        return layer
 
     def weight_log_abs_det(self) -> torch.Tensor:
         return torch.stack([torch.linalg.slogdet(layer.weight)[1] for layer in self.layers]).sum()
@@ -245,9 +255,6 @@ class DenseFlow(Flow):
             y = y - layer.bias
         # z Wᵀ = y  ⇔  W zᵀ = yᵀ: one LU of W shared by the whole batch
         return torch.linalg.solve(layer.weight, y.mT).mT
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", bias={self.has_bias}"
 
 
 def make_flow(

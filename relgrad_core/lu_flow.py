@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from relgrad_core.device import resolve_device
-from relgrad_core.flow import Flow, random_orthogonal
+from relgrad_core.flow import Flow
 
 
 class LULinear(nn.Module):
@@ -73,25 +72,8 @@ class LUFlow(Flow):
     start from the same function for the same seed). Trained with the Euclidean gradient (method ``"lu"``).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        *,
-        alpha: float = 0.3,
-        bias: bool = True,
-        base: str = "gaussian",
-        device: str | torch.device | None = "cpu",
-        dtype: torch.dtype = torch.float32,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(dim, depth, alpha=alpha, base=base)
-        self.has_bias = bias
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        self.layers = nn.ModuleList(
-            LULinear(random_orthogonal(dim, generator), bias=bias) for _ in range(depth)
-        )
-        self.to(device=resolve_device(device), dtype=dtype)
+    def _make_layer(self, weight: torch.Tensor, bias: bool) -> nn.Module:
+        return LULinear(weight, bias=bias)
 
     def weight_log_abs_det(self) -> torch.Tensor:
         return torch.stack([layer.log_abs_det() for layer in self.layers]).sum()
@@ -106,6 +88,3 @@ class LUFlow(Flow):
         for index, layer in enumerate(self.layers):
             if not all(bool(torch.isfinite(p).all()) for p in layer.parameters()):
                 raise SingularWeightError(f"layer {index}: LU factors have non-finite entries")
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", bias={self.has_bias}"

@@ -1,0 +1,43 @@
+"""The product path a user takes: a real scaling sweep, then its report, from the real MLflow runs."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from study.cli import main
+from tests.study.conftest import runs_of, write_preset
+
+
+def test_scaling_sweep_with_report(ray_session, store: dict[str, str], tmp_path: Path, capsys) -> None:
+    preset = write_preset(
+        tmp_path,
+        scaling={"methods": ["relative", "ordinary", "mlp"], "dims": [4, 8, 16], "lrs": [0.001]},
+    )
+    out = tmp_path / "report"
+    code = main(["scaling", "--preset", preset, "--name", "e2e", "--tracking-uri", store["uri"],
+                 "--storage-path", store["storage"], "--report", "--report-dir", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert str(out / "report.html") in printed and "relgrad ui" in printed
+
+    html = (out / "report.html").read_text()
+    assert "e2e" in html
+    # images are embedded, so the file is self-contained
+    images = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert images and all(src.startswith("data:image/") for src in images)
+    png = base64.b64decode(images[0].split(",", 1)[1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the exponent table was fitted from the sweep's own runs: one row per method, over 3 distinct D
+    fits = pd.concat(pd.read_csv(p) for p in (out / "tables").glob("*.csv") if "exponent" in p.name)
+    assert {"relative", "ordinary", "mlp"} <= set(fits["method"])
+
+    # and the report landed as artifacts of the sweep's parent run
+    (parent,) = [r for r in runs_of(store["uri"], "e2e") if r.data.tags.get("role") == "parent"]
+    names = {a.path for a in MlflowClient(tracking_uri=store["uri"]).list_artifacts(parent.info.run_id)}
+    assert any("report.html" in n or "report" in n for n in names)
