@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo ui test lint format clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/relgrad scaling --preset quick --report
+
+ui: $(STAMP)
+	$(BIN)/relgrad ui
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -240,7 +240,11 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     uri = _tracking_uri(args)
     _connect_ray(args)
     summary = run_scaling(
-        cfg, sweep=name, tracking_uri=uri, experiment=experiment, storage_path=storage,
+        cfg,
+        sweep=name,
+        tracking_uri=uri,
+        experiment=experiment,
+        storage_path=storage,
         resume=args.resume,
     )
     print(f"\nsweep {name}: " + ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())))
@@ -275,14 +279,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
     uri = _tracking_uri(args)
     _connect_ray(args)
     summary = run_hpo(
-        cfg, sweep=name, tracking_uri=uri, experiment=experiment, storage_path=storage,
+        cfg,
+        sweep=name,
+        tracking_uri=uri,
+        experiment=experiment,
+        storage_path=storage,
         resume=args.resume,
     )
     print(f"\nsweep {name}: " + ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())))
     if summary.best is not None:
         shown = {k: summary.best.get(k) for k in ("lr", "depth", "alpha", "batch_size")}
-        print(f"best config {shown}: val LL {summary.best.get('_val_ll', float('nan')):.4f}, "
-              f"retrained test LL {summary.best.get('test_ll', float('nan')):.4f}")
+        print(
+            f"best config {shown}: val LL {summary.best.get('_val_ll', float('nan')):.4f}, "
+            f"retrained test LL {summary.best.get('test_ll', float('nan')):.4f}"
+        )
     from study.sweep import optuna_storage_uri
 
     print(f"MLflow store: {uri}  (experiment {experiment!r})")
@@ -301,13 +311,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     data = DataConfig(dataset=args.dataset, n_train=args.n_train, dim=args.dim)
     train = TrainConfig(
-        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, max_steps=args.steps,
-        time_budget_s=args.train_budget_s, patience=args.patience, device=args.device,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        max_steps=args.steps,
+        time_budget_s=args.train_budget_s,
+        patience=args.patience,
+        device=args.device,
         dtype=args.dtype,
     )
     cfg = ScalingConfig(
-        methods=[args.method], dims=[args.dim], depths=[args.depth], batch_sizes=[args.batch_size],
-        lrs=[args.lr], alpha=args.alpha, seed=args.seed, data=data, train=train,
+        methods=[args.method],
+        dims=[args.dim],
+        depths=[args.depth],
+        batch_sizes=[args.batch_size],
+        lrs=[args.lr],
+        alpha=args.alpha,
+        seed=args.seed,
+        data=data,
+        train=train,
     )
     point = _train_point(cfg)
     name = args.name or f"train-{args.dataset}-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -339,9 +360,7 @@ def _train_point(cfg: ScalingConfig) -> dict[str, Any]:
 
     dataset = cfg.data.dataset
     if dataset not in known_datasets():
-        raise ConfigError(
-            f"--dataset: unknown dataset {dataset!r}; known: {', '.join(known_datasets())}"
-        )
+        raise ConfigError(f"--dataset: unknown dataset {dataset!r}; known: {', '.join(known_datasets())}")
     if dataset in SYNTHETIC_DATASETS:
         validate_scaling(cfg)
         return cfg.points()[0]
@@ -365,8 +384,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
     path = sqlite_path(uri)
     if path is not None and not path.exists():
         raise ConfigError(f"no MLflow store at {path} yet; run a sweep first (relgrad scaling)")
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", args.host, "--port", str(args.port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     artifacts = default_artifact_root(uri)
     if artifacts is not None:
         command += ["--default-artifact-root", artifacts]
@@ -386,9 +415,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return _build_report(sweeps, uri, args.experiment, args.out, args.min_dim)
 
 
-def _build_report(
-    sweeps: list[str], uri: str, experiment: str, out: str | None, min_dim: int | None
-) -> int:
+def _build_report(sweeps: list[str], uri: str, experiment: str, out: str | None, min_dim: int | None) -> int:
     try:
         import analysis
     except ImportError as exc:

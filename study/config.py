@@ -21,8 +21,21 @@ import yaml
 FALLBACK_METHODS: tuple[str, ...] = ("relative", "ordinary", "autodiff", "jacobian", "mlp", "lu")
 SYNTHETIC_DATASETS: tuple[str, ...] = ("teacher", "noise")
 FALLBACK_DATASETS: tuple[str, ...] = (
-    *SYNTHETIC_DATASETS, "digits", "moons", "rings", "checkerboard", "sine", "trimodal", "2spirals",
-    "8gaussians", "power", "gas", "hepmass", "miniboone", "bsds300", "mnist",
+    *SYNTHETIC_DATASETS,
+    "digits",
+    "moons",
+    "rings",
+    "checkerboard",
+    "sine",
+    "trimodal",
+    "2spirals",
+    "8gaussians",
+    "power",
+    "gas",
+    "hepmass",
+    "miniboone",
+    "bsds300",
+    "mnist",
 )
 
 
@@ -278,9 +291,7 @@ def load_preset(name_or_path: str) -> Preset:
     else:
         resource = PRESET_DIR / f"{name_or_path}.yaml"
         if not resource.is_file():
-            raise ConfigError(
-                f"preset: unknown preset {name_or_path!r}; known: {', '.join(preset_names())}"
-            )
+            raise ConfigError(f"preset: unknown preset {name_or_path!r}; known: {', '.join(preset_names())}")
         text, name = resource.read_text(), name_or_path
     raw = yaml.safe_load(text) or {}
     if not isinstance(raw, dict):
@@ -354,9 +365,7 @@ def _check_method(method: str, where: str) -> None:
 def _check_data(data: DataConfig, where: str) -> None:
     datasets = known_datasets()
     if data.dataset not in datasets:
-        raise ConfigError(
-            f"{where}.dataset: unknown dataset {data.dataset!r}; known: {', '.join(datasets)}"
-        )
+        raise ConfigError(f"{where}.dataset: unknown dataset {data.dataset!r}; known: {', '.join(datasets)}")
     for name in ("n_train", "n_val", "n_test", "teacher_depth"):
         value = getattr(data, name)
         if not isinstance(value, int) or value < 1:
@@ -432,9 +441,7 @@ def validate_hpo(cfg: HpoConfig) -> None:
     space = cfg.space
     _check_method(space.method, "tune.space.method")
     if not 0 < space.lr_min <= space.lr_max:
-        raise ConfigError(
-            f"tune.space: need 0 < lr_min <= lr_max, got {space.lr_min}, {space.lr_max}"
-        )
+        raise ConfigError(f"tune.space: need 0 < lr_min <= lr_max, got {space.lr_min}, {space.lr_max}")
     if not 0 < space.alpha_min <= space.alpha_max <= 1:
         raise ConfigError("tune.space: need 0 < alpha_min <= alpha_max <= 1")
     _check_positive_ints(space.depths, "tune.space.depths")

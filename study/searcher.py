@@ -42,9 +42,7 @@ class BudgetedGridSearcher(Searcher):
         self.ctx = ctx
         levels: dict[str, dict[int, list[dict[str, Any]]]] = {}
         for point in points:
-            levels.setdefault(curve_key(point), {}).setdefault(int(point["dim"]), []).append(
-                dict(point)
-            )
+            levels.setdefault(curve_key(point), {}).setdefault(int(point["dim"]), []).append(dict(point))
         self.levels: dict[str, list[list[dict[str, Any]]]] = {
             key: [by_dim[d] for d in sorted(by_dim)] for key, by_dim in levels.items()
         }
@@ -109,9 +107,7 @@ class BudgetedGridSearcher(Searcher):
             return
         ctx = self.ctx
         params = {**trial_params(point, ctx.data, ctx.train), **ctx.extra_params}
-        run_id = tracking.start_child(
-            ctx.tracking, skip_id, params, role=ctx.role, run_name=run_name(point)
-        )
+        run_id = tracking.start_child(ctx.tracking, skip_id, params, role=ctx.role, run_name=run_name(point))
         tracking.finish_child(ctx.tracking.tracking_uri, run_id, "skipped_over_budget", reason)
         self.skipped.append(skip_id)
 

@@ -66,7 +66,10 @@ class MlflowFinaliser(Callback):
             return str(run.info.run_id)
         params = {**trial_params(trial.config, self.ctx.data, self.ctx.train), **self.ctx.extra_params}
         return tracking.start_child(
-            self.ctx.tracking, trial.trial_id, params, role=self.ctx.role,
+            self.ctx.tracking,
+            trial.trial_id,
+            params,
+            role=self.ctx.role,
             run_name=run_name(trial.config),
         )
 
@@ -75,7 +78,9 @@ class MlflowFinaliser(Callback):
         if run is not None and run.info.status == "RUNNING":
             evaluations = int((trial.last_result or {}).get("training_iteration", 0))
             tracking.finish_child(
-                self.ctx.tracking.tracking_uri, str(run.info.run_id), "ok",
+                self.ctx.tracking.tracking_uri,
+                str(run.info.run_id),
+                "ok",
                 f"stopped early by the scheduler after {evaluations} evaluations",
             )
 
@@ -83,7 +88,10 @@ class MlflowFinaliser(Callback):
         run_id = self._ensure_run(trial)
         message = (getattr(trial, "error_msg", None) or "the trial's worker failed").strip()
         tracking.finish_child(
-            self.ctx.tracking.tracking_uri, run_id, "failed", message.splitlines()[-1][:2000],
+            self.ctx.tracking.tracking_uri,
+            run_id,
+            "failed",
+            message.splitlines()[-1][:2000],
             run_status="FAILED",
         )
 
@@ -162,8 +170,12 @@ def prepare_tracking(
             )
         parent_id = tracking.create_parent(tracking_uri, experiment_id, sweep, kind, params)
     return TrackingContext(
-        tracking_uri=tracking_uri, experiment_id=experiment_id, parent_run_id=parent_id,
-        sweep=sweep, kind=kind, git_commit=tracking.git_commit(),
+        tracking_uri=tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent_id,
+        sweep=sweep,
+        kind=kind,
+        git_commit=tracking.git_commit(),
     )
 
 
@@ -189,9 +201,7 @@ def _run_config(sweep: str, storage_path: str, max_failures: int, ctx: SweepCont
 
 
 def _trainable(ctx: SweepContext, cpus: float, gpus: float):
-    return tune.with_resources(
-        tune.with_parameters(tune_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus}
-    )
+    return tune.with_resources(tune.with_parameters(tune_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
 
 
 def _check_storage(storage_path: str, sweep: str, resume: bool) -> str:
@@ -233,7 +243,10 @@ def run_scaling(
     params = flatten(to_dict(cfg))
     tctx = prepare_tracking(tracking_uri, experiment, sweep, "scaling", params, resume)
     ctx = SweepContext(
-        tracking=tctx, data=cfg.data, train=cfg.train, inject_worker_kill=cfg.inject_worker_kill,
+        tracking=tctx,
+        data=cfg.data,
+        train=cfg.train,
+        inject_worker_kill=cfg.inject_worker_kill,
         extra_params={"sweep_kind": "scaling", "budget_s": str(cfg.budget_s)},
     )
     points = cfg.points()
@@ -262,8 +275,13 @@ def run_scaling(
     if complete:
         tracking.finish_parent(tracking_uri, tctx.parent_run_id)
     return SweepSummary(
-        sweep=sweep, kind="scaling", tracking_uri=tracking_uri, experiment_id=tctx.experiment_id,
-        parent_run_id=tctx.parent_run_id, storage_path=storage_path, statuses=statuses,
+        sweep=sweep,
+        kind="scaling",
+        tracking_uri=tracking_uri,
+        experiment_id=tctx.experiment_id,
+        parent_run_id=tctx.parent_run_id,
+        storage_path=storage_path,
+        statuses=statuses,
         complete=complete,
     )
 
@@ -319,18 +337,14 @@ def run_hpo(
     check_gpus(cfg.resources.gpus_per_trial)
     check_cpus(cfg.resources.cpus_per_trial)
     tctx = prepare_tracking(tracking_uri, experiment, sweep, "hpo", flatten(to_dict(cfg)), resume)
-    ctx = SweepContext(
-        tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": "hpo"}
-    )
+    ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": "hpo"})
     trainable = _trainable(ctx, cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
     space = cfg.space
     optuna_uri = optuna_storage_uri(tracking_uri)
     if resume:
         tuner = Tuner.restore(f"{storage_path.rstrip('/')}/{sweep}", trainable=trainable)
     else:
-        save_config(
-            storage_path, sweep, {"kind": "hpo", "config": to_dict(cfg), "experiment": experiment}
-        )
+        save_config(storage_path, sweep, {"kind": "hpo", "config": to_dict(cfg), "experiment": experiment})
         distributions = {
             "lr": optuna.distributions.FloatDistribution(space.lr_min, space.lr_max, log=True),
             "depth": optuna.distributions.CategoricalDistribution(list(space.depths)),
@@ -348,16 +362,21 @@ def run_hpo(
             study_name=sweep,
         )
         scheduler = ASHAScheduler(
-            time_attr="training_iteration", metric="val_ll", mode="max",
+            time_attr="training_iteration",
+            metric="val_ll",
+            mode="max",
             max_t=cfg.train.epochs + 1,
-            grace_period=space.grace_period, reduction_factor=space.reduction_factor,
+            grace_period=space.grace_period,
+            reduction_factor=space.reduction_factor,
         )
         tuner = Tuner(
             trainable,
             param_space={"method": space.method, "dim": dim, "seed": space.seed},
             tune_config=TuneConfig(
-                search_alg=searcher, scheduler=scheduler,
-                num_samples=space.samples, max_concurrent_trials=cfg.resources.max_concurrent,
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=space.samples,
+                max_concurrent_trials=cfg.resources.max_concurrent,
                 reuse_actors=True,
             ),
             run_config=_run_config(sweep, storage_path, cfg.resources.max_failures, ctx),
@@ -371,9 +390,15 @@ def run_hpo(
             best = _retrain_best(best, ctx, cfg)
         tracking.finish_parent(tracking_uri, tctx.parent_run_id)
     return SweepSummary(
-        sweep=sweep, kind="hpo", tracking_uri=tracking_uri, experiment_id=tctx.experiment_id,
-        parent_run_id=tctx.parent_run_id, storage_path=storage_path, statuses=_statuses(tctx),
-        complete=complete, best=best,
+        sweep=sweep,
+        kind="hpo",
+        tracking_uri=tracking_uri,
+        experiment_id=tctx.experiment_id,
+        parent_run_id=tctx.parent_run_id,
+        storage_path=storage_path,
+        statuses=_statuses(tctx),
+        complete=complete,
+        best=best,
     )
 
 
@@ -393,7 +418,10 @@ def _retrain_best(best: dict[str, Any], ctx: SweepContext, cfg: HpoConfig) -> di
     """Retrain the best config from scratch (full schedule, no ASHA) and evaluate it on test."""
     point = {k: v for k, v in best.items() if not k.startswith("_")}
     best_ctx = SweepContext(
-        tracking=ctx.tracking, data=ctx.data, train=ctx.train, role="best",
+        tracking=ctx.tracking,
+        data=ctx.data,
+        train=ctx.train,
+        role="best",
         extra_params={**ctx.extra_params, "best_of_trial": best.get("_trial_id", "")},
     )
     task = ray.remote(run_logged).options(

@@ -76,9 +76,7 @@ def check_tracking_uri(tracking_uri: str, timeout_s: float = 5.0) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout_s) as response:
                 if response.status != 200:
-                    raise ConfigError(
-                        f"tracking server {tracking_uri} answered {response.status} on /health"
-                    )
+                    raise ConfigError(f"tracking server {tracking_uri} answered {response.status} on /health")
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ConfigError(
@@ -155,7 +153,10 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
         return "unknown"
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=root, capture_output=True, text=True, timeout=10,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=10,
     ).stdout.strip()
     return f"{commit}-dirty" if dirty else commit
 
@@ -202,9 +203,7 @@ def ensure_experiment(tracking_uri: str, name: str = DEFAULT_EXPERIMENT) -> str:
         return str(experiment.experiment_id)
     location = default_artifact_root(tracking_uri)
     artifact_location = None if location is None else f"{location}/{name}"
-    return str(
-        with_retry(lambda: client.create_experiment(name, artifact_location=artifact_location))
-    )
+    return str(with_retry(lambda: client.create_experiment(name, artifact_location=artifact_location)))
 
 
 def find_parent(tracking_uri: str, experiment_id: str, sweep: str) -> Run | None:
@@ -224,9 +223,7 @@ def create_parent(
 ) -> str:
     client = client_for(tracking_uri)
     tags = {"sweep": sweep, "role": "parent", "kind": kind, "git_commit": git_commit()}
-    run = with_retry(
-        lambda: client.create_run(experiment_id, run_name=sweep, tags=tags)
-    )
+    run = with_retry(lambda: client.create_run(experiment_id, run_name=sweep, tags=tags))
     log_params(tracking_uri, run.info.run_id, params)
     return str(run.info.run_id)
 
@@ -248,9 +245,7 @@ def find_child(ctx: TrackingContext, trial_id: str) -> Run | None:
     runs = with_retry(
         lambda: client.search_runs(
             [ctx.experiment_id],
-            filter_string=(
-                f"tags.sweep = '{_quote(ctx.sweep)}' and tags.trial_id = '{_quote(trial_id)}'"
-            ),
+            filter_string=(f"tags.sweep = '{_quote(ctx.sweep)}' and tags.trial_id = '{_quote(trial_id)}'"),
             max_results=5,
         )
     )
@@ -282,9 +277,7 @@ def start_child(
     }
     if existing is None:
         all_tags["attempts"] = "1"
-        run = with_retry(
-            lambda: client.create_run(ctx.experiment_id, run_name=run_name, tags=all_tags)
-        )
+        run = with_retry(lambda: client.create_run(ctx.experiment_id, run_name=run_name, tags=all_tags))
         run_id = str(run.info.run_id)
     else:
         run_id = str(existing.info.run_id)
@@ -309,9 +302,7 @@ def set_tags(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
     with_retry(lambda: client.log_batch(run_id, tags=items))
 
 
-def log_metrics(
-    tracking_uri: str, run_id: str, metrics: Mapping[str, float], step: int = 0
-) -> None:
+def log_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
     client = client_for(tracking_uri)
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, int(step)) for k, v in metrics.items() if v is not None]

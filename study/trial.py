@@ -74,13 +74,26 @@ def build_dataset(
 
     if name == "teacher":
         return load_dataset(
-            "teacher", dim=dim, depth=data.teacher_depth, n_train=data.n_train, n_val=data.n_val,
-            n_test=data.n_test, alpha=alpha, seed=seed, dtype=dtype, device=device,
+            "teacher",
+            dim=dim,
+            depth=data.teacher_depth,
+            n_train=data.n_train,
+            n_val=data.n_val,
+            n_test=data.n_test,
+            alpha=alpha,
+            seed=seed,
+            dtype=dtype,
+            device=device,
         )
     if name == "noise":
         return load_dataset(
-            "noise", dim=dim, n_train=data.n_train, n_val=data.n_val, n_test=data.n_test,
-            seed=seed, dtype=dtype,
+            "noise",
+            dim=dim,
+            n_train=data.n_train,
+            n_val=data.n_val,
+            n_test=data.n_test,
+            seed=seed,
+            dtype=dtype,
         )
     return load_dataset(name, root=data.root, seed=seed, dtype=dtype)
 
@@ -110,20 +123,35 @@ def execute(
     device = resolve_device(train.device)
     seed = int(point.get("seed", 0))
     dataset = build_dataset(
-        data.dataset, point.get("dim"), data, seed=seed, alpha=float(point["alpha"]), dtype=dtype,
+        data.dataset,
+        point.get("dim"),
+        data,
+        seed=seed,
+        alpha=float(point["alpha"]),
+        dtype=dtype,
         device=device,
     )
     flow = make_flow(
-        point["method"], dataset.dim, int(point["depth"]), alpha=float(point["alpha"]),
-        device=device, dtype=dtype, seed=seed,
+        point["method"],
+        dataset.dim,
+        int(point["depth"]),
+        alpha=float(point["alpha"]),
+        device=device,
+        dtype=dtype,
+        seed=seed,
     )
     batch_size = int(point["batch_size"])
     reps = -(-batch_size // len(dataset.train))  # tile a small training set up to one batch
     batch = dataset.train.repeat(reps, 1)[:batch_size]
     # The step's cost does not depend on the learning rate; a fixed one keeps timing finite.
     timing = time_step(
-        flow, batch, point["method"], warmup=train.timing_warmup, repeats=train.timing_repeats,
-        optimizer=train.optimizer, lr=1e-3,
+        flow,
+        batch,
+        point["method"],
+        warmup=train.timing_warmup,
+        repeats=train.timing_repeats,
+        optimizer=train.optimizer,
+        lr=1e-3,
     )
     metrics: Metrics = {
         "sec_per_iter": timing.median,
@@ -145,10 +173,20 @@ def execute(
 
     try:
         history = fit(
-            flow, dataset, method=point["method"], lr=float(point["lr"]), batch_size=batch_size,
-            epochs=train.epochs, patience=train.patience, optimizer=train.optimizer,
-            callback=callback, steps_per_epoch=train.steps_per_epoch, max_steps=train.max_steps,
-            time_budget_s=train.time_budget_s, seed=seed, progress=progress,
+            flow,
+            dataset,
+            method=point["method"],
+            lr=float(point["lr"]),
+            batch_size=batch_size,
+            epochs=train.epochs,
+            patience=train.patience,
+            optimizer=train.optimizer,
+            callback=callback,
+            steps_per_epoch=train.steps_per_epoch,
+            max_steps=train.max_steps,
+            time_budget_s=train.time_budget_s,
+            seed=seed,
+            progress=progress,
         )
     except Diverged as exc:
         return TrialOutcome("diverged", str(exc), metrics, steps=int(exc.step))
@@ -177,10 +215,7 @@ def _maybe_kill_worker(marker: str | None) -> None:
 
 
 def run_name(point: Mapping[str, Any]) -> str:
-    return (
-        f"{point['method']}-d{point['dim']}-L{point['depth']}-B{point['batch_size']}"
-        f"-lr{point['lr']:g}"
-    )
+    return f"{point['method']}-d{point['dim']}-L{point['depth']}-B{point['batch_size']}-lr{point['lr']:g}"
 
 
 def run_logged(
@@ -206,9 +241,7 @@ def run_logged(
         return done
     device = str(_device_for(ctx.train.device))
     params = {**trial_params(point, ctx.data, ctx.train, device), **ctx.extra_params}
-    run_id = tracking.start_child(
-        ctx.tracking, trial_id, params, role=ctx.role, run_name=run_name(point)
-    )
+    run_id = tracking.start_child(ctx.tracking, trial_id, params, role=ctx.role, run_name=run_name(point))
     tracking.set_tags(uri, run_id, tracking.environment_tags(device) | {"pid": str(os.getpid())})
     torch.manual_seed(int(point.get("seed", 0)))
     latest: dict[str, Any] = {"status": "running"}
@@ -238,9 +271,7 @@ def run_logged(
         raise
     except BaseException as exc:
         # Recorded, then re-raised so that Tune's FailureConfig can retry the trial (same run).
-        tracking.finish_child(
-            uri, run_id, "failed", f"{type(exc).__name__}: {exc}", run_status="FAILED"
-        )
+        tracking.finish_child(uri, run_id, "failed", f"{type(exc).__name__}: {exc}", run_status="FAILED")
         raise
     final = {k: v for k, v in outcome.metrics.items() if k in ("test_ll", "true_test_ll")}
     tracking.log_metrics(uri, run_id, final, step=max(outcome.steps, 0))

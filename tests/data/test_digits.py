@@ -58,9 +58,13 @@ def test_seeded_and_configurable() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"val_frac": 0.0}, "val_frac"), ({"test_frac": 1.2}, "test_frac"),
-     ({"val_frac": 0.6, "test_frac": 0.5}, "empty split"), ({"lam": 0.5}, "lam"),
-     ({"max_rows": 0}, "max_rows")],
+    [
+        ({"val_frac": 0.0}, "val_frac"),
+        ({"test_frac": 1.2}, "test_frac"),
+        ({"val_frac": 0.6, "test_frac": 0.5}, "empty split"),
+        ({"lam": 0.5}, "lam"),
+        ({"max_rows": 0}, "max_rows"),
+    ],
 )
 def test_bad_arguments(kwargs: dict[str, float], name: str) -> None:
     with pytest.raises((ValueError, TypeError), match=name):

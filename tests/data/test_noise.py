@@ -26,8 +26,9 @@ def test_seeded() -> None:
     assert not torch.equal(a.train, c.train)
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [({"dim": 0}, "dim"), ({"dim": 2, "n_val": -3}, "n_val"),
-                                              ({"dim": 2.0}, "dim")])
+@pytest.mark.parametrize(
+    ("kwargs", "name"), [({"dim": 0}, "dim"), ({"dim": 2, "n_val": -3}, "n_val"), ({"dim": 2.0}, "dim")]
+)
 def test_bad_sizes(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises((TypeError, ValueError), match=name):
         load_dataset("noise", **kwargs)

@@ -12,8 +12,22 @@ from relgrad_core.data import DATASETS, FILE_DATASETS, Dataset, dataset_options,
 from relgrad_core.data._checks import validate_dataset
 
 EXPECTED = {
-    "digits", "moons", "rings", "checkerboard", "sine", "trimodal", "2spirals", "8gaussians",
-    "teacher", "noise", "power", "gas", "hepmass", "miniboone", "bsds300", "mnist",
+    "digits",
+    "moons",
+    "rings",
+    "checkerboard",
+    "sine",
+    "trimodal",
+    "2spirals",
+    "8gaussians",
+    "teacher",
+    "noise",
+    "power",
+    "gas",
+    "hepmass",
+    "miniboone",
+    "bsds300",
+    "mnist",
 }
 
 
@@ -58,8 +72,7 @@ def test_root_is_ignored_by_generated_sets(tmp_path) -> None:
 
 
 def test_dataset_options_reports_defaults() -> None:
-    assert dataset_options("moons") == {"n_train": 10000, "n_val": 2000, "n_test": 2000,
-                                        "noise": None}
+    assert dataset_options("moons") == {"n_train": 10000, "n_val": 2000, "n_test": 2000, "noise": None}
     assert "max_rows" in dataset_options("power")
     assert "dim" in dataset_options("noise")
 

@@ -60,8 +60,7 @@ def _binned_masses(
     model.index_add_(0, bin_index(points), log_prob(points).exp() * area)
     inside = (samples.abs() < 6.0).all(dim=1)
     empirical = torch.zeros(n_bins, dtype=torch.float64)
-    empirical.index_add_(0, bin_index(samples[inside]), torch.ones(int(inside.sum()),
-                                                                   dtype=torch.float64))
+    empirical.index_add_(0, bin_index(samples[inside]), torch.ones(int(inside.sum()), dtype=torch.float64))
     return model, empirical / len(samples)
 
 

@@ -72,15 +72,17 @@ def test_power_max_rows_is_seeded(tmp_path: Path) -> None:
 def _gas_frame(n: int = 100) -> pd.DataFrame:
     rng = _rng(2)
     base = rng.normal(size=n)
-    return pd.DataFrame({
-        "Time": np.arange(n, dtype=float),
-        "Meth": rng.normal(size=n),
-        "Eth": rng.normal(size=n),
-        "s_a": base,  # near copy of s_b: MAF drops the first of the pair
-        "s_b": 2.0 * base + 0.01 * rng.normal(size=n),
-        "s_c": rng.normal(size=n),
-        "s_d": rng.normal(size=n) * 5 + 3,
-    })
+    return pd.DataFrame(
+        {
+            "Time": np.arange(n, dtype=float),
+            "Meth": rng.normal(size=n),
+            "Eth": rng.normal(size=n),
+            "s_a": base,  # near copy of s_b: MAF drops the first of the pair
+            "s_b": 2.0 * base + 0.01 * rng.normal(size=n),
+            "s_c": rng.normal(size=n),
+            "s_d": rng.normal(size=n) * 5 + 3,
+        }
+    )
 
 
 def _write_gas(root: Path, frame: object) -> None:
@@ -224,8 +226,10 @@ def test_miniboone_nan_and_garbage(tmp_path: Path) -> None:
 def test_bsds300_reads_the_three_splits(tmp_path: Path) -> None:
     h5py = pytest.importorskip("h5py")
     (tmp_path / "BSDS300").mkdir()
-    parts = {k: _rng(i).normal(size=(n, 63)).astype(np.float32)
-             for i, (k, n) in enumerate((("train", 30), ("validation", 8), ("test", 9)))}
+    parts = {
+        k: _rng(i).normal(size=(n, 63)).astype(np.float32)
+        for i, (k, n) in enumerate((("train", 30), ("validation", 8), ("test", 9)))
+    }
     with h5py.File(tmp_path / "BSDS300" / "BSDS300.hdf5", "w") as f:
         for key, value in parts.items():
             f.create_dataset(key, data=value)
@@ -251,9 +255,14 @@ def test_bsds300_missing_split_and_not_hdf5(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- where files are looked for
 @pytest.mark.parametrize(
     ("name", "relative"),
-    [("power", "power/data.npy"), ("gas", "gas/ethylene_CO.pickle"),
-     ("hepmass", "hepmass/1000_train.csv"), ("miniboone", "miniboone/data.npy"),
-     ("bsds300", "BSDS300/BSDS300.hdf5"), ("mnist", "mnist/train-images-idx3-ubyte")],
+    [
+        ("power", "power/data.npy"),
+        ("gas", "gas/ethylene_CO.pickle"),
+        ("hepmass", "hepmass/1000_train.csv"),
+        ("miniboone", "miniboone/data.npy"),
+        ("bsds300", "BSDS300/BSDS300.hdf5"),
+        ("mnist", "mnist/train-images-idx3-ubyte"),
+    ],
 )
 def test_missing_file_message(tmp_path: Path, name: str, relative: str) -> None:
     with pytest.raises(FileNotFoundError) as info:

@@ -19,8 +19,16 @@ def _free_port() -> int:
 
 def _scaling(store: dict[str, str], *extra: str) -> list[str]:
     return [
-        "scaling", "--preset", "smoke", "--name", "bad", "--tracking-uri", store["uri"],
-        "--storage-path", store["storage"], *extra,
+        "scaling",
+        "--preset",
+        "smoke",
+        "--name",
+        "bad",
+        "--tracking-uri",
+        store["uri"],
+        "--storage-path",
+        store["storage"],
+        *extra,
     ]
 
 
@@ -75,8 +83,7 @@ def test_resume_of_an_unknown_sweep(store: dict[str, str], capsys) -> None:
 
 
 def test_tune_rejects_unknown_method_and_missing_dim(store: dict[str, str], capsys) -> None:
-    base = ["tune", "--preset", "smoke", "--tracking-uri", store["uri"], "--storage-path",
-            store["storage"]]
+    base = ["tune", "--preset", "smoke", "--tracking-uri", store["uri"], "--storage-path", store["storage"]]
     assert main([*base, "--method", "newton"]) == 2
     assert "unknown method 'newton'" in capsys.readouterr().err
     assert main([*base, "--samples", "0"]) == 2
@@ -84,8 +91,17 @@ def test_tune_rejects_unknown_method_and_missing_dim(store: dict[str, str], caps
 
 
 def test_report_of_an_unknown_sweep(store: dict[str, str], tmp_path: Path, capsys) -> None:
-    code = main(["report", "--sweep", "nothing-here", "--tracking-uri", store["uri"],
-                 "--out", str(tmp_path / "report")])
+    code = main(
+        [
+            "report",
+            "--sweep",
+            "nothing-here",
+            "--tracking-uri",
+            store["uri"],
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "relgrad report:" in err and "Traceback" not in err

@@ -104,7 +104,9 @@ def test_preset_rejects_unknown_keys(tmp_path) -> None:
 
 def test_grid_points_and_per_method_budget() -> None:
     cfg = ScalingConfig(
-        methods=["relative", "ordinary"], dims=[16, 8], lrs=[1e-3, 1e-2],
+        methods=["relative", "ordinary"],
+        dims=[16, 8],
+        lrs=[1e-3, 1e-2],
         budget_s={"ordinary": 0.5},
     )
     points = cfg.points()

@@ -19,8 +19,22 @@ def test_scaling_sweep_with_report(ray_session, store: dict[str, str], tmp_path:
         scaling={"methods": ["relative", "ordinary", "mlp"], "dims": [4, 8, 16], "lrs": [0.001]},
     )
     out = tmp_path / "report"
-    code = main(["scaling", "--preset", preset, "--name", "e2e", "--tracking-uri", store["uri"],
-                 "--storage-path", store["storage"], "--report", "--report-dir", str(out)])
+    code = main(
+        [
+            "scaling",
+            "--preset",
+            preset,
+            "--name",
+            "e2e",
+            "--tracking-uri",
+            store["uri"],
+            "--storage-path",
+            store["storage"],
+            "--report",
+            "--report-dir",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert str(out / "report.html") in printed and "relgrad ui" in printed

@@ -32,8 +32,7 @@ def _key(run) -> tuple[str, int, float]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RELGRAD_TUNE_VERBOSE": "0",
-            "PYTHONPATH": str(REPO)}
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RELGRAD_TUNE_VERBOSE": "0", "PYTHONPATH": str(REPO)}
 
 
 def test_killed_worker_is_retried_and_the_sweep_completes(
@@ -41,8 +40,19 @@ def test_killed_worker_is_retried_and_the_sweep_completes(
 ) -> None:
     marker = tmp_path / "killed-once"
     preset = write_preset(tmp_path, scaling={"inject_worker_kill": str(marker)})
-    code = main(["scaling", "--preset", preset, "--name", "kill", "--tracking-uri", store["uri"],
-                 "--storage-path", store["storage"]])
+    code = main(
+        [
+            "scaling",
+            "--preset",
+            preset,
+            "--name",
+            "kill",
+            "--tracking-uri",
+            store["uri"],
+            "--storage-path",
+            store["storage"],
+        ]
+    )
     assert code == 0
     assert marker.exists()  # a worker really was SIGKILLed
     children = _children(store["uri"], "kill")
@@ -53,19 +63,34 @@ def test_killed_worker_is_retried_and_the_sweep_completes(
     assert retried[0].data.tags["pid"] != marker.read_text()
 
 
-def test_interrupt_then_resume_runs_nothing_twice(
-    ray_session, store: dict[str, str], tmp_path: Path
-) -> None:
+def test_interrupt_then_resume_runs_nothing_twice(ray_session, store: dict[str, str], tmp_path: Path) -> None:
     preset = write_preset(
         tmp_path,
-        scaling={"dims": [4, 8, 16], "train": {"epochs": 3, "steps_per_epoch": 300},
-                 "resources": {"max_concurrent": 1}},
+        scaling={
+            "dims": [4, 8, 16],
+            "train": {"epochs": 3, "steps_per_epoch": 300},
+            "resources": {"max_concurrent": 1},
+        },
     )
-    command = [sys.executable, "-m", "study.cli", "scaling", "--preset", preset, "--name", "res",
-               "--tracking-uri", store["uri"], "--storage-path", store["storage"],
-               "--num-cpus", "1"]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "study.cli",
+        "scaling",
+        "--preset",
+        preset,
+        "--name",
+        "res",
+        "--tracking-uri",
+        store["uri"],
+        "--storage-path",
+        store["storage"],
+        "--num-cpus",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.time() + 240
         finished: list = []
@@ -82,12 +107,23 @@ def test_interrupt_then_resume_runs_nothing_twice(
             proc.kill()
     assert proc.returncode == 130, output[-3000:]
     assert "--resume" in output
-    before = {r.info.run_id: r.info.end_time
-              for r in _children(store["uri"], "res") if r.info.status == "FINISHED"}
+    before = {
+        r.info.run_id: r.info.end_time for r in _children(store["uri"], "res") if r.info.status == "FINISHED"
+    }
     assert 0 < len(before) < 6
 
-    code = main(["scaling", "--name", "res", "--resume", "--tracking-uri", store["uri"],
-                 "--storage-path", store["storage"]])
+    code = main(
+        [
+            "scaling",
+            "--name",
+            "res",
+            "--resume",
+            "--tracking-uri",
+            store["uri"],
+            "--storage-path",
+            store["storage"],
+        ]
+    )
     assert code == 0
     children = _children(store["uri"], "res")
     assert len(children) == len({_key(r) for r in children}) == 6  # nothing lost or duplicated
@@ -129,9 +165,24 @@ def test_two_node_cluster_on_loopback(store: dict[str, str], tmp_path: Path) -> 
     # the GCS and the driver on loopback (two real raylets, one machine).
     env = {**_env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     out = subprocess.run(
-        [sys.executable, str(script), "scaling", "--preset", preset, "--name", "two",
-         "--tracking-uri", store["uri"], "--storage-path", store["storage"]],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(script),
+            "scaling",
+            "--preset",
+            preset,
+            "--name",
+            "two",
+            "--tracking-uri",
+            store["uri"],
+            "--storage-path",
+            store["storage"],
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     children = _children(store["uri"], "two")
@@ -149,10 +200,25 @@ def test_sweep_against_a_real_mlflow_server(ray_session, tmp_path: Path) -> None
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{(tmp_path / 'server.db').as_posix()}",
-         "--default-artifact-root", str(tmp_path / "artifacts"), "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{(tmp_path / 'server.db').as_posix()}",
+            "--default-artifact-root",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
@@ -166,8 +232,21 @@ def test_sweep_against_a_real_mlflow_server(ray_session, tmp_path: Path) -> None
                 time.sleep(0.5)
         else:
             pytest.fail("mlflow server did not come up")
-        code = main(["scaling", "--preset", "smoke", "--methods", "relative", "--name", "srv",
-                     "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray_results")])
+        code = main(
+            [
+                "scaling",
+                "--preset",
+                "smoke",
+                "--methods",
+                "relative",
+                "--name",
+                "srv",
+                "--tracking-uri",
+                uri,
+                "--storage-path",
+                str(tmp_path / "ray_results"),
+            ]
+        )
         assert code == 0
         children = _children(uri, "srv")
         assert sorted(int(r.data.params["dim"]) for r in children) == [4, 8]

@@ -12,10 +12,17 @@ from mlflow.tracking import MlflowClient
 from study.cli import main
 from tests.study.conftest import runs_of, write_preset
 
-ENV_TAGS = ("device_name", "torch_version", "cuda_version", "cpu_model", "host", "node_id",
-            "git_commit", "trial_id")
-PARAMS = ("method", "dim", "depth", "batch_size", "lr", "alpha", "dataset", "device", "dtype",
-          "seed")
+ENV_TAGS = (
+    "device_name",
+    "torch_version",
+    "cuda_version",
+    "cpu_model",
+    "host",
+    "node_id",
+    "git_commit",
+    "trial_id",
+)
+PARAMS = ("method", "dim", "depth", "batch_size", "lr", "alpha", "dataset", "device", "dtype", "seed")
 TIMING = ("sec_per_iter", "sec_per_iter_min", "sec_per_iter_iqr", "peak_mem_mb")
 
 
@@ -28,11 +35,20 @@ def test_scaling_sweep_records_ok_diverged_and_skipped(
 ) -> None:
     # ordinary's budget is impossible to meet: its D=8 points must be skipped, not run.
     # lr 1e12 blows the weights up after one Adam step: a non-finite loss, i.e. `diverged`.
-    preset = write_preset(
-        tmp_path, scaling={"lrs": [0.01, 1e12], "budget_s": {"ordinary": 1e-9}}
+    preset = write_preset(tmp_path, scaling={"lrs": [0.01, 1e12], "budget_s": {"ordinary": 1e-9}})
+    code = main(
+        [
+            "scaling",
+            "--preset",
+            preset,
+            "--name",
+            "tiny",
+            "--tracking-uri",
+            store["uri"],
+            "--storage-path",
+            store["storage"],
+        ]
     )
-    code = main(["scaling", "--preset", preset, "--name", "tiny", "--tracking-uri", store["uri"],
-                 "--storage-path", store["storage"]])
     assert code == 0
     runs = runs_of(store["uri"], "tiny")
     parents = [r for r in runs if r.data.tags.get("role") == "parent"]
@@ -42,8 +58,9 @@ def test_scaling_sweep_records_ok_diverged_and_skipped(
     assert parent.data.params["methods"] == "relative,ordinary"
 
     children = _children(runs)
-    by_key = {(r.data.params["method"], int(r.data.params["dim"]), float(r.data.params["lr"])): r
-              for r in children}
+    by_key = {
+        (r.data.params["method"], int(r.data.params["dim"]), float(r.data.params["lr"])): r for r in children
+    }
     assert len(by_key) == len(children) == 8  # 2 methods x 2 dims x 2 lrs, none duplicated
     for run in children:
         tags = run.data.tags
@@ -53,10 +70,14 @@ def test_scaling_sweep_records_ok_diverged_and_skipped(
         assert tags["status_reason"]
     statuses = {key: r.data.tags["status"] for key, r in by_key.items()}
     assert statuses == {
-        ("relative", 4, 0.01): "ok", ("relative", 8, 0.01): "ok",
-        ("relative", 4, 1e12): "diverged", ("relative", 8, 1e12): "diverged",
-        ("ordinary", 4, 0.01): "ok", ("ordinary", 4, 1e12): "diverged",
-        ("ordinary", 8, 0.01): "skipped_over_budget", ("ordinary", 8, 1e12): "skipped_over_budget",
+        ("relative", 4, 0.01): "ok",
+        ("relative", 8, 0.01): "ok",
+        ("relative", 4, 1e12): "diverged",
+        ("relative", 8, 1e12): "diverged",
+        ("ordinary", 4, 0.01): "ok",
+        ("ordinary", 4, 1e12): "diverged",
+        ("ordinary", 8, 0.01): "skipped_over_budget",
+        ("ordinary", 8, 1e12): "skipped_over_budget",
     }
     for key, run in by_key.items():
         metrics, tags = run.data.metrics, run.data.tags
@@ -78,11 +99,20 @@ def test_scaling_sweep_records_ok_diverged_and_skipped(
             assert "step" in tags["status_reason"]
 
 
-def test_hpo_sweep_with_optuna_and_best_retrain(
-    ray_session, store: dict[str, str], tmp_path: Path
-) -> None:
-    code = main(["tune", "--preset", "smoke", "--name", "hpo", "--tracking-uri", store["uri"],
-                 "--storage-path", store["storage"]])
+def test_hpo_sweep_with_optuna_and_best_retrain(ray_session, store: dict[str, str], tmp_path: Path) -> None:
+    code = main(
+        [
+            "tune",
+            "--preset",
+            "smoke",
+            "--name",
+            "hpo",
+            "--tracking-uri",
+            store["uri"],
+            "--storage-path",
+            store["storage"],
+        ]
+    )
     assert code == 0
     runs = runs_of(store["uri"], "hpo")
     parent = next(r for r in runs if r.data.tags["role"] == "parent")
@@ -107,9 +137,31 @@ def test_hpo_sweep_with_optuna_and_best_retrain(
 
 
 def test_train_one_run(store: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["train", "--dataset", "teacher", "--dim", "4", "--method", "relative",
-                 "--epochs", "2", "--steps-per-epoch", "3", "--batch-size", "8", "--n-train", "64",
-                 "--device", "cpu", "--name", "one", "--tracking-uri", store["uri"]])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "teacher",
+            "--dim",
+            "4",
+            "--method",
+            "relative",
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "3",
+            "--batch-size",
+            "8",
+            "--n-train",
+            "64",
+            "--device",
+            "cpu",
+            "--name",
+            "one",
+            "--tracking-uri",
+            store["uri"],
+        ]
+    )
     assert code == 0
     runs = runs_of(store["uri"], "one")
     child = next(r for r in runs if r.data.tags["role"] == "trial")
