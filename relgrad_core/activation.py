@@ -44,9 +44,9 @@ def inverse_smooth_leaky_relu(
 
     Bracket: ``σ(y) > y`` and ``σ(y) > α·y`` give ``y < hi = min(z, z/α)``;
     ``softplus(y) ≤ log 2 + max(y, 0)`` gives ``y ≥ lo = min(z − c, (z − c)/α)`` with ``c = (1−α)·log 2``.
-    σ is increasing and convex, so Newton
-    started at ``hi`` (where ``σ(hi) ≥ z``) decreases monotonically to the root without overshooting;
-    the clamp to ``[lo, hi]`` only guards against rounding. Converges quadratically on both branches.
+    σ is increasing and convex, so Newton started at ``hi`` (where ``σ(hi) ≥ z``) decreases monotonically
+    to the root without overshooting; the clamp to ``[lo, hi]`` only guards against rounding. Converges
+    quadratically on both branches.
     """
     if alpha == 1.0:
         return z.clone()

@@ -53,13 +53,13 @@ def backward(flow: Flow, x: torch.Tensor, method: str) -> torch.Tensor:
     if method == "jacobian":
         return _jacobian_backward(flow, x)
     if method == "relative" and isinstance(flow.base, Gaussian):
+        # the last layer fused with the Gaussian base gets its input gradient for free
         z, log_slope = flow.hidden(x, relative_linear)
         last = flow.layers[-1]
         data_nll = RelativeGaussianHead.apply(z, last.weight, last.bias) - log_slope.mean()
-        data_nll.backward()
-        return data_nll.detach()
-    linear = relative_linear if method == "relative" else None
-    data_nll = -flow.data_log_prob(x, linear).mean()
+    else:
+        linear = relative_linear if method == "relative" else None
+        data_nll = -flow.data_log_prob(x, linear).mean()
     loss = data_nll
     if method in ("autodiff", "lu"):
         loss = data_nll - flow.weight_log_abs_det()

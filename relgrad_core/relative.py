@@ -19,6 +19,22 @@ import torch
 import torch.nn.functional as F
 
 
+def _parameter_directions(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    y: torch.Tensor,
+    delta: torch.Tensor,
+    y_weight: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``ΔW = δᵀ(yW) − W`` and ``Δb = δᵀ(1 + y·b) − b`` given the product ``yW``."""
+    # a plain mm + in-place subtraction beats addmm(beta=−1) on CPU BLAS
+    grad_weight = (delta.mT @ y_weight).sub_(weight)
+    grad_bias = None
+    if bias is not None:
+        grad_bias = torch.addmv(bias, delta.mT, torch.addmv(torch.ones_like(y[:, 0]), y, bias), beta=-1.0)
+    return grad_weight, grad_bias
+
+
 class RelativeLinear(torch.autograd.Function):
     """``y = z Wᵀ + b`` whose backward writes the relative direction (log-det term included) into
     ``W.grad``/``b.grad`` and passes the ordinary ``∂/∂z = δ W`` down the network."""
@@ -39,12 +55,7 @@ class RelativeLinear(torch.autograd.Function):
             grad_z, y_weight = both.split(delta.shape[0])
         else:
             grad_z, y_weight = None, y @ weight
-        # δᵀ(yW) − W; a plain mm + in-place subtraction beats addmm(beta=−1) on CPU BLAS
-        grad_weight = (delta.mT @ y_weight).sub_(weight)
-        grad_bias = None
-        if bias is not None:
-            grad_bias = torch.addmv(bias, delta.mT, torch.addmv(torch.ones_like(y[:, 0]), y, bias), beta=-1.0)
-        return grad_z, grad_weight, grad_bias
+        return (grad_z, *_parameter_directions(weight, bias, y, delta, y_weight))
 
 
 class RelativeGaussianHead(torch.autograd.Function):
@@ -69,11 +80,7 @@ class RelativeGaussianHead(torch.autograd.Function):
         delta = y * (grad / y.shape[0])
         y_weight = y @ weight
         grad_z = y_weight * (grad / y.shape[0]) if ctx.needs_input_grad[0] else None
-        grad_weight = (delta.mT @ y_weight).sub_(weight)
-        grad_bias = None
-        if bias is not None:
-            grad_bias = torch.addmv(bias, delta.mT, torch.addmv(torch.ones_like(y[:, 0]), y, bias), beta=-1.0)
-        return grad_z, grad_weight, grad_bias
+        return (grad_z, *_parameter_directions(weight, bias, y, delta, y_weight))
 
 
 def relative_linear(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

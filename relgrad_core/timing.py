@@ -9,7 +9,6 @@ with a running total).
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import statistics
 import sys
@@ -141,7 +140,7 @@ def time_step(
                 resident += sum(_tensor_bytes(state.values()) for state in opt.state.values())
                 peak = resident + _cpu_transient_peak(step)
     finally:
-        flow.load_state_dict(copy.deepcopy(saved))
+        flow.load_state_dict(saved)  # copies the private CPU snapshot back into the parameters
     quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return StepTiming(
         median=statistics.median(times),
