@@ -27,35 +27,71 @@ def flop_ratio(depth: int, gaussian_base: bool = True) -> float:
     return relative / mlp
 
 
+# --------------------------------------------------------------------------------------------
+# The tracking contract: `study` writes these names, `analysis` reads them (tests/test_schema.py ties
+# both sides). Torch-free on purpose: analysis must never import torch, ray or study.
+# --------------------------------------------------------------------------------------------
 STATUS_OK = "ok"
-STATUSES: tuple[str, ...] = ("ok", "diverged", "skipped_over_budget", "failed")
+STATUS_DIVERGED = "diverged"
+STATUS_SKIPPED = "skipped_over_budget"
+STATUS_FAILED = "failed"
+#: A trial cut short by the user (Ctrl-C) or by the death of its driver: re-run on resume, never `ok`.
+STATUS_INTERRUPTED = "interrupted"
+#: Set when a child run starts; a run still `running` after its sweep ended belongs to a dead driver.
+STATUS_RUNNING = "running"
+#: Final statuses a child run can end with.
+STATUSES: tuple[str, ...] = (STATUS_OK, STATUS_DIVERGED, STATUS_SKIPPED, STATUS_FAILED, STATUS_INTERRUPTED)
+#: Statuses that count as finished on resume (the trial is not re-run).
+FINISHED_STATUSES: tuple[str, ...] = (STATUS_OK, STATUS_DIVERGED, STATUS_SKIPPED)
+
+# tag names
+TAG_SWEEP = "sweep"
+TAG_ROLE = "role"
+TAG_KIND = "kind"
+TAG_STATUS = "status"
+TAG_STATUS_REASON = "status_reason"
+TAG_TRIAL_ID = "trial_id"
+TAG_GIT_COMMIT = "git_commit"
+ROLE_PARENT = "parent"
+ROLE_TRIAL = "trial"
+KINDS: tuple[str, ...] = ("scaling", "hpo")
 
 INT_PARAMS: tuple[str, ...] = ("dim", "depth", "batch_size", "seed")
 FLOAT_PARAMS: tuple[str, ...] = ("lr", "alpha")
 STR_PARAMS: tuple[str, ...] = ("method", "dataset", "device", "dtype")
 TAG_COLUMNS: tuple[str, ...] = (
-    "status",
-    "status_reason",
+    TAG_STATUS,
+    TAG_STATUS_REASON,
     "device_name",
     "torch_version",
     "cuda_version",
     "cpu_model",
     "host",
     "node_id",
-    "git_commit",
-    "trial_id",
+    TAG_GIT_COMMIT,
+    TAG_TRIAL_ID,
 )
 #: Metrics read as their final value per run (MLflow keeps the value at the largest step).
+#: Step timings: ``sec_per_iter`` is the median of the repeats, ``sec_per_iter_min`` the minimum (the
+#: contention-robust statistic the cost models are fitted on), ``sec_per_iter_iqr`` the interquartile range,
+#: ``timing_repeats`` how many steps were timed, ``timing_retimed`` 1 when a disturbed first timing was
+#: replaced by a longer one, ``load_avg_1m`` the machine's 1-minute load average when the step was timed,
+#: ``flop_ratio`` the method's matrix FLOPs per step over the MLP's (from the core's method registry).
 METRICS: tuple[str, ...] = (
     "sec_per_iter",
     "sec_per_iter_min",
     "sec_per_iter_iqr",
+    "timing_repeats",
+    "timing_retimed",
+    "load_avg_1m",
+    "flop_ratio",
     "peak_mem_mb",
     "train_nll",
     "val_ll",
     "train_time_s",
     "test_ll",
     "true_test_ll",
+    "gaussian_test_ll",
 )
 #: Metrics logged against the training step; their whole history is loaded for the learning views.
 HISTORY_METRICS: tuple[str, ...] = ("val_ll", "train_nll", "train_time_s")
