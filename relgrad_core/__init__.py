@@ -8,9 +8,20 @@ from relgrad_core.activation import inverse_smooth_leaky_relu, log_derivative, s
 from relgrad_core.base import BASES, make_base
 from relgrad_core.data import DATASETS, Dataset, load_dataset
 from relgrad_core.device import resolve_device
-from relgrad_core.flow import DenseFlow, Flow, SingularWeightError, make_flow
-from relgrad_core.gradients import METHODS, backward
+from relgrad_core.flow import DenseFlow, Flow, SingularWeightError
 from relgrad_core.lu_flow import LUFlow
+from relgrad_core.methods import (
+    FlopModel,
+    MethodSpec,
+    backward,
+    flop_ratio,
+    get_method,
+    make_flow,
+    matrix_flops,
+    method_names,
+    register_method,
+    unregister_method,
+)
 from relgrad_core.timing import StepTiming, time_step
 from relgrad_core.training import Diverged, EpochRecord, History, evaluate_nll, fit
 
@@ -22,20 +33,35 @@ __all__ = [
     "DenseFlow",
     "Diverged",
     "EpochRecord",
+    "FlopModel",
     "Flow",
     "History",
     "LUFlow",
+    "MethodSpec",
     "SingularWeightError",
     "StepTiming",
     "backward",
     "evaluate_nll",
     "fit",
+    "flop_ratio",
+    "get_method",
     "inverse_smooth_leaky_relu",
     "load_dataset",
     "log_derivative",
     "make_base",
     "make_flow",
+    "matrix_flops",
+    "method_names",
+    "register_method",
     "resolve_device",
     "smooth_leaky_relu",
     "time_step",
+    "unregister_method",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # METHODS, kept for compatibility, is the registry's live list: it includes methods registered later
+    if name == "METHODS":
+        return method_names()
+    raise AttributeError(f"module 'relgrad_core' has no attribute {name!r}")

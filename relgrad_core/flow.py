@@ -22,6 +22,7 @@ from relgrad_core.activation import (
     smooth_leaky_relu,
 )
 from relgrad_core.base import BaseDensity, make_base
+from relgrad_core.checks import check_batch, check_positive_int
 from relgrad_core.device import resolve_device
 
 LinearFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -29,12 +30,6 @@ LinearFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.T
 
 class SingularWeightError(ValueError):
     """A layer's weight matrix is (numerically) singular, so the flow is not invertible."""
-
-
-def _check_shape(dim: int, depth: int) -> None:
-    for name, value in (("dim", dim), ("depth", depth)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def random_orthogonal(dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -65,7 +60,8 @@ class Flow(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        _check_shape(dim, depth)
+        check_positive_int("dim", dim)
+        check_positive_int("depth", depth)
         self.dim = dim
         self.depth = depth
         self.alpha = check_alpha(alpha)
@@ -130,11 +126,13 @@ class Flow(nn.Module):
             self._logdet_cache = (key, value)
         return self._logdet_cache[1]
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"expected input of shape (batch, {self.dim}), got {tuple(x.shape)}")
+    def check_input(self, x: torch.Tensor, name: str = "input") -> torch.Tensor:
+        """``x`` checked and cast to the flow's dtype and device (:func:`relgrad_core.checks.check_batch`).
+
+        Every public entry point that takes samples runs this once; the inner loops of ``fit`` and
+        ``time_step`` then work on the checked tensor without re-checking it per step.
+        """
+        return check_batch(x, dim=self.dim, dtype=self.dtype, device=self.device, name=name)
 
     def hidden(self, x: torch.Tensor, linear: LinearFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Push ``x`` through all layers but the last: ``z_{L-1}`` and the per-sample
@@ -168,7 +166,7 @@ class Flow(nn.Module):
         With gradients enabled the log-det term is differentiated through (Euclidean gradient); without,
         it comes from the per-version cache.
         """
-        self._check_input(x)
+        x = self.check_input(x)
         z, log_slope = self.transform(x)
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             weight_term = self.weight_log_abs_det()
@@ -206,8 +204,7 @@ class Flow(nn.Module):
     @torch.no_grad()
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """``x = g⁻¹(z)``: per layer a linear solve, then σ⁻¹ by safeguarded Newton."""
-        self._check_input(z)
-        x = z
+        x = self.check_input(z, "z")
         for index in reversed(range(len(self.layers))):
             if index < len(self.layers) - 1:
                 x = inverse_smooth_leaky_relu(x, self.alpha)
@@ -217,8 +214,7 @@ class Flow(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples ``g⁻¹(z)`` with ``z`` from the base density."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"number of samples must be a positive integer, got {n!r}")
+        check_positive_int("number of samples", n)
         z = self.base.sample((n, self.dim), device=self.device, dtype=self.dtype, generator=generator)
         return self.inverse(z)
 
@@ -255,25 +251,3 @@ class DenseFlow(Flow):
             y = y - layer.bias
         # z Wᵀ = y  ⇔  W zᵀ = yᵀ: one LU of W shared by the whole batch
         return torch.linalg.solve(layer.weight, y.mT).mT
-
-
-def make_flow(
-    method: str,
-    dim: int,
-    depth: int,
-    *,
-    alpha: float = 0.3,
-    bias: bool = True,
-    base: str = "gaussian",
-    device: str | torch.device | None = "auto",
-    dtype: torch.dtype = torch.float32,
-    seed: int | None = None,
-) -> Flow:
-    """The flow a gradient method trains: :class:`LUFlow` for ``"lu"``, :class:`DenseFlow` otherwise."""
-    from relgrad_core.gradients import METHODS
-    from relgrad_core.lu_flow import LUFlow
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    cls = LUFlow if method == "lu" else DenseFlow
-    return cls(dim, depth, alpha=alpha, bias=bias, base=base, device=device, dtype=dtype, seed=seed)

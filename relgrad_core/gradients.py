@@ -1,18 +1,10 @@
-"""Every gradient a dense flow can be trained with, behind one call: :func:`backward`.
+"""The gradient directions themselves, one function per method (the registry in
+:mod:`relgrad_core.methods` names them, and :func:`relgrad_core.backward` dispatches to them).
 
-All methods optimise the mean NLL of a batch, ``−mean_n log p(x_n)``; they differ in the direction they put
-into ``.grad`` and in its cost per layer (B = batch, D = dimension):
-
-==========  =================================================================  ==========
-method      direction                                                          cost
-==========  =================================================================  ==========
-relative    Euclidean gradient · W̃ᵀW̃ (see :mod:`relgrad_core.relative`)        O(B·D²)
-ordinary    autograd on the data term, log-det part added as −W⁻ᵀ (explicit)    O(B·D² + D³)
-autodiff    autograd through ``torch.linalg.slogdet(W)``                       O(B·D² + D³)
-jacobian    autograd through log|det| of each sample's full Jacobian of g      O(B·D³)
-mlp         autograd on the data term only (no log-det): the cost floor        O(B·D²)
-lu          Euclidean gradient of an :class:`~relgrad_core.lu_flow.LUFlow`      O(B·D²)
-==========  =================================================================  ==========
+Each ``direction(flow, x)`` puts its direction for the mean NLL ``−mean_n log p(x_n)`` into ``p.grad`` of
+every parameter (which must be ``None`` on entry) and returns the mean *data-term* NLL
+``−mean_n[log p_1(z_n) + Σ log σ'(y_n)]``, detached; the log-det term is left out because the relative
+method never computes it. They check nothing: their callers validate the flow and the batch once.
 """
 
 from __future__ import annotations
@@ -20,62 +12,52 @@ from __future__ import annotations
 import torch
 
 from relgrad_core.base import Gaussian
-from relgrad_core.flow import DenseFlow, Flow
-from relgrad_core.lu_flow import LUFlow
+from relgrad_core.flow import Flow
 from relgrad_core.relative import RelativeGaussianHead, relative_linear
 
-METHODS: tuple[str, ...] = ("relative", "ordinary", "autodiff", "jacobian", "mlp", "lu")
 
-
-def check_method(flow: Flow, method: str) -> None:
-    """Raise ``ValueError`` if ``method`` is unknown or cannot train ``flow``."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "lu" and not isinstance(flow, LUFlow):
-        raise ValueError("method 'lu' trains an LUFlow; build one with make_flow('lu', ...)")
-    if method != "lu" and not isinstance(flow, DenseFlow):
-        raise ValueError(f"method {method!r} trains a DenseFlow, got {type(flow).__name__}")
-
-
-def backward(flow: Flow, x: torch.Tensor, method: str) -> torch.Tensor:
-    """Fill ``p.grad`` of every parameter of ``flow`` with ``method``'s direction for the mean NLL of ``x``.
-
-    Any ``torch.optim`` optimizer can then ``step()``. Existing gradients are replaced, not accumulated.
-
-    Returns:
-        The mean *data-term* NLL of the batch, ``−mean_n[log p_1(z_n) + Σ log σ'(y_n)]`` (detached);
-        the log-det term is left out because the relative method never computes it.
-    """
-    check_method(flow, method)
-    flow._check_input(x)
-    for p in flow.parameters():
-        p.grad = None
-    if method == "jacobian":
-        return _jacobian_backward(flow, x)
-    if method == "relative" and isinstance(flow.base, Gaussian):
+def relative_direction(flow: Flow, x: torch.Tensor) -> torch.Tensor:
+    """The Euclidean gradient times ``W̃ᵀW̃`` per layer (:mod:`relgrad_core.relative`): O(B·D²)."""
+    if isinstance(flow.base, Gaussian):
         # the last layer fused with the Gaussian base gets its input gradient for free
         z, log_slope = flow.hidden(x, relative_linear)
         last = flow.layers[-1]
         data_nll = RelativeGaussianHead.apply(z, last.weight, last.bias) - log_slope.mean()
     else:
-        linear = relative_linear if method == "relative" else None
-        data_nll = -flow.data_log_prob(x, linear).mean()
-    loss = data_nll
-    if method in ("autodiff", "lu"):
-        loss = data_nll - flow.weight_log_abs_det()
-    loss.backward()
-    if method == "ordinary":
-        with torch.no_grad():
-            for layer in flow.layers:
-                # ∂(−log|det W|)/∂W = −W⁻ᵀ, formed explicitly: the O(D³) step the paper removes
-                layer.weight.grad.sub_(torch.linalg.inv(layer.weight).mT)
+        data_nll = -flow.data_log_prob(x, relative_linear).mean()
+    data_nll.backward()
     return data_nll.detach()
 
 
-def _jacobian_backward(flow: Flow, x: torch.Tensor) -> torch.Tensor:
+def data_term_direction(flow: Flow, x: torch.Tensor) -> torch.Tensor:
+    """Autograd on the data term only, no log-det: the MLP cost floor, O(B·D²)."""
+    data_nll = -flow.data_log_prob(x).mean()
+    data_nll.backward()
+    return data_nll.detach()
+
+
+def ordinary_direction(flow: Flow, x: torch.Tensor) -> torch.Tensor:
+    """Autograd on the data term plus the log-det part ``−W⁻ᵀ`` formed explicitly: O(B·D² + D³)."""
+    data_nll = data_term_direction(flow, x)
+    with torch.no_grad():
+        for layer in flow.layers:
+            # ∂(−log|det W|)/∂W = −W⁻ᵀ, formed explicitly: the O(D³) step the paper removes
+            layer.weight.grad.sub_(torch.linalg.inv(layer.weight).mT)
+    return data_nll
+
+
+def exact_nll_direction(flow: Flow, x: torch.Tensor) -> torch.Tensor:
+    """Autograd through the exact NLL, log-det by :meth:`Flow.weight_log_abs_det`: ``slogdet`` for a
+    DenseFlow (O(B·D² + D³), method ``autodiff``), ``Σ ℓ`` for an LUFlow (O(B·D²), method ``lu``)."""
+    data_nll = -flow.data_log_prob(x).mean()
+    (data_nll - flow.weight_log_abs_det()).backward()
+    return data_nll.detach()
+
+
+def jacobian_direction(flow: Flow, x: torch.Tensor) -> torch.Tensor:
     """The paper's "autodiff" baseline: per-sample Jacobians ``J_n = ∂g/∂x (x_n)`` by ``torch.func``,
     ``log|det J_n|`` by LU, and autograd through all of it (a B×D×D tensor and B factorisations)."""
-    from torch.func import jacfwd, vmap
+    from torch.func import jacfwd, vmap  # torch.func loads lazily; only this baseline needs it
 
     def g(sample: torch.Tensor) -> torch.Tensor:
         z, _ = flow.transform(sample.unsqueeze(0))

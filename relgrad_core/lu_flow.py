@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from relgrad_core.flow import Flow
+from relgrad_core.flow import Flow, SingularWeightError
 
 
 class LULinear(nn.Module):
@@ -83,8 +83,6 @@ class LUFlow(Flow):
 
     def check_invertible(self) -> None:
         # det W = ± exp(Σ ℓ) > 0 whenever ℓ is finite: only non-finite parameters can break invertibility
-        from relgrad_core.flow import SingularWeightError
-
         for index, layer in enumerate(self.layers):
             if not all(bool(torch.isfinite(p).all()) for p in layer.parameters()):
                 raise SingularWeightError(f"layer {index}: LU factors have non-finite entries")

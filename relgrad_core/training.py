@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
+from relgrad_core.checks import check_positive_int, check_positive_number
 from relgrad_core.data.dataset import Dataset
 from relgrad_core.device import synchronize
 from relgrad_core.flow import Flow
-from relgrad_core.gradients import backward, check_method
+from relgrad_core.methods import check_method
+from relgrad_core.optim import LayerAdam
 
 OPTIMIZERS = ("adam", "adamw", "layer_adam", "sgd", "rmsprop")
+#: A loss or validation NLL above this many nats per sample and dimension is taken as divergence: no
+#: density a flow can learn from standardised data is that far off (the −1.3e26 a huge learning rate
+#: reaches is finite but meaningless).
+ABSURD_NLL_PER_DIM = 1e6
+#: ``History.stopped_reason`` values: what ended a run.
+STOP_REASONS: tuple[str, ...] = (
+    "patience",
+    "time_budget",
+    "max_steps",
+    "epochs",
+    "epochs (still improving)",
+    "callback",
+)
 
 
 class Diverged(RuntimeError):
-    """Training produced a non-finite loss; the flow keeps its last finite weights.
+    """Training produced a non-finite or absurd loss, gradient or validation NLL; the flow is back at its
+    best finite weights (the best validated epoch, or the initial weights).
 
     Attributes: ``step`` (1-based global step at which it happened), ``epoch``, ``method``.
     """
@@ -53,7 +72,13 @@ class EpochRecord:
 
 @dataclass
 class History:
-    """What :func:`fit` returns: the per-epoch records and how the run ended."""
+    """What :func:`fit` returns: the per-epoch records and how the run ended.
+
+    ``stopped_reason`` is one of :data:`STOP_REASONS`: ``"patience"`` (no better validation NLL for
+    ``patience`` epochs: the optimum was reached), ``"time_budget"``, ``"max_steps"``, ``"callback"``,
+    ``"epochs"`` (the epoch cap, after the validation NLL had stopped improving) or
+    ``"epochs (still improving)"`` (the epoch cap cut a run that was still improving: not converged).
+    """
 
     method: str
     records: list[EpochRecord] = field(default_factory=list)
@@ -70,16 +95,20 @@ class History:
 
 
 def evaluate_nll(flow: Flow, x: torch.Tensor, batch_size: int = 1024) -> float:
-    """Exact mean NLL of ``x`` (nats per sample), batched; the log-det term comes from the cache."""
-    flow._check_input(x)
-    if x.shape[0] == 0:
-        raise ValueError("cannot evaluate the NLL of an empty tensor")
-    total = 0.0
+    """Exact mean NLL of ``x`` (nats per sample), batched; the log-det term comes from the cache.
+
+    ``x`` is checked once (:meth:`Flow.check_input`), then its batches go through the unchecked
+    ``data_log_prob``.
+    """
+    x = flow.check_input(x)
+    check_positive_int("batch_size", batch_size)
+    total = torch.zeros((), dtype=torch.float64, device=flow.device)
     with torch.no_grad():
+        log_det = flow.cached_weight_log_abs_det()
         for start in range(0, x.shape[0], batch_size):
-            batch = x[start : start + batch_size].to(device=flow.device, dtype=flow.dtype)
-            total += float(flow.log_prob(batch).sum())
-    return -total / x.shape[0]
+            batch = x[start : start + batch_size]
+            total += (flow.data_log_prob(batch) + log_det).sum(dtype=torch.float64)
+    return -float(total) / x.shape[0]
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -97,8 +126,6 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
         except (RuntimeError, ValueError):
             return cls(params, lr=lr, foreach=True)
     if name == "layer_adam":
-        from relgrad_core.optim import LayerAdam
-
         return LayerAdam(params, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
@@ -107,25 +134,18 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def _check_split(name: str, x: torch.Tensor, dim: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} split must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} split must be 2-D (n, dim), got shape {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} split is empty")
-    if x.shape[1] != dim:
-        raise ValueError(f"{name} split has dimension {x.shape[1]} but the flow has dim={dim}")
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).any(dim=1).sum())
-        raise ValueError(f"{name} split contains NaN or inf values ({bad} rows)")
-
-
-def _check_positive_int(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _splits(flow: Flow, data: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, val)`` from a :class:`Dataset` or a pair of tensors/arrays, checked and cast to the flow."""
+    if isinstance(data, Dataset):
+        pair = (data.train, data.val)
+    elif isinstance(data, tuple | list) and len(data) == 2:
+        pair = tuple(torch.as_tensor(x) if isinstance(x, np.ndarray) else x for x in data)
+    else:
+        raise TypeError(
+            "data must be a Dataset or a (train, val) pair of tensors or numpy arrays, got "
+            f"{type(data).__name__}" + (f" of length {len(data)}" if isinstance(data, tuple | list) else "")
+        )
+    return flow.check_input(pair[0], "train split"), flow.check_input(pair[1], "val split")
 
 
 def _batches(
@@ -150,12 +170,12 @@ def _batches(
 
 def fit(
     flow: Flow,
-    data: Dataset | tuple[torch.Tensor, torch.Tensor],
+    data: Dataset | tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray],
     *,
     method: str,
     lr: float = 1e-3,
     batch_size: int = 100,
-    epochs: int = 100,
+    epochs: int | None = None,
     patience: int | None = 30,
     optimizer: str = "adam",
     callback: Callable[[EpochRecord], bool | None] | None = None,
@@ -168,8 +188,16 @@ def fit(
 ) -> History:
     """Train ``flow`` by maximum likelihood with gradient ``method`` and evaluate the exact val NLL per epoch.
 
+    By default (``epochs=None``) the run goes on until ``patience`` epochs pass without a better validation
+    NLL, i.e. until it reaches its optimum, or until ``max_steps``/``time_budget_s``. Everything is validated
+    once before the first step; the steps themselves run unchecked. How the run ended is
+    ``History.stopped_reason`` (see :class:`History`); an epoch cap that cuts a still-improving run also
+    warns.
+
     Args:
-        data: a :class:`Dataset` or a ``(train, val)`` pair of tensors.
+        data: a :class:`Dataset` or a ``(train, val)`` pair of tensors or numpy arrays (cast to the flow's
+            dtype and device).
+        epochs: cap on the number of epochs (None: no cap).
         patience: stop after this many epochs without a better validation NLL (None: never); the best
             weights are restored at the end either way.
         callback: called with each :class:`EpochRecord`; returning True stops training.
@@ -177,32 +205,34 @@ def fit(
         max_steps, time_budget_s: further stopping rules (training seconds, evaluation excluded).
 
     Raises:
-        ValueError/TypeError: bad arguments or data, detected before any step.
+        ValueError/TypeError: bad arguments or data, or no stopping rule at all, detected before any step.
         SingularWeightError: a weight matrix is singular before training.
-        Diverged: a non-finite loss; the flow keeps the last finite weights.
+        Diverged: a non-finite or absurd (|NLL| > :data:`ABSURD_NLL_PER_DIM` · D per sample) loss,
+            gradient or validation NLL; the flow is restored to its best finite weights.
     """
-    check_method(flow, method)
-    train, val = (data.train, data.val) if isinstance(data, Dataset) else tuple(data)
-    _check_split("train", train, flow.dim)
-    _check_split("val", val, flow.dim)
-    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"learning rate must be a positive finite number, got {lr!r}")
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("epochs", epochs)
-    _check_positive_int("patience", patience, allow_none=True)
-    _check_positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
-    _check_positive_int("max_steps", max_steps, allow_none=True)
-    _check_positive_int("eval_batch_size", eval_batch_size)
-    if time_budget_s is not None and not time_budget_s > 0:
-        raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+    spec = check_method(flow, method)
+    train, val = _splits(flow, data)
+    check_positive_number("learning rate", lr)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("epochs", epochs, allow_none=True)
+    check_positive_int("patience", patience, allow_none=True)
+    check_positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
+    check_positive_int("max_steps", max_steps, allow_none=True)
+    check_positive_int("eval_batch_size", eval_batch_size)
+    check_positive_number("time_budget_s", time_budget_s, allow_none=True)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if epochs is None and patience is None and max_steps is None and time_budget_s is None:
+        raise ValueError(
+            "fit would never stop: epochs=None and patience=None with no max_steps or time_budget_s; "
+            "set one of them"
+        )
     flow.check_invertible()
 
-    device, dtype = flow.device, flow.dtype
-    train = train.to(device=device, dtype=dtype)
-    val = val.to(device=device, dtype=dtype)
-    opt = make_optimizer(optimizer, flow.parameters(), lr)
+    device = flow.device
+    absurd = ABSURD_NLL_PER_DIM * flow.dim
+    params = list(flow.parameters())
+    opt = make_optimizer(optimizer, params, lr)
     generator = torch.Generator().manual_seed(seed)
     history = History(method=method)
     best_state = copy.deepcopy(flow.state_dict())
@@ -211,25 +241,31 @@ def fit(
     train_time = 0.0
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # optional dependency, only for interactive runs
 
         bar = tqdm(total=epochs, desc=f"{method} D={flow.dim}", unit="epoch")
 
+    def diverged(epoch: int, what: str) -> Diverged:
+        return _diverged(flow, best_state, history.best_epoch, step, epoch, method, what)
+
+    epoch_numbers = range(1, epochs + 1) if epochs is not None else itertools.count(1)
     try:
         for epoch, batch_indices in zip(
-            range(1, epochs + 1),
-            _batches(len(train), batch_size, generator, steps_per_epoch),
-            strict=False,
+            epoch_numbers, _batches(len(train), batch_size, generator, steps_per_epoch), strict=False
         ):
             epoch_loss, epoch_steps = 0.0, 0
             synchronize(device)
             started = time.perf_counter()
             for index in batch_indices:
-                loss = backward(flow, train[index], method)
+                loss = spec.apply(flow, train[index])
                 step += 1
-                loss_value = float(loss)
-                if not math.isfinite(loss_value):
-                    raise _diverged(flow, best_state, step, epoch, method, f"loss {loss_value}")
+                # one host sync per step for the loss and a gradient checksum (finite iff every entry is)
+                grad_sum = torch.stack([p.grad.sum() for p in params if p.grad is not None]).sum()
+                loss_value, grad_value = torch.stack([loss.to(grad_sum.dtype), grad_sum]).tolist()
+                if not math.isfinite(loss_value) or abs(loss_value) > absurd:
+                    raise diverged(epoch, f"loss {loss_value:.4g}")
+                if not math.isfinite(grad_value):
+                    raise diverged(epoch, "gradient (NaN or inf entries)")
                 opt.step()
                 epoch_loss += loss_value
                 epoch_steps += 1
@@ -241,8 +277,8 @@ def fit(
             elapsed = time.perf_counter() - started
             train_time += elapsed
             val_nll = evaluate_nll(flow, val, eval_batch_size)
-            if not math.isfinite(val_nll):
-                raise _diverged(flow, best_state, step, epoch, method, f"validation NLL {val_nll}")
+            if not math.isfinite(val_nll) or abs(val_nll) > absurd:
+                raise diverged(epoch, f"validation NLL {val_nll:.4g}")
             record = EpochRecord(
                 epoch=epoch,
                 step=step,
@@ -273,6 +309,8 @@ def fit(
             if time_budget_s is not None and train_time >= time_budget_s:
                 history.stopped_reason = "time_budget"
                 break
+        else:
+            history.stopped_reason = _epoch_cap_reason(history, patience)
     finally:
         if bar is not None:
             bar.close()
@@ -280,15 +318,30 @@ def fit(
     return history
 
 
-def _diverged(flow: Flow, best_state: dict, step: int, epoch: int, method: str, what: str) -> Diverged:
-    """Build the error, keeping the current weights if they are all finite, else the best finite ones."""
-    finite = all(bool(torch.isfinite(p).all()) for p in flow.parameters())
-    if not finite:
-        flow.load_state_dict(best_state)
-    kept = "current weights (all finite)" if finite else f"best weights before epoch {epoch}"
+def _epoch_cap_reason(history: History, patience: int | None) -> str:
+    """``"epochs"``, or ``"epochs (still improving)"`` with a warning when the validation NLL improved
+    within the last ``patience`` epochs (the last epoch when patience is None): the run had not converged."""
+    window = patience if patience is not None else 1
+    last = history.records[-1].epoch if history.records else 0
+    if last - history.best_epoch >= window:
+        return "epochs"
+    warnings.warn(
+        f"fit stopped at the epoch cap ({last}) while the validation NLL was still improving (best at epoch "
+        f"{history.best_epoch}): the run has not converged; use epochs=None to train until patience",
+        stacklevel=3,
+    )
+    return "epochs (still improving)"
+
+
+def _diverged(
+    flow: Flow, best_state: dict, best_epoch: int, step: int, epoch: int, method: str, what: str
+) -> Diverged:
+    """Restore the best finite weights and build the error saying what happened and what was kept."""
+    flow.load_state_dict(best_state)
+    kept = f"the best weights (epoch {best_epoch})" if best_epoch else "the initial weights"
     return Diverged(
-        f"training diverged at step {step} (epoch {epoch}, method {method!r}): non-finite {what}; "
-        f"the flow keeps its last finite weights: {kept}. Try a smaller learning rate.",
+        f"training diverged at step {step} (epoch {epoch}, method {method!r}): non-finite or absurd {what}; "
+        f"the flow is back at {kept}. Try a smaller learning rate.",
         step=step,
         epoch=epoch,
         method=method,

@@ -138,9 +138,9 @@ def test_unknown_or_mismatched_method_is_rejected():
     x = torch.randn(2, 3)
     with pytest.raises(ValueError, match="unknown method 'newton'"):
         backward(DenseFlow(3, 2), x, "newton")
-    with pytest.raises(ValueError, match="trains an LUFlow"):
+    with pytest.raises(ValueError, match="trains a flow of class LUFlow"):
         backward(DenseFlow(3, 2), x, "lu")
-    with pytest.raises(ValueError, match="trains a DenseFlow"):
+    with pytest.raises(ValueError, match="trains a flow of class DenseFlow"):
         backward(LUFlow(3, 2), x, "relative")
 
 
