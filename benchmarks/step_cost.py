@@ -6,11 +6,11 @@
 
 A step is the method's gradient (:func:`relgrad_core.backward`) plus an Adam step; the gradient alone is
 timed inside the same step. Within each (B, D) every repeat runs all methods once, in an order rotated per
-repeat, so slow drifts of a shared machine hit all methods alike; medians and IQRs over repeats, ratios of
-medians. GPU: CUDA events around each phase after a synchronise. Matrix FLOPs of the gradient in units of
-B·D² for depth L ≥ 2 (forward 2 per layer; MLP backward 2 per weight and 2 per input gradient, none for the
-first layer; relative 4 per weight, the Gaussian head's input gradient free): relative 12 + 8(L−2) against
-MLP 10 + 6(L−2), so 1.2 at L = 2 and → 4/3 for deep flows.
+repeat, so slow drifts of a shared machine hit all methods alike; medians, minima and IQRs over repeats,
+ratios of medians. Each step is timed by :meth:`relgrad_core.timing.StepRunner.timed` (the timing code of
+:func:`relgrad_core.time_step`; CUDA events on a GPU). The methods are the registry's
+(:func:`relgrad_core.method_names`); the expected matrix-FLOP ratio relative/MLP (1.2 at depth 2, → 4/3 for
+deep flows) comes from its FLOP model (:func:`relgrad_core.flop_ratio`).
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ import argparse
 import datetime as dt
 import math
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
 from benchmarks._common import machine_info, markdown_table, write_json
-from relgrad_core import METHODS, backward, make_flow, resolve_device
-from relgrad_core.training import make_optimizer
+from relgrad_core import flop_ratio, make_flow, method_names, resolve_device
+from relgrad_core.machine import load_avg_1m
+from relgrad_core.timing import StepRunner, quartiles
 
-BASELINES = ("mlp", "ordinary", "autodiff", "jacobian", "lu")
+REFERENCE = "relative"
 
 
 def _parse_ints(text: str) -> list[int]:
@@ -42,37 +42,11 @@ def _parse_ints(text: str) -> list[int]:
 
 def _parse_methods(text: str) -> list[str]:
     methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
+    known = method_names()
+    unknown = sorted(set(methods) - set(known))
     if unknown or not methods:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        raise argparse.ArgumentTypeError(f"unknown method(s) {unknown}; choose from {', '.join(known)}")
     return methods
-
-
-def _time_one_step(flow, x, method, optimizer, device) -> tuple[float, float]:
-    """(gradient seconds, whole-step seconds) of one step."""
-    if device.type == "cuda":
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
-        torch.cuda.synchronize(device)
-        events[0].record()
-        backward(flow, x, method)
-        events[1].record()
-        optimizer.step()
-        events[2].record()
-        events[2].synchronize()
-        return events[0].elapsed_time(events[1]) / 1e3, events[0].elapsed_time(events[2]) / 1e3
-    start = time.perf_counter()
-    backward(flow, x, method)
-    middle = time.perf_counter()
-    optimizer.step()
-    end = time.perf_counter()
-    return middle - start, end - start
-
-
-def _quartiles(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return values[0], values[0]
-    q = statistics.quantiles(values, n=4)
-    return q[0], q[2]
 
 
 def measure(
@@ -100,12 +74,15 @@ def measure(
                 if m not in over_budget and not (m == "jacobian" and dim > jacobian_max_dim)
             ]
             x = torch.randn(batch, dim, device=device, dtype=dtype, generator=None)
-            flows = {m: make_flow(m, dim, depth, device=device, dtype=dtype, seed=0) for m in active}
-            opts = {m: make_optimizer("adam", flows[m].parameters(), 1e-5) for m in active}
+            # one runner per method: checked once, then stepped without checks (trains at a tiny lr)
+            runners = {
+                m: StepRunner(make_flow(m, dim, depth, device=device, dtype=dtype, seed=0), x, m, lr=1e-5)
+                for m in active
+            }
             times: dict[str, list[tuple[float, float]]] = {m: [] for m in active}
             for m in active:  # warm-up, and the over-budget check on the last warm-up step
                 for _ in range(warmup):
-                    first = _time_one_step(flows[m], x, m, opts[m], device)
+                    first = runners[m].timed()
                 if warmup and first[1] > max_step_s:
                     times[m].append(first)
             for r in range(repeats):
@@ -113,20 +90,23 @@ def measure(
                     m = active[(k + r) % len(active)]
                     if times[m] and times[m][0][1] > max_step_s:
                         continue  # one measured step is all a method this slow gets
-                    times[m].append(_time_one_step(flows[m], x, m, opts[m], device))
+                    times[m].append(runners[m].timed())
+            load = load_avg_1m()
             for m in active:
                 grads = [g for g, _ in times[m]]
                 steps = [s for _, s in times[m]]
-                q1, q3 = _quartiles(steps)
+                q1, q3 = quartiles(steps)
                 rows.append(
                     {
                         "batch_size": batch,
                         "dim": dim,
                         "method": m,
                         "step_median_s": statistics.median(steps),
+                        "step_min_s": min(steps),
                         "step_iqr_s": q3 - q1,
                         "grad_median_s": statistics.median(grads),
                         "repeats": len(steps),
+                        "load_avg_1m": load,
                         "step_times_s": steps,
                         "grad_times_s": grads,
                     }
@@ -137,29 +117,29 @@ def measure(
                 f"{r['method']} {1e3 * r['step_median_s']:.1f}ms" for r in rows[-len(active) :]
             )
             log(f"B={batch} D={dim}: {summary}")
-            del flows, opts
+            del runners
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     return rows
 
 
 def ratios(rows: list[dict[str, object]]) -> list[dict[str, object]]:
-    """Per (B, D): relative/mlp (step and gradient) and each baseline / relative (step)."""
+    """Per (B, D): relative/mlp (step and gradient) and each other method / relative (step)."""
     table: dict[tuple[int, int], dict[str, dict[str, object]]] = {}
     for row in rows:
         table.setdefault((row["batch_size"], row["dim"]), {})[row["method"]] = row
     out = []
     for (batch, dim), by_method in sorted(table.items()):
-        rel = by_method.get("relative")
+        rel = by_method.get(REFERENCE)
         if rel is None:
             continue
         entry: dict[str, object] = {"batch_size": batch, "dim": dim}
         if "mlp" in by_method:
             entry["relative/mlp step"] = rel["step_median_s"] / by_method["mlp"]["step_median_s"]
             entry["relative/mlp grad"] = rel["grad_median_s"] / by_method["mlp"]["grad_median_s"]
-        for m in BASELINES:
-            if m != "mlp" and m in by_method:
-                entry[f"{m}/relative"] = by_method[m]["step_median_s"] / rel["step_median_s"]
+        for m in method_names():
+            if m not in ("mlp", REFERENCE) and m in by_method:
+                entry[f"{m}/{REFERENCE}"] = by_method[m]["step_median_s"] / rel["step_median_s"]
         out.append(entry)
     return out
 
@@ -197,15 +177,14 @@ def profile_relative(dim: int, batch: int, depth: int, device: torch.device, dty
     """Where a relative step's time goes: torch.profiler's top operators over a few steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    flow = make_flow("relative", dim, depth, device=device, dtype=dtype, seed=0)
-    opt = make_optimizer("adam", flow.parameters(), 1e-5)
-    x = torch.randn(batch, dim, device=device, dtype=dtype)
+    flow = make_flow(REFERENCE, dim, depth, device=device, dtype=dtype, seed=0)
+    runner = StepRunner(flow, torch.randn(batch, dim, device=device, dtype=dtype), REFERENCE, lr=1e-5)
     for _ in range(3):
-        _time_one_step(flow, x, "relative", opt, device)
+        runner.timed()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(5):
-            _time_one_step(flow, x, "relative", opt, device)
+            runner.timed()
     key = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=12)
 
@@ -225,19 +204,27 @@ def render(result: dict) -> str:
             r["dim"],
             r["method"],
             1e3 * r["step_median_s"],
+            1e3 * r["step_min_s"],
             1e3 * r["step_iqr_s"],
             1e3 * r["grad_median_s"],
             r["repeats"],
         ]
         for r in result["rows"]
     ]
-    steps = markdown_table(["B", "D", "method", "step ms (median)", "IQR ms", "grad ms", "n"], step_rows)
+    steps = markdown_table(
+        ["B", "D", "method", "step ms (median)", "min ms", "IQR ms", "grad ms", "n"], step_rows
+    )
     ratio_keys = sorted({k for r in result["ratios"] for k in r} - {"batch_size", "dim"})
     ratio_rows = [[r["batch_size"], r["dim"], *[r.get(k, "–") for k in ratio_keys]] for r in result["ratios"]]
     ratio_table = markdown_table(["B", "D", *ratio_keys], ratio_rows)
     slope_rows = [[r["batch_size"], r["method"], r["slope"], r["dims"]] for r in result["slopes"]]
     slope_table = markdown_table(["B", "method", "log-log slope", "D range"], slope_rows)
-    return f"{head}\n### Ratios\n{ratio_table}\n\n### Slopes\n{slope_table}\n\n### Step times\n{steps}\n"
+    depth = result["settings"]["depth"]
+    floor = f"Matrix-FLOP model: relative/mlp = {flop_ratio(REFERENCE, depth):.3g} at depth {depth}.\n"
+    return (
+        f"{head}\n### Ratios\n{floor}\n{ratio_table}\n\n### Slopes\n{slope_table}\n\n"
+        f"### Step times\n{steps}\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -246,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--dims", type=_parse_ints, default=[512, 1024, 2048, 4096])
     parser.add_argument("--batch-sizes", type=_parse_ints, default=[64, 256])
-    parser.add_argument("--methods", type=_parse_methods, default=list(METHODS))
+    parser.add_argument("--methods", type=_parse_methods, default=list(method_names()))
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
