@@ -1,0 +1,273 @@
+"""The per-step cost model ``t(D) = t0 + a·D² + c·D³`` and the order of a method's cost.
+
+Why this model: at batch size B a step of every method does O(B·D²) matrix products (forward,
+backward, weight gradient: the ``a·D²`` term, which carries the factor B) plus a fixed per-step
+overhead (``t0``: Python, kernel launches, optimizer bookkeeping). The exact-gradient baselines add
+O(D³) work independent of B (``inv``/``slogdet`` of each D×D weight: the ``c·D³`` term); ``jacobian``
+adds O(B·D³) (B per-sample D×D Jacobians), cubic in D at a fixed B. ``relative``, ``mlp`` and ``lu``
+(triangular products only) have no D³ work, so their ``c`` should be 0. Fitting all three terms over
+*every* measured D lets small D pin the overhead instead of flattening a log-log slope.
+
+The fit: non-negative least squares on relative error, i.e. rows divided by the measured time
+(timings spread multiplicatively, and a point at 1 ms should count as much as one at 1 s).
+
+Intervals: a seeded **pairs bootstrap** over the points (resample (D, t) rows, refit, percentiles).
+Chosen over a residual bootstrap because it assumes neither that the three-term model is exact nor
+that the noise is the same at every D: a machine whose step jumps once the weights leave the cache
+looks like a D³ term at a single point, and the pairs bootstrap, which often leaves that point out,
+then does not exclude c = 0, whereas a residual bootstrap would trust the misspecified fit.
+Resamples with fewer than three distinct D (three coefficients) are redrawn out of the count.
+
+Order rule: ``cubic`` when the 95% interval of c excludes 0 *and* the D³ term is at least
+:data:`CUBIC_SHARE_MIN` of the fitted step at the largest measured D; ``quadratic`` otherwise;
+``not fitted`` (with the reason) when the points cannot carry three coefficients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import nnls
+
+from analysis.errors import ReportError
+
+#: Minimum share c·D³ / t(D) at the largest measured D for a D³ term to count as material.
+CUBIC_SHARE_MIN = 0.10
+MIN_DISTINCT_DIMS = 3
+ORDER_CUBIC = "cubic"
+ORDER_QUADRATIC = "quadratic"
+ORDER_NOT_FITTED = "not fitted"
+ORDERS: tuple[str, ...] = (ORDER_QUADRATIC, ORDER_CUBIC, ORDER_NOT_FITTED)
+DEFAULT_LEVEL = 0.95
+DEFAULT_BOOT = 1000
+_POWERS = np.array([0.0, 2.0, 3.0])
+
+
+def order_rule() -> str:
+    """The order rule in words, for the report."""
+    return (
+        f"cubic when the 95% interval of c excludes 0 and c·D³ is at least {CUBIC_SHARE_MIN:.0%} of "
+        "the fitted step at the largest measured D; quadratic otherwise"
+    )
+
+
+def _design(dims: np.ndarray, powers: np.ndarray = _POWERS) -> np.ndarray:
+    return dims[:, None] ** powers[None, :]
+
+
+def _nnls_relative(dims: np.ndarray, values: np.ndarray, powers: np.ndarray = _POWERS) -> np.ndarray:
+    """Coefficients (t0, a, c) ≥ 0 minimising Σ((t0 + a·D² + c·D³ − t) / t)² (or those of ``powers``)."""
+    design = _design(dims, powers) / values[:, None]
+    # Columns scaled to unit maximum: D³ spans ~10 decades more than 1, which nnls handles badly.
+    scale = np.abs(design).max(axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls(design / scale, np.ones_like(values), maxiter=50 * design.shape[1])
+    return coef / scale
+
+
+def _residuals(dims: np.ndarray, values: np.ndarray, powers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fitted values and leverage-adjusted, centred relative residuals ``(t/t̂ − 1)/√(1−h)``.
+
+    ``h`` is the hat-matrix diagonal of the weighted design, so that the residuals have the noise's
+    variance (Davison & Hinkley, 1997, §6.2) before they are resampled.
+    """
+    coef = _nnls_relative(dims, values, powers)
+    design = _design(dims, powers) / values[:, None]
+    q, _ = np.linalg.qr(design / np.abs(design).max(axis=0))
+    lev = np.clip((q**2).sum(axis=1), 0.0, 0.99)
+    fitted = _design(dims, powers) @ coef
+    resid = (values / fitted - 1.0) / np.sqrt(1.0 - lev)
+    return fitted, resid - resid.mean()
+
+
+def _rss(dims: np.ndarray, values: np.ndarray, powers: np.ndarray) -> float:
+    coef = _nnls_relative(dims, values, powers)
+    return float((((_design(dims, powers) @ coef) / values - 1.0) ** 2).sum())
+
+
+def c_pvalue(dims: np.ndarray, values: np.ndarray, *, n_boot: int, rng: np.random.Generator) -> float:
+    """Bootstrap test of ``c = 0`` against ``c > 0``: the statistic is the drop in relative RSS from
+    ``t0 + a·D²`` to ``t0 + a·D² + c·D³``; its null distribution comes from resampling the quadratic
+    fit's residuals (Davison & Hinkley, 1997, §4.2). A test under the null, unlike an interval of a
+    coefficient held at the boundary c ≥ 0, keeps the rate of false "cubic" calls at its level."""
+    null_powers = _POWERS[:2]
+    observed = _rss(dims, values, null_powers) - _rss(dims, values, _POWERS)
+    if observed <= 0:
+        return 1.0
+    fitted, resid = _residuals(dims, values, null_powers)
+    draws = resid[rng.integers(0, dims.size, size=(n_boot, dims.size))]
+    exceed = 0
+    for r in draws:
+        sim = fitted * np.maximum(1.0 + r, 1e-3)
+        exceed += _rss(dims, sim, null_powers) - _rss(dims, sim, _POWERS) >= observed
+    return (exceed + 1) / (n_boot + 1)
+
+
+def half_dim(t0: float, a: float, c: float) -> float:
+    """The D > 0 where ``c·D³ = t0 + a·D²`` (the D³ term is half the step from there on); inf if c = 0.
+
+    ``c·D³ − a·D² − t0`` has one sign change, so (Descartes) exactly one positive root when c > 0.
+    """
+    if not c > 0:
+        return float("inf")
+    if t0 <= 0 and a <= 0:
+        return 0.0
+    roots = np.roots([c, -a, 0.0, -t0])
+    real = roots[(np.abs(roots.imag) <= 1e-9 * np.abs(roots).max()) & (roots.real > 0)].real
+    return float(real.max()) if real.size else float("inf")
+
+
+def _quantiles(samples: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval without interpolation (samples may contain inf)."""
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(samples, [tail, 1.0 - tail], method="inverted_cdf")
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class CostFit:
+    """A fitted cost model ``t(D) = t0 + a·D² + c·D³`` and its bootstrap.
+
+    ``boot`` holds one (t0, a, c) row per valid resample; all intervals are percentiles over it.
+    """
+
+    t0: float
+    a: float
+    c: float
+    dims: tuple[float, ...]  # distinct measured D, ascending
+    n_points: int
+    boot: np.ndarray = field(repr=False)
+    level: float = DEFAULT_LEVEL
+    #: D³ share at the second-largest D of the fit without the largest D (None: < 3 D would remain).
+    top_out_share: float | None = None
+    #: p-value of the bootstrap test of c = 0 against c > 0 (:func:`c_pvalue`).
+    p_c: float = 1.0
+
+    @property
+    def coef(self) -> np.ndarray:
+        return np.array([self.t0, self.a, self.c])
+
+    @property
+    def max_dim(self) -> float:
+        return self.dims[-1]
+
+    def predict(self, dims: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Fitted step cost at ``dims``."""
+        return _design(np.asarray(dims, dtype=float).ravel()) @ self.coef
+
+    def predict_boot(self, dims: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Bootstrap predictions: one row per resample, one column per D."""
+        return self.boot @ _design(np.asarray(dims, dtype=float).ravel()).T
+
+    def predict_interval(self, dims: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile interval of the prediction at each D."""
+        boot = self.predict_boot(dims)
+        bounds = np.array([_quantiles(boot[:, j], self.level) for j in range(boot.shape[1])])
+        return bounds[:, 0], bounds[:, 1]
+
+    def interval(self, name: str) -> tuple[float, float]:
+        """Percentile interval of ``t0``, ``a`` or ``c``."""
+        return _quantiles(self.boot[:, ("t0", "a", "c").index(name)], self.level)
+
+    def share(self, dims: Sequence[float] | np.ndarray) -> np.ndarray:
+        """D³ share of the fitted step, ``c·D³ / t(D)``."""
+        d = np.asarray(dims, dtype=float).ravel()
+        total = self.predict(d)
+        return np.where(total > 0, self.c * d**3 / np.where(total > 0, total, 1.0), 0.0)
+
+    def share_interval(self, dim: float) -> tuple[float, float]:
+        """Percentile interval of the D³ share at ``dim``."""
+        boot = self.predict_boot([dim])[:, 0]
+        shares = np.where(boot > 0, self.boot[:, 2] * dim**3 / np.where(boot > 0, boot, 1.0), 0.0)
+        return _quantiles(shares, self.level)
+
+    @property
+    def half_dim(self) -> float:
+        return half_dim(self.t0, self.a, self.c)
+
+    def half_dim_interval(self) -> tuple[float, float]:
+        return _quantiles(np.array([half_dim(*row) for row in self.boot]), self.level)
+
+    @property
+    def order(self) -> str:
+        """``cubic`` or ``quadratic`` by the rule of :func:`order_rule`."""
+        c_low, _ = self.interval("c")
+        material = float(self.share([self.max_dim])[0]) >= CUBIC_SHARE_MIN
+        # A D³ term seen at the largest D alone may be a cache or bandwidth cliff, not O(D³) work.
+        beyond_top = self.top_out_share is None or self.top_out_share >= CUBIC_SHARE_MIN / 2
+        significant = self.p_c < 1.0 - self.level and c_low > 0
+        return ORDER_CUBIC if significant and material and beyond_top else ORDER_QUADRATIC
+
+
+def check_points(dims: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray) -> None:
+    """Raise :class:`ReportError` naming the problem if (dims, values) cannot carry a cost model."""
+    d = np.asarray(dims, dtype=float).ravel()
+    v = np.asarray(values, dtype=float).ravel()
+    if d.shape != v.shape:
+        raise ReportError(f"dims and values differ in length: {d.size} vs {v.size}")
+    if d.size == 0 or not np.isfinite(v).any():
+        raise ReportError("no finite timing to fit (all values missing or NaN)")
+    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(v))):
+        raise ReportError("dims and values must be finite to fit a cost model")
+    if np.any(d <= 0) or np.any(v <= 0):
+        raise ReportError("dims and values must be positive to fit a cost model")
+    distinct = np.unique(d)
+    if len(distinct) < MIN_DISTINCT_DIMS:
+        raise ReportError(
+            f"need at least {MIN_DISTINCT_DIMS} distinct D to fit t0 + a·D² + c·D³, got "
+            f"{len(distinct)}: {[int(x) if x.is_integer() else x for x in distinct.tolist()]}"
+        )
+
+
+def fit_cost_model(
+    dims: Sequence[float] | np.ndarray,
+    values: Sequence[float] | np.ndarray,
+    *,
+    n_boot: int = DEFAULT_BOOT,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+) -> CostFit:
+    """Fit ``values ≈ t0 + a·D² + c·D³`` (coefficients ≥ 0, relative error) with a pairs bootstrap.
+
+    Args:
+        dims, values: one point per measurement (repeated D allowed: seeds).
+        n_boot: bootstrap resamples with at least three distinct D.
+        level: coverage of the percentile intervals.
+        seed: seed of the bootstrap, so that reports are reproducible.
+
+    Raises:
+        ReportError: mismatched lengths, missing/non-positive values, fewer than three distinct D,
+            or bad ``n_boot``/``level``.
+    """
+    check_points(dims, values)
+    if not 0 < level < 1:
+        raise ReportError(f"level must lie in (0, 1), got {level}")
+    if n_boot < 100:
+        raise ReportError(f"n_boot must be at least 100, got {n_boot}")
+    d = np.asarray(dims, dtype=float).ravel()
+    v = np.asarray(values, dtype=float).ravel()
+    coef = _nnls_relative(d, v)
+    rng = np.random.default_rng(seed)
+    fitted, resid = _residuals(d, v, _POWERS)
+    draws = resid[rng.integers(0, d.size, size=(n_boot, d.size))]
+    boot = np.array([_nnls_relative(d, fitted * np.maximum(1.0 + r, 1e-3)) for r in draws])
+    p_c = c_pvalue(d, v, n_boot=n_boot, rng=rng) if coef[2] > 0 else 1.0
+    top_out: float | None = None
+    below = d < d.max()
+    if np.unique(d[below]).size >= MIN_DISTINCT_DIMS:
+        sub = _nnls_relative(d[below], v[below])
+        second = d[below].max()
+        top_out = float(sub[2] * second**3 / (_design(np.array([second])) @ sub)[0])
+    return CostFit(
+        top_out_share=top_out,
+        p_c=p_c,
+        t0=float(coef[0]),
+        a=float(coef[1]),
+        c=float(coef[2]),
+        dims=tuple(float(x) for x in np.unique(d)),
+        n_points=int(d.size),
+        boot=boot,
+        level=level,
+    )
