@@ -23,14 +23,15 @@ product costs ``2·B·D²`` FLOPs, so in units of B·D² a product counts 2. Per
   with a Gaussian base the last layer's input gradient is ``g·(yW)/B``, a by-product, so
   ``6L + 2·max(L−2, 0)`` (Gaussian) or ``8L − 2`` (other bases, L ≥ 2). Ratio to the MLP: 12/10 at L = 2,
   → 4/3 for deep flows.
-* lu: the two triangular factors are applied as two dense products: forward 4, factor gradients 4 per layer,
-  input gradient 4 on every layer but the first: ``12L − 4``.
+* lu: the two triangular factors are applied as two dense products: forward 4, backward 6 per layer (the
+  gradients of both factors and the one between them), input gradient 2 on every layer but the first:
+  ``12L − 2``.
 * ordinary, autodiff, jacobian: the MLP's ``6L − 2`` (autograd on the same data term), plus
   ordinary ``2·D³`` per layer (``inv``: LU ⅔D³ + inversion from the factors ⁴⁄₃D³);
   autodiff ``⁸⁄₃·D³`` per layer (``slogdet``'s LU ⅔D³ forward, ``W⁻ᵀ`` from the factors by two triangular
-  solves, 2D³, backward); jacobian an estimate of ``(6L + ⁸⁄₃)·B·D³``: forward-mode Jacobians push D
-  tangents through each layer (2L·B·D³), reverse mode through them twice that (4L·B·D³), and B
-  factorisations with their backward (⁸⁄₃·B·D³).
+  solves, 2D³, backward); jacobian about ``(6L − 2 + ⁸⁄₃)·B·D³``: forward-mode Jacobians carry D tangents
+  per sample, so the matrix products of the data-term gradient happen D times over ((6L − 2)·B·D³, within a
+  few per cent of torch's FLOP counter), plus B factorisations with their backward (⁸⁄₃·B·D³).
 
 :func:`flop_ratio` compares the O(B·D²) parts only (the part every method shares); the D³ and B·D³ terms are
 in :func:`matrix_flops`. Adding a method: build a :class:`MethodSpec` and :func:`register_method` it;
@@ -218,7 +219,7 @@ def _relative_bd2(depth: int, gaussian_base: bool) -> float:
 
 
 def _lu_bd2(depth: int, gaussian_base: bool) -> float:
-    return 12 * depth - 4
+    return 12 * depth - 2
 
 
 _MLP_FLOPS = FlopModel(_mlp_bd2)
@@ -254,7 +255,7 @@ for _spec in (
         "jacobian",
         DenseFlow,
         jacobian_direction,
-        FlopModel(_mlp_bd2, bd3=lambda depth: 6.0 * depth + 8.0 / 3.0),
+        FlopModel(_mlp_bd2, bd3=lambda depth: 6.0 * depth - 2.0 + 8.0 / 3.0),
         order=30,
         cost="O(B·D³)",
         summary="autograd through log|det| of each sample's full Jacobian",
