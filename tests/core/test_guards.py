@@ -1,0 +1,154 @@
+"""The same input checks on every public entry point, consistent dtype handling, bools refused as numbers."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from relgrad_core import DenseFlow, backward, evaluate_nll, fit, make_flow, time_step
+from relgrad_core.checks import check_positive_int, check_positive_number
+
+DIM = 3
+
+
+def _flow() -> DenseFlow:
+    return make_flow("relative", DIM, 2, device="cpu")
+
+
+def _good() -> torch.Tensor:
+    return torch.randn(8, DIM, generator=torch.Generator().manual_seed(0))
+
+
+ENTRY_POINTS = {
+    "backward": lambda flow, x: backward(flow, x, "relative"),
+    "log_prob": lambda flow, x: flow.log_prob(x),
+    "forward": lambda flow, x: flow(x),
+    "inverse": lambda flow, x: flow.inverse(x),
+    "time_step": lambda flow, x: time_step(flow, x, "relative", warmup=0, repeats=1, measure_memory=False),
+    "evaluate_nll": lambda flow, x: evaluate_nll(flow, x),
+    "fit (train)": lambda flow, x: fit(flow, (x, _good()), method="relative", max_steps=1),
+    "fit (val)": lambda flow, x: fit(flow, (_good(), x), method="relative", max_steps=1),
+}
+
+BAD_INPUTS = {
+    "nan": (_good().index_fill(0, torch.tensor([2]), float("nan")), "contains NaN or inf values"),
+    "inf": (_good().index_fill(1, torch.tensor([0]), float("inf")), "contains NaN or inf values"),
+    "-inf": (_good().index_fill(1, torch.tensor([0]), -float("inf")), "contains NaN or inf values"),
+    "empty": (torch.empty(0, DIM), "is empty"),
+    "wrong dim": (torch.randn(4, DIM + 1), rf"has dimension {DIM + 1} but the flow has dim={DIM}"),
+    "1-D": (torch.randn(DIM), "must be 2-D"),
+    "3-D": (torch.randn(2, 2, DIM), "must be 2-D"),
+    "int": (torch.ones(4, DIM, dtype=torch.int64), "expected a floating-point tensor"),
+    "bool": (torch.ones(4, DIM, dtype=torch.bool), "expected a floating-point tensor"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS)
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_every_entry_point_refuses_bad_input_before_any_work(entry, bad):
+    flow = _flow()
+    before = [p.detach().clone() for p in flow.parameters()]
+    x, match = BAD_INPUTS[bad]
+    with pytest.raises(ValueError, match=match):
+        ENTRY_POINTS[entry](flow, x)
+    assert all(torch.equal(a, b) for a, b in zip(before, flow.parameters(), strict=True))
+    assert all(p.grad is None for p in flow.parameters())
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_every_entry_point_refuses_a_non_tensor(entry):
+    with pytest.raises(TypeError, match=r"must be a torch\.Tensor"):
+        ENTRY_POINTS[entry](_flow(), [[0.0] * DIM])
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_float64_input_is_cast_to_a_float32_flow_everywhere(entry):
+    ENTRY_POINTS[entry](_flow(), _good().double())  # runs, no dtype error
+
+
+def test_log_prob_of_float64_input_equals_that_of_its_float32_copy():
+    flow, x = _flow(), _good()
+    got = flow.log_prob(x.double())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, flow.log_prob(x))
+    assert evaluate_nll(flow, x.double()) == pytest.approx(evaluate_nll(flow, x))
+
+
+def test_a_float64_flow_upcasts_float32_input():
+    flow = make_flow("relative", DIM, 2, device="cpu", dtype=torch.float64)
+    assert flow.log_prob(_good()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("n", [0, -1, True, 2.0, "3", None])
+def test_sample_refuses_non_positive_integers(n):
+    with pytest.raises(ValueError, match="number of samples must be a positive integer"):
+        _flow().sample(n)
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"lr": True}, "learning rate must be a positive finite number, got True"),
+        ({"lr": -1e-3}, "learning rate must be a positive"),
+        ({"lr": math.inf}, "learning rate must be a positive"),
+        ({"batch_size": True}, "batch_size must be a positive integer, got True"),
+        ({"batch_size": 2.0}, "batch_size must be a positive integer"),
+        ({"epochs": False}, "epochs must be a positive integer"),
+        ({"patience": 0}, "patience must be a positive integer"),
+        ({"max_steps": True}, "max_steps must be a positive integer"),
+        ({"time_budget_s": True}, "time_budget_s must be a positive finite number"),
+        ({"time_budget_s": math.nan}, "time_budget_s must be a positive finite number"),
+        ({"eval_batch_size": 0}, "eval_batch_size must be a positive integer"),
+        ({"epochs": None, "patience": None}, "fit would never stop"),
+    ],
+)
+def test_fit_refuses_bad_numbers_and_no_stopping_rule(change, match):
+    x = _good()
+    kwargs = {"method": "relative", "lr": 1e-3, "batch_size": 4, "epochs": 1} | change
+    with pytest.raises(ValueError, match=match):
+        fit(_flow(), (x, x), **kwargs)
+
+
+def test_time_step_refuses_bad_numbers():
+    flow, x = _flow(), _good()
+    for kwargs, match in (
+        ({"repeats": True}, "repeats must be a positive integer"),
+        ({"warmup": -1}, "warmup must be a non-negative integer"),
+        ({"lr": True}, "learning rate must be a positive"),
+        ({"retime_threshold": 0.0}, "retime_threshold must be a positive"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            time_step(flow, x, "relative", **kwargs)
+
+
+def test_inverse_refuses_infinite_latents():
+    z = torch.zeros(2, DIM)
+    z[1, 0] = math.inf
+    with pytest.raises(ValueError, match=r"z contains NaN or inf values \(1 of 2 rows\)"):
+        _flow().inverse(z)
+
+
+def test_fit_accepts_numpy_pairs_and_says_what_it_expects_otherwise():
+    x = _good().numpy()
+    history = fit(_flow(), (x, x.astype(np.float64)), method="relative", batch_size=4, max_steps=2)
+    assert history.steps == 2
+    for data, match in (
+        (x, "data must be a Dataset or a \\(train, val\\) pair"),
+        ((x, x, x), "of length 3"),
+        ({"train": x}, "got dict"),
+    ):
+        with pytest.raises(TypeError, match=match):
+            fit(_flow(), data, method="relative", max_steps=1)
+
+
+def test_shared_number_checks():
+    assert check_positive_int("n", 3) == 3 and check_positive_int("n", None, allow_none=True) is None
+    assert check_positive_number("x", 2) == 2.0
+    for bad in (True, 0, -2, 1.5, "1"):
+        with pytest.raises(ValueError, match="n must be a positive integer"):
+            check_positive_int("n", bad)
+    for bad in (False, 0.0, -1.0, math.nan, math.inf, "1"):
+        with pytest.raises(ValueError, match="x must be a positive finite number"):
+            check_positive_number("x", bad)
