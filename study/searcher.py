@@ -10,14 +10,27 @@ curve whose answer is already known.
 
 from __future__ import annotations
 
-import pickle
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from ray.tune.search import Searcher
 
+from analysis.schema import STATUS_SKIPPED
 from study import tracking
 from study.trial import SweepContext, run_name, trial_params
+
+#: The searcher's progress, saved as JSON with Tune's experiment state (the context is not state).
+STATE_KEYS: tuple[str, ...] = (
+    "budgets",
+    "levels",
+    "current",
+    "outstanding",
+    "over_budget",
+    "queue",
+    "pending",
+    "skipped",
+)
 
 
 def curve_key(point: Mapping[str, Any]) -> str:
@@ -107,22 +120,33 @@ class BudgetedGridSearcher(Searcher):
             return
         ctx = self.ctx
         params = {**trial_params(point, ctx.data, ctx.train), **ctx.extra_params}
-        run_id = tracking.start_child(ctx.tracking, skip_id, params, role=ctx.role, run_name=run_name(point))
-        tracking.finish_child(ctx.tracking.tracking_uri, run_id, "skipped_over_budget", reason)
+        try:
+            run_id = tracking.start_child(
+                ctx.tracking, skip_id, params, role=ctx.role, run_name=run_name(point)
+            )
+            tracking.finish_child(ctx.tracking.tracking_uri, run_id, STATUS_SKIPPED, reason)
+        except Exception as exc:  # the store is down: the sweep stops (see study.finalise), resumably
+            tracking.note_problem(ctx.tracking.sweep, exc)
+            return
         self.skipped.append(skip_id)
 
     # ---------------------------------------------------------------------------------------
     # Tune saves the searcher with the experiment and restores it on Tuner.restore (--resume).
+    # The state is plain JSON (no pickle): resuming never executes what the storage folder holds.
     def get_state(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+        return {key: getattr(self, key) for key in STATE_KEYS}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        missing = [key for key in STATE_KEYS if key not in state]
+        if missing:
+            raise ValueError(f"searcher state lacks {missing}")
+        for key in STATE_KEYS:
+            setattr(self, key, state[key])
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump(self.get_state(), handle)
+        with open(checkpoint_path, "w", encoding="utf-8") as handle:
+            json.dump(self.get_state(), handle)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as handle:
-            self.set_state(pickle.load(handle))
+        with open(checkpoint_path, encoding="utf-8") as handle:
+            self.set_state(json.load(handle))

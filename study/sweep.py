@@ -2,23 +2,41 @@
 
 The driver validates, creates the MLflow experiment and the sweep's parent run before any trial
 (sqlite creation races), launches trials with :func:`study.trial.tune_trial`, and finalises child
-runs the trial process could not finish itself (a worker that died, a trial ASHA stopped).
+runs the trial process could not finish itself (a worker that died, a trial ASHA stopped, a trial
+cut by Ctrl-C). What it guarantees:
+
+- one MLflow child run per trial, whatever happens: retries, resumes and re-suggested grid points
+  reuse it;
+- a trial is ``ok`` only when it ran to its end or the scheduler stopped it early; a trial cut by an
+  interrupt or by the death of the driver is ``interrupted`` and runs again, in the same run, on
+  ``--resume``; a resume first marks the dead driver's RUNNING children ``interrupted``;
+- the tracking store failing beyond its client's retries stops the sweep cleanly (resumable);
+- :attr:`SweepSummary.exit_code`: 0 when every trial ended ok / diverged / skipped, 1 when some
+  failed, 130 when the sweep was cut short (interrupt, tracking outage): ``--resume`` continues it.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import logging
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
-from ray.tune import Callback, FailureConfig, RunConfig, TuneConfig, Tuner
+from ray.tune import FailureConfig, ResultGrid, RunConfig, Tuner
 
+from analysis.schema import (
+    FINISHED_STATUSES,
+    STATUS_FAILED,
+    STATUS_INTERRUPTED,
+    STATUS_RUNNING,
+    TAG_STATUS,
+)
 from study import tracking
 from study.config import (
     ConfigError,
@@ -30,70 +48,16 @@ from study.config import (
     validate_hpo,
     validate_scaling,
 )
+from study.finalise import MlflowFinaliser, SweepSummary, TrackingOutageStopper
 from study.searcher import BudgetedGridSearcher
 from study.tracking import TrackingContext
-from study.trial import SweepContext, run_logged, run_name, trial_params, tune_trial
+from study.trial import SweepContext, run_logged, tune_trial
+
+logger = logging.getLogger(__name__)
 
 SWEEP_FILE_SUFFIX = ".relgrad.json"
-
-
-@dataclass
-class SweepSummary:
-    sweep: str
-    kind: str
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    storage_path: str
-    statuses: dict[str, int] = field(default_factory=dict)
-    complete: bool = True
-    best: dict[str, Any] | None = None
-
-
-class MlflowFinaliser(Callback):
-    """Ends child runs that their trial process could not end (driver side).
-
-    A worker killed outright never reaches the trial's own ``finally``; a trial stopped by the
-    scheduler may be cut between reports. Either way the run must not stay RUNNING forever.
-    """
-
-    def __init__(self, ctx: SweepContext) -> None:
-        self.ctx = ctx
-
-    def _ensure_run(self, trial) -> str:
-        run = tracking.find_child(self.ctx.tracking, trial.trial_id)
-        if run is not None:
-            return str(run.info.run_id)
-        params = {**trial_params(trial.config, self.ctx.data, self.ctx.train), **self.ctx.extra_params}
-        return tracking.start_child(
-            self.ctx.tracking,
-            trial.trial_id,
-            params,
-            role=self.ctx.role,
-            run_name=run_name(trial.config),
-        )
-
-    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        run = tracking.find_child(self.ctx.tracking, trial.trial_id)
-        if run is not None and run.info.status == "RUNNING":
-            evaluations = int((trial.last_result or {}).get("training_iteration", 0))
-            tracking.finish_child(
-                self.ctx.tracking.tracking_uri,
-                str(run.info.run_id),
-                "ok",
-                f"stopped early by the scheduler after {evaluations} evaluations",
-            )
-
-    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        run_id = self._ensure_run(trial)
-        message = (getattr(trial, "error_msg", None) or "the trial's worker failed").strip()
-        tracking.finish_child(
-            self.ctx.tracking.tracking_uri,
-            run_id,
-            "failed",
-            message.splitlines()[-1][:2000],
-            run_status="FAILED",
-        )
+#: Statuses with which a trial has ended for good (failed ones are re-run only by a resume).
+ENDED_STATUSES: tuple[str, ...] = (*FINISHED_STATUSES, STATUS_FAILED)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,14 +118,23 @@ def check_cpus(cpus_per_trial: float) -> None:
 def prepare_tracking(
     tracking_uri: str, experiment: str, sweep: str, kind: str, params: dict[str, str], resume: bool
 ) -> TrackingContext:
-    """Create (or, on resume, find) the experiment and the sweep's parent run."""
+    """Create (or, on resume, take over) the experiment and the sweep's parent run.
+
+    On resume the previous driver is gone, so any child run it left RUNNING is stale: it is marked
+    ``interrupted`` (and its trial runs again, in that run).
+    """
+    tracking.check_sweep_name(sweep)
     experiment_id = tracking.ensure_experiment(tracking_uri, experiment)
     parent = tracking.find_parent(tracking_uri, experiment_id, sweep)
     if resume:
         if parent is None:
             raise ConfigError(f"--resume: sweep {sweep!r} has no parent run in {tracking_uri}")
-        parent_id = str(parent.info.run_id)
-        tracking.client_for(tracking_uri).update_run(parent_id, status="RUNNING")
+        parent_id = tracking.resume_parent(tracking_uri, parent)
+        stale = tracking.reconcile_running(
+            tracking_uri, experiment_id, sweep, "its driver ended while it ran (found RUNNING on --resume)"
+        )
+        if stale:
+            logger.warning("sweep %s: %d trial(s) of a dead driver marked interrupted", sweep, stale)
     else:
         if parent is not None:
             raise ConfigError(
@@ -179,15 +152,11 @@ def prepare_tracking(
     )
 
 
-def _statuses(ctx: TrackingContext) -> dict[str, int]:
+def _statuses(ctx: TrackingContext, role: str | None = None) -> dict[str, int]:
     runs = tracking.child_runs(ctx.tracking_uri, ctx.experiment_id, ctx.sweep)
-    return dict(Counter(r.data.tags.get("status", "unknown") for r in runs))
-
-
-def _trials_unfinished(results) -> bool:
-    trials = getattr(results, "_experiment_analysis", None)
-    trials = getattr(trials, "trials", None) or []
-    return any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+    if role is not None:
+        runs = [r for r in runs if r.data.tags.get("role") == role]
+    return dict(Counter(r.data.tags.get(TAG_STATUS, STATUS_RUNNING) for r in runs))
 
 
 def _run_config(sweep: str, storage_path: str, max_failures: int, ctx: SweepContext) -> RunConfig:
@@ -196,6 +165,7 @@ def _run_config(sweep: str, storage_path: str, max_failures: int, ctx: SweepCont
         storage_path=storage_path,
         failure_config=FailureConfig(max_failures=max_failures),
         callbacks=[MlflowFinaliser(ctx)],
+        stop=TrackingOutageStopper(sweep),
         verbose=int(os.environ.get("RELGRAD_TUNE_VERBOSE", "1")),
     )
 
@@ -205,11 +175,19 @@ def _trainable(ctx: SweepContext, cpus: float, gpus: float):
 
 
 def _check_storage(storage_path: str, sweep: str, resume: bool) -> str:
-    """Tune's storage: a local folder (made absolute) or a URI (s3://, gs://, a shared FS)."""
+    """Tune's storage: a local folder (made absolute) or a URI (s3://, gs://, a shared FS).
+
+    The sweep's results folder must lie directly under it: a name that would escape it (``../x``,
+    ``/abs``) is refused before anything is written.
+    """
     from pyarrow import fs
 
+    tracking.check_sweep_name(sweep)
     if "://" not in storage_path:
-        storage_path = str(Path(storage_path).expanduser().resolve())
+        root = Path(storage_path).expanduser().resolve()
+        if (root / sweep).resolve().parent != root:
+            raise ConfigError(f"sweep name {sweep!r} would put its results outside {root}")
+        storage_path = str(root)
     experiment_dir = f"{storage_path.rstrip('/')}/{sweep}"
     if resume and not Tuner.can_restore(experiment_dir):
         raise ConfigError(f"--resume: no restorable Tune experiment at {experiment_dir}")
@@ -221,6 +199,83 @@ def _check_storage(storage_path: str, sweep: str, resume: bool) -> str:
         )
     filesystem.create_dir(_fs(storage_path)[1], recursive=True)
     return storage_path
+
+
+def _check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    check_gpus(gpus_per_trial)
+    check_cpus(cpus_per_trial)
+
+
+@dataclass
+class _Plan:
+    """What differs between sweep kinds: how to build a fresh Tuner, how many trials end a sweep."""
+
+    kind: str
+    ctx: SweepContext
+    expected: int
+    new_tuner: Callable[[Any], Tuner]
+    restart_errored: bool
+
+
+def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus: float) -> tuple:
+    """The shared skeleton: fit a new or restored Tuner, reconcile the runs, say how it ended.
+
+    Returns ``(results or None, statuses, complete, problem)``.
+    """
+    tctx = plan.ctx.tracking
+    sweep = tctx.sweep
+    tracking.clear_problem(sweep)
+    trainable = _trainable(plan.ctx, cpus, gpus)
+    if resume:
+        tuner = Tuner.restore(
+            f"{storage_path.rstrip('/')}/{sweep}", trainable=trainable, restart_errored=plan.restart_errored
+        )
+    else:
+        tuner = plan.new_tuner(trainable)
+    results: ResultGrid | None = None
+    interrupted = False
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C while Tune was shutting down
+        interrupted = True
+    try:
+        # Every trial process is gone now: a run still RUNNING was cut short.
+        tracking.reconcile_running(tctx.tracking_uri, tctx.experiment_id, sweep, "the sweep was interrupted")
+        statuses = _statuses(tctx, role=plan.ctx.role)
+    except Exception as exc:  # the store itself is down
+        tracking.note_problem(sweep, exc)
+        statuses = {}
+    problem = tracking.problem(sweep)
+    ended = sum(n for s, n in statuses.items() if s in ENDED_STATUSES)
+    complete = (
+        not interrupted and problem is None and ended >= plan.expected and STATUS_INTERRUPTED not in statuses
+    )
+    if problem is not None:
+        problem = f"the tracking store {tctx.tracking_uri} failed ({problem})"
+    return results, statuses, complete, problem
+
+
+def _close_parent(tctx: TrackingContext, complete: bool) -> None:
+    """FINISHED when every trial ended; KILLED while the sweep can still be resumed."""
+    try:
+        tracking.finish_parent(
+            tctx.tracking_uri, tctx.parent_run_id, run_status=None if complete else "KILLED"
+        )
+    except Exception as exc:
+        tracking.note_problem(tctx.sweep, exc)
+
+
+def _summary(tctx: TrackingContext, storage_path: str, statuses: dict[str, int], **kw: Any) -> SweepSummary:
+    return SweepSummary(
+        sweep=tctx.sweep,
+        kind=tctx.kind,
+        tracking_uri=tctx.tracking_uri,
+        experiment_id=tctx.experiment_id,
+        parent_run_id=tctx.parent_run_id,
+        storage_path=storage_path,
+        statuses=statuses,
+        **kw,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,52 +293,44 @@ def run_scaling(
     """Run (or resume) a budget-aware scaling sweep; Ray must be initialised by the caller."""
     validate_scaling(cfg)
     storage_path = _check_storage(storage_path, sweep, resume)
-    check_gpus(cfg.resources.gpus_per_trial)
-    check_cpus(cfg.resources.cpus_per_trial)
-    params = flatten(to_dict(cfg))
-    tctx = prepare_tracking(tracking_uri, experiment, sweep, "scaling", params, resume)
+    _check_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
+    tctx = prepare_tracking(tracking_uri, experiment, sweep, "scaling", flatten(to_dict(cfg)), resume)
     ctx = SweepContext(
         tracking=tctx,
         data=cfg.data,
         train=cfg.train,
         inject_worker_kill=cfg.inject_worker_kill,
         extra_params={"sweep_kind": "scaling", "budget_s": str(cfg.budget_s)},
+        dedupe_points=True,
     )
     points = cfg.points()
-    trainable = _trainable(ctx, cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
-    if resume:
-        tuner = Tuner.restore(f"{storage_path.rstrip('/')}/{sweep}", trainable=trainable)
-    else:
+
+    def new_tuner(trainable: Any) -> Tuner:
         save_config(
             storage_path, sweep, {"kind": "scaling", "config": to_dict(cfg), "experiment": experiment}
         )
         budgets = {m: cfg.budget_for(m) for m in cfg.methods}
-        searcher = BudgetedGridSearcher(points, budgets, ctx)
-        tuner = Tuner(
+        return Tuner(
             trainable,
-            tune_config=TuneConfig(
-                search_alg=searcher,
+            tune_config=tune.TuneConfig(
+                search_alg=BudgetedGridSearcher(points, budgets, ctx),
                 num_samples=len(points),
                 max_concurrent_trials=cfg.resources.max_concurrent,
                 reuse_actors=True,
             ),
             run_config=_run_config(sweep, storage_path, cfg.resources.max_failures, ctx),
         )
-    results = tuner.fit()
-    statuses = _statuses(tctx)
-    complete = not _trials_unfinished(results) and sum(statuses.values()) >= len(points)
-    if complete:
-        tracking.finish_parent(tracking_uri, tctx.parent_run_id)
-    return SweepSummary(
-        sweep=sweep,
-        kind="scaling",
-        tracking_uri=tracking_uri,
-        experiment_id=tctx.experiment_id,
-        parent_run_id=tctx.parent_run_id,
+
+    plan = _Plan("scaling", ctx, len(points), new_tuner, restart_errored=True)
+    _, statuses, complete, problem = _execute(
+        plan,
         storage_path=storage_path,
-        statuses=statuses,
-        complete=complete,
+        resume=resume,
+        cpus=cfg.resources.cpus_per_trial,
+        gpus=cfg.resources.gpus_per_trial,
     )
+    _close_parent(tctx, complete)
+    return _summary(tctx, storage_path, statuses, complete=complete, problem=problem)
 
 
 def scaling_from_saved(saved: dict[str, Any]) -> ScalingConfig:
@@ -334,16 +381,13 @@ def run_hpo(
     validate_hpo(cfg)
     dim = dataset_dim(cfg)
     storage_path = _check_storage(storage_path, sweep, resume)
-    check_gpus(cfg.resources.gpus_per_trial)
-    check_cpus(cfg.resources.cpus_per_trial)
+    _check_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
     tctx = prepare_tracking(tracking_uri, experiment, sweep, "hpo", flatten(to_dict(cfg)), resume)
     ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": "hpo"})
-    trainable = _trainable(ctx, cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
     space = cfg.space
     optuna_uri = optuna_storage_uri(tracking_uri)
-    if resume:
-        tuner = Tuner.restore(f"{storage_path.rstrip('/')}/{sweep}", trainable=trainable)
-    else:
+
+    def new_tuner(trainable: Any) -> Tuner:
         save_config(storage_path, sweep, {"kind": "hpo", "config": to_dict(cfg), "experiment": experiment})
         distributions = {
             "lr": optuna.distributions.FloatDistribution(space.lr_min, space.lr_max, log=True),
@@ -369,10 +413,10 @@ def run_hpo(
             grace_period=space.grace_period,
             reduction_factor=space.reduction_factor,
         )
-        tuner = Tuner(
+        return Tuner(
             trainable,
             param_space={"method": space.method, "dim": dim, "seed": space.seed},
-            tune_config=TuneConfig(
+            tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=scheduler,
                 num_samples=space.samples,
@@ -381,36 +425,38 @@ def run_hpo(
             ),
             run_config=_run_config(sweep, storage_path, cfg.resources.max_failures, ctx),
         )
-    results = tuner.fit()
-    complete = not _trials_unfinished(results) and len(results) >= space.samples
+
+    # Optuna has already been told about a failed trial: restarting it would confuse its study.
+    plan = _Plan("hpo", ctx, space.samples, new_tuner, restart_errored=False)
+    results, statuses, complete, problem = _execute(
+        plan,
+        storage_path=storage_path,
+        resume=resume,
+        cpus=cfg.resources.cpus_per_trial,
+        gpus=cfg.resources.gpus_per_trial,
+    )
     best: dict[str, Any] | None = None
-    if complete:
+    if complete and results is not None:
         best = _best_config(results)
         if best is not None and cfg.retrain_best:
             best = _retrain_best(best, ctx, cfg)
-        tracking.finish_parent(tracking_uri, tctx.parent_run_id)
-    return SweepSummary(
-        sweep=sweep,
-        kind="hpo",
-        tracking_uri=tracking_uri,
-        experiment_id=tctx.experiment_id,
-        parent_run_id=tctx.parent_run_id,
-        storage_path=storage_path,
-        statuses=_statuses(tctx),
-        complete=complete,
-        best=best,
-    )
+            statuses = _statuses(tctx)
+    _close_parent(tctx, complete)
+    return _summary(tctx, storage_path, statuses, complete=complete, problem=problem, best=best)
 
 
-def _best_config(results) -> dict[str, Any] | None:
-    """The config with the highest validation LL seen by any trial (``best_val_ll`` reports)."""
-    best_value, best = -math.inf, None
-    for result in results:
-        value = float((result.metrics or {}).get("best_val_ll", -math.inf))
-        if math.isfinite(value) and value > best_value:
-            best_value, best = value, dict(result.config)
-            best["_val_ll"] = value
-            best["_trial_id"] = str(result.metrics.get("trial_id", ""))
+def _best_config(results: ResultGrid) -> dict[str, Any] | None:
+    """The config with the highest validation LL seen by any trial (its ``best_val_ll`` reports)."""
+    try:
+        result = results.get_best_result(metric="best_val_ll", mode="max", scope="all")
+    except (RuntimeError, ValueError, KeyError):  # no trial reported a finite value
+        return None
+    value = (result.metrics or {}).get("best_val_ll")
+    if result.config is None or value is None:
+        return None
+    best = dict(result.config)
+    best["_val_ll"] = float(value)
+    best["_trial_id"] = str(result.metrics.get("trial_id", ""))
     return best
 
 

@@ -8,10 +8,13 @@ before it is created, so a retried or resumed trial reuses its run instead of du
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import platform
+import re
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -24,9 +27,27 @@ from typing import Any, TypeVar
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
+from analysis.schema import (
+    ROLE_PARENT,
+    ROLE_TRIAL,
+    STATUS_INTERRUPTED,
+    STATUS_RUNNING,
+    STATUSES,
+    TAG_GIT_COMMIT,
+    TAG_KIND,
+    TAG_ROLE,
+    TAG_STATUS,
+    TAG_STATUS_REASON,
+    TAG_SWEEP,
+    TAG_TRIAL_ID,
+)
 from study.config import ConfigError
 
-STATUSES: tuple[str, ...] = ("ok", "diverged", "skipped_over_budget", "failed")
+#: Tags of this module's own bookkeeping (not read by analysis): a scaling point's identity, the
+#: number of starts of a child run, and the driver process that owns a parent run.
+TAG_POINT_KEY = "point_key"
+TAG_ATTEMPTS = "attempts"
+TAG_DRIVER = "driver"
 DEFAULT_EXPERIMENT = "relgrad"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +69,21 @@ class TrackingContext:
 # --------------------------------------------------------------------------------------------
 # Store location and reachability
 # --------------------------------------------------------------------------------------------
+#: Sweep names: they tag MLflow runs, name the Tune results folder and go into filter strings, so only
+#: a safe charset: a letter or digit first, then letters, digits, ``.``, ``_``, ``-`` (at most 128).
+SWEEP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_sweep_name(name: str) -> str:
+    """``name`` if it is a valid sweep name, else ConfigError naming the rule."""
+    if not isinstance(name, str) or not SWEEP_NAME_RE.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"sweep name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit (no '..')"
+        )
+    return name
+
+
 def default_tracking_uri(cwd: str | Path | None = None) -> str:
     """``sqlite:////<abs cwd>/runs/mlflow.db``: MLflow 3 refuses the old ``./mlruns`` file store."""
     root = Path(cwd or os.getcwd()).resolve() / "runs"
@@ -70,38 +106,79 @@ def sqlite_path(tracking_uri: str) -> Path | None:
 
 
 def check_tracking_uri(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """Raise ConfigError unless the store can be used: a reachable server or a writable sqlite."""
+    """Raise ConfigError (one line) unless the store can be used, before any Ray or trial work.
+
+    A server must answer ``/health``; a sqlite file is really opened for writing (created if new: a
+    folder that ``os.access`` calls writable can still refuse files, e.g. ``/proc``); a database URL
+    needs its SQLAlchemy driver installed.
+    """
     if tracking_uri.startswith(("http://", "https://")):
-        url = tracking_uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as response:
-                if response.status != 200:
-                    raise ConfigError(f"tracking server {tracking_uri} answered {response.status} on /health")
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ConfigError(
-                f"tracking server {tracking_uri} is unreachable ({reason}); start it "
-                "(`mlflow server --host 127.0.0.1 --port 5000`) or drop --tracking-uri"
-            ) from None
+        _check_server(tracking_uri, timeout_s)
         return
     path = sqlite_path(tracking_uri)
     if tracking_uri.startswith("sqlite:") and path is None:
         raise ConfigError(f"tracking URI {tracking_uri!r}: use an absolute sqlite:////abs/path.db")
     if path is not None:
-        if not path.is_absolute():
-            raise ConfigError(f"tracking URI {tracking_uri!r}: the sqlite path must be absolute")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"tracking store {path}: cannot create its folder ({exc})") from None
-        if not os.access(path.parent, os.W_OK):
-            raise ConfigError(f"tracking store {path}: folder {path.parent} is not writable")
+        _check_sqlite(tracking_uri, path, timeout_s)
         return
     if tracking_uri.startswith("file:") or "://" not in tracking_uri:
         raise ConfigError(
             f"tracking URI {tracking_uri!r}: MLflow 3 needs a database or server store; use "
             "sqlite:////abs/path/mlflow.db or http://host:port"
         )
+    _check_database_driver(tracking_uri)
+
+
+def _check_server(tracking_uri: str, timeout_s: float) -> None:
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            if response.status != 200:
+                raise ConfigError(f"tracking server {tracking_uri} answered {response.status} on /health")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(
+            f"tracking server {tracking_uri} is unreachable ({reason}); start it "
+            "(`mlflow server --host 127.0.0.1 --port 5000`) or drop --tracking-uri"
+        ) from None
+
+
+def _check_sqlite(tracking_uri: str, path: Path, timeout_s: float) -> None:
+    if not path.is_absolute():
+        raise ConfigError(f"tracking URI {tracking_uri!r}: the sqlite path must be absolute")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise ConfigError(f"tracking store {path}: cannot create its folder ({reason})") from None
+    try:
+        # BEGIN IMMEDIATE takes the write lock: it creates the file and fails now, not after retries.
+        connection = sqlite3.connect(path, timeout=timeout_s)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.rollback()
+        finally:
+            connection.close()
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(f"tracking store {path}: cannot open it for writing ({exc})") from None
+
+
+def _check_database_driver(tracking_uri: str) -> None:
+    """A database URL (postgresql://, mysql://, mssql://) whose SQLAlchemy driver is importable."""
+    import sqlalchemy
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    scheme = tracking_uri.split("://", 1)[0]
+    try:
+        # create_engine imports the DB-API driver but does not connect.
+        sqlalchemy.create_engine(tracking_uri).dispose()
+    except (ImportError, NoSuchModuleError) as exc:
+        raise ConfigError(
+            f"tracking URI {scheme}://…: its database driver is not installed ({exc}); install it "
+            "(e.g. pip install psycopg2-binary) or use sqlite:////abs/path/mlflow.db"
+        ) from None
+    except ArgumentError as exc:
+        raise ConfigError(f"tracking URI {scheme}://…: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,8 +198,23 @@ def with_retry(call: Callable[[], T], attempts: int = 20, wait_s: float = 0.25) 
 
 @functools.lru_cache(maxsize=8)
 def client_for(tracking_uri: str) -> MlflowClient:
-    """One client per process and store (creating a sqlite client checks the schema: slow)."""
-    return MlflowClient(tracking_uri=tracking_uri)
+    """One client per process and store, its database schema set up once.
+
+    MLflow creates (or upgrades) a sqlite store's tables when a process first opens it, and two
+    processes doing so on a new file race (``table ... already exists``): the first use is serialised
+    by an exclusive ``flock`` on a lock file beside the database.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri)
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        return client
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with_retry(lambda: client.search_experiments(max_results=1))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return client
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,26 +303,67 @@ def find_parent(tracking_uri: str, experiment_id: str, sweep: str) -> Run | None
     runs = with_retry(
         lambda: client.search_runs(
             [experiment_id],
-            filter_string=f"tags.sweep = '{_quote(sweep)}' and tags.role = 'parent'",
+            filter_string=f"tags.{TAG_SWEEP} = '{_quote(sweep)}' and tags.{TAG_ROLE} = '{ROLE_PARENT}'",
             max_results=2,
         )
     )
     return runs[0] if runs else None
 
 
+def driver_id() -> str:
+    """``host:pid`` of this process, recorded on the parent run it drives."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def driver_alive(driver: str) -> bool:
+    """Whether the driver ``host:pid`` is a live process on this host (other hosts: unknown → False)."""
+    host, _, pid = driver.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def create_parent(
     tracking_uri: str, experiment_id: str, sweep: str, kind: str, params: Mapping[str, str]
 ) -> str:
     client = client_for(tracking_uri)
-    tags = {"sweep": sweep, "role": "parent", "kind": kind, "git_commit": git_commit()}
+    tags = {
+        TAG_SWEEP: sweep,
+        TAG_ROLE: ROLE_PARENT,
+        TAG_KIND: kind,
+        TAG_GIT_COMMIT: git_commit(),
+        TAG_DRIVER: driver_id(),
+    }
     run = with_retry(lambda: client.create_run(experiment_id, run_name=sweep, tags=tags))
     log_params(tracking_uri, run.info.run_id, params)
     return str(run.info.run_id)
 
 
-def finish_parent(tracking_uri: str, run_id: str, ok: bool = True) -> None:
+def resume_parent(tracking_uri: str, parent: Run) -> str:
+    """Take over a sweep's parent run on ``--resume``; refuses while its driver still runs here."""
+    driver = parent.data.tags.get(TAG_DRIVER, "")
+    if parent.info.status == "RUNNING" and driver and driver_alive(driver):
+        raise ConfigError(
+            f"sweep {parent.data.tags.get(TAG_SWEEP)!r} is still running (driver {driver}); "
+            "stop it before resuming"
+        )
+    run_id = str(parent.info.run_id)
+    with_retry(lambda: client_for(tracking_uri).update_run(run_id, status="RUNNING"))
+    set_tags(tracking_uri, run_id, {TAG_DRIVER: driver_id()})
+    return run_id
+
+
+def finish_parent(tracking_uri: str, run_id: str, ok: bool = True, *, run_status: str | None = None) -> None:
+    """End the parent run: FINISHED (or FAILED), or ``run_status`` (KILLED for a resumable stop)."""
     client = client_for(tracking_uri)
-    with_retry(lambda: client.set_terminated(run_id, "FINISHED" if ok else "FAILED"))
+    status = run_status or ("FINISHED" if ok else "FAILED")
+    with_retry(lambda: client.set_terminated(run_id, status))
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,15 +373,26 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def find_child(ctx: TrackingContext, trial_id: str) -> Run | None:
+def _search_children(ctx: TrackingContext, tag: str, value: str) -> list[Run]:
     client = client_for(ctx.tracking_uri)
-    runs = with_retry(
+    return with_retry(
         lambda: client.search_runs(
             [ctx.experiment_id],
-            filter_string=(f"tags.sweep = '{_quote(ctx.sweep)}' and tags.trial_id = '{_quote(trial_id)}'"),
+            filter_string=f"tags.{TAG_SWEEP} = '{_quote(ctx.sweep)}' and tags.{tag} = '{_quote(value)}'",
             max_results=5,
         )
     )
+
+
+def find_child(ctx: TrackingContext, trial_id: str, point_key: str | None = None) -> Run | None:
+    """The child run of Tune trial ``trial_id`` or, failing that, of the grid point ``point_key``.
+
+    The point key catches a trial that a dead driver launched after Tune's last checkpoint: on
+    resume Tune suggests that point again under a new trial id, and it must land in the same run.
+    """
+    runs = _search_children(ctx, TAG_TRIAL_ID, trial_id)
+    if not runs and point_key:
+        runs = _search_children(ctx, TAG_POINT_KEY, point_key)
     return runs[0] if runs else None
 
 
@@ -257,31 +401,36 @@ def start_child(
     trial_id: str,
     params: Mapping[str, Any],
     *,
-    role: str = "trial",
+    role: str = ROLE_TRIAL,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    point_key: str | None = None,
 ) -> str:
-    """Find the child run of ``trial_id`` (a retry or a resumed trial) or create it.
+    """Find the child run of ``trial_id`` (a retry or a resumed trial) or create it, status ``running``.
 
-    A reused run is put back to RUNNING and its ``attempts`` tag counts the starts.
+    A reused run is put back to RUNNING, re-tagged with the current trial id, and its ``attempts``
+    tag counts the starts.
     """
     client = client_for(ctx.tracking_uri)
-    existing = find_child(ctx, trial_id)
+    existing = find_child(ctx, trial_id, point_key)
     all_tags = {
         "mlflow.parentRunId": ctx.parent_run_id,
-        "sweep": ctx.sweep,
-        "role": role,
-        "trial_id": trial_id,
-        "git_commit": ctx.git_commit,
+        TAG_SWEEP: ctx.sweep,
+        TAG_ROLE: role,
+        TAG_TRIAL_ID: trial_id,
+        TAG_GIT_COMMIT: ctx.git_commit,
+        TAG_STATUS: STATUS_RUNNING,
+        TAG_STATUS_REASON: "",
+        **({TAG_POINT_KEY: point_key} if point_key else {}),
         **(tags or {}),
     }
     if existing is None:
-        all_tags["attempts"] = "1"
+        all_tags[TAG_ATTEMPTS] = "1"
         run = with_retry(lambda: client.create_run(ctx.experiment_id, run_name=run_name, tags=all_tags))
         run_id = str(run.info.run_id)
     else:
         run_id = str(existing.info.run_id)
-        all_tags["attempts"] = str(int(existing.data.tags.get("attempts", "1")) + 1)
+        all_tags[TAG_ATTEMPTS] = str(int(existing.data.tags.get(TAG_ATTEMPTS, "1")) + 1)
         with_retry(lambda: client.update_run(run_id, status="RUNNING"))
         set_tags(ctx.tracking_uri, run_id, all_tags)
     log_params(ctx.tracking_uri, run_id, params)
@@ -313,17 +462,35 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float], st
 def finish_child(
     tracking_uri: str, run_id: str, status: str, reason: str = "", *, run_status: str = "FINISHED"
 ) -> None:
+    """Record a child run's final ``status`` (one of the schema's STATUSES) and end it."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    set_tags(tracking_uri, run_id, {"status": status, "status_reason": reason})
+    set_tags(tracking_uri, run_id, {TAG_STATUS: status, TAG_STATUS_REASON: reason})
     client = client_for(tracking_uri)
     with_retry(lambda: client.set_terminated(run_id, run_status))
+
+
+def mark_interrupted(tracking_uri: str, run_id: str, reason: str) -> None:
+    """An interrupted trial: status ``interrupted``, run KILLED; resume re-runs it in this run."""
+    finish_child(tracking_uri, run_id, STATUS_INTERRUPTED, reason, run_status="KILLED")
+
+
+def reconcile_running(tracking_uri: str, experiment_id: str, sweep: str, reason: str) -> int:
+    """Mark every child run of ``sweep`` still RUNNING as interrupted; returns how many there were.
+
+    Called when no trial of the sweep can be running any more: after an interrupted ``tuner.fit`` and
+    on ``--resume`` (the previous driver is gone, so its RUNNING children are stale).
+    """
+    stale = [r for r in child_runs(tracking_uri, experiment_id, sweep) if r.info.status == "RUNNING"]
+    for run in stale:
+        mark_interrupted(tracking_uri, str(run.info.run_id), reason)
+    return len(stale)
 
 
 def child_runs(tracking_uri: str, experiment_id: str, sweep: str) -> list[Run]:
     """Every child run of a sweep (trials, skipped points, best retrains)."""
     client = client_for(tracking_uri)
-    filter_string = f"tags.sweep = '{_quote(sweep)}' and tags.role != 'parent'"
+    filter_string = f"tags.{TAG_SWEEP} = '{_quote(sweep)}' and tags.{TAG_ROLE} != '{ROLE_PARENT}'"
     runs: list[Run] = []
     token: str | None = None
     while True:
@@ -336,3 +503,23 @@ def child_runs(tracking_uri: str, experiment_id: str, sweep: str) -> list[Run]:
         token = page.token
         if not token:
             return runs
+
+
+# --------------------------------------------------------------------------------------------
+# Tracking failures on the driver: recorded per sweep, so the sweep stops cleanly (not a traceback).
+# --------------------------------------------------------------------------------------------
+_PROBLEMS: dict[str, str] = {}
+
+
+def note_problem(sweep: str, exc: BaseException) -> None:
+    """Remember the first tracking failure of ``sweep`` (its first line)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    _PROBLEMS.setdefault(sweep, f"{type(exc).__name__}: {first}")
+
+
+def problem(sweep: str) -> str | None:
+    return _PROBLEMS.get(sweep)
+
+
+def clear_problem(sweep: str) -> None:
+    _PROBLEMS.pop(sweep, None)

@@ -7,6 +7,8 @@ trial as an MLflow child run (reused, not duplicated, when Tune retries or resum
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import signal
@@ -15,11 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.schema import (
+    FINISHED_STATUSES,
+    ROLE_TRIAL,
+    STATUS_DIVERGED,
+    STATUS_FAILED,
+    STATUS_OK,
+    TAG_STATUS,
+    TAG_STATUS_REASON,
+)
 from study import tracking
 from study.config import DataConfig, TrainConfig, flatten, to_dict
 from study.tracking import TrackingContext
 
 Metrics = dict[str, float]
+#: Metrics logged once at the end of training, at the last step.
+FINAL_METRICS: tuple[str, ...] = ("test_ll", "true_test_ll", "gaussian_test_ll")
 
 
 @dataclass(frozen=True)
@@ -29,17 +42,28 @@ class SweepContext:
     tracking: TrackingContext
     data: DataConfig
     train: TrainConfig
-    role: str = "trial"
+    role: str = ROLE_TRIAL
     inject_worker_kill: str | None = None  # testing: marker file, see `_maybe_kill_worker`
     extra_params: dict[str, str] = field(default_factory=dict)
+    #: Grid sweeps: a point has one run whatever Tune trial runs it (see `tracking.find_child`).
+    dedupe_points: bool = False
+
+    def point_key(self, point: Mapping[str, Any]) -> str | None:
+        return point_key(point) if self.dedupe_points else None
 
 
 @dataclass
 class TrialOutcome:
-    status: str  # one of tracking.STATUSES
+    status: str  # one of analysis.schema.STATUSES
     reason: str
     metrics: Metrics
     steps: int = 0
+
+
+def point_key(point: Mapping[str, Any]) -> str:
+    """A short stable id of a grid point (its parameters, canonical JSON, hashed)."""
+    canonical = json.dumps({str(k): point[k] for k in point}, sort_keys=True, default=str)
+    return hashlib.sha1(canonical.encode()).hexdigest()[:16]
 
 
 def trial_params(
@@ -189,15 +213,15 @@ def execute(
             progress=progress,
         )
     except Diverged as exc:
-        return TrialOutcome("diverged", str(exc), metrics, steps=int(exc.step))
+        return TrialOutcome(STATUS_DIVERGED, str(exc), metrics, steps=int(exc.step))
     test_ll = -evaluate_nll(flow, dataset.test.to(device=device, dtype=dtype))
     metrics["test_ll"] = test_ll
     if dataset.true_test_ll is not None:
         metrics["true_test_ll"] = float(dataset.true_test_ll)
     reason = f"trained {history.steps} steps, stopped by {history.stopped_reason}"
     if not math.isfinite(test_ll):
-        return TrialOutcome("diverged", f"{reason}; non-finite test LL", metrics, history.steps)
-    return TrialOutcome("ok", reason, metrics, history.steps)
+        return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps)
+    return TrialOutcome(STATUS_OK, reason, metrics, history.steps)
 
 
 def _maybe_kill_worker(marker: str | None) -> None:
@@ -228,20 +252,31 @@ def run_logged(
 ) -> TrialOutcome:
     """Run :func:`execute` as an MLflow child run of the sweep, reporting to ``report`` if given.
 
-    Reports carry the timing metrics and the latest training metrics, plus ``status``. A Tune stop
-    (``SystemExit`` from ``report``, e.g. ASHA) ends the run as ``ok`` with the reason.
+    Reports carry the timing metrics and the latest training metrics, plus ``status``. How a trial
+    that does not end by itself is recorded:
+
+    - Tune stops it (``SystemExit`` out of ``report``): either the scheduler (ASHA) stopped it, and the
+      driver's finaliser has already recorded it ``ok`` before Tune signals the stop, or the sweep is
+      shutting down (Ctrl-C): then it is ``interrupted``;
+    - ``KeyboardInterrupt`` (a SIGINT reaching the worker): ``interrupted``;
+    - any other exception: ``failed``, re-raised so that Tune's FailureConfig retries it (same run).
+
+    ``interrupted`` and ``failed`` trials are re-run on ``--resume``, in the same run.
     """
     import torch
 
     uri = ctx.tracking.tracking_uri
-    done = _finished_earlier(ctx, trial_id)
+    key = ctx.point_key(point)
+    done = _finished_earlier(ctx, trial_id, key)
     if done is not None:
         if report is not None:
             report({**done.metrics, "status": done.status, "step": done.steps})
         return done
     device = str(_device_for(ctx.train.device))
     params = {**trial_params(point, ctx.data, ctx.train, device), **ctx.extra_params}
-    run_id = tracking.start_child(ctx.tracking, trial_id, params, role=ctx.role, run_name=run_name(point))
+    run_id = tracking.start_child(
+        ctx.tracking, trial_id, params, role=ctx.role, run_name=run_name(point), point_key=key
+    )
     tracking.set_tags(uri, run_id, tracking.environment_tags(device) | {"pid": str(os.getpid())})
     torch.manual_seed(int(point.get("seed", 0)))
     latest: dict[str, Any] = {"status": "running"}
@@ -266,42 +301,55 @@ def run_logged(
             point, ctx.data, ctx.train, on_timing=on_timing, on_record=on_record, progress=progress
         )
     except SystemExit:
-        reason = f"stopped early by the scheduler after {evaluations} evaluations"
-        tracking.finish_child(uri, run_id, "ok", reason)
+        if not _ended_by_driver(uri, run_id):
+            tracking.mark_interrupted(
+                uri, run_id, f"stopped by Tune after {evaluations} evaluations: the sweep was interrupted"
+            )
+        raise
+    except KeyboardInterrupt:
+        tracking.mark_interrupted(uri, run_id, f"interrupted by the user after {evaluations} evaluations")
         raise
     except BaseException as exc:
         # Recorded, then re-raised so that Tune's FailureConfig can retry the trial (same run).
-        tracking.finish_child(uri, run_id, "failed", f"{type(exc).__name__}: {exc}", run_status="FAILED")
+        message = f"{type(exc).__name__}: {exc}"
+        tracking.finish_child(uri, run_id, STATUS_FAILED, message, run_status="FAILED")
         raise
-    final = {k: v for k, v in outcome.metrics.items() if k in ("test_ll", "true_test_ll")}
+    final = {k: v for k, v in outcome.metrics.items() if k in FINAL_METRICS}
     tracking.log_metrics(uri, run_id, final, step=max(outcome.steps, 0))
     tracking.finish_child(uri, run_id, outcome.status, outcome.reason)
     if report is not None:
         result = {**latest, **outcome.metrics, "status": outcome.status}
-        if outcome.status == "diverged":
+        if outcome.status == STATUS_DIVERGED:
             result["val_ll"] = -math.inf  # worst possible for ASHA/Optuna, never a "best"
         report(result)
     return outcome
 
 
-def _finished_earlier(ctx: SweepContext, trial_id: str) -> TrialOutcome | None:
+def _ended_by_driver(tracking_uri: str, run_id: str) -> bool:
+    """Whether the driver already gave this run a final status (a scheduler's early stop)."""
+    run = tracking.with_retry(lambda: tracking.client_for(tracking_uri).get_run(run_id))
+    return run.data.tags.get(TAG_STATUS) in FINISHED_STATUSES
+
+
+def _finished_earlier(ctx: SweepContext, trial_id: str, key: str | None = None) -> TrialOutcome | None:
     """The outcome of this trial if an earlier attempt already finished it.
 
     A trial can end in MLflow just before the sweep is interrupted and Tune records it; on
     ``--resume`` Tune starts it again. Its run is complete, so it is reported, not re-run.
+    Interrupted and failed runs are not finished: they are run again.
     """
-    run = tracking.find_child(ctx.tracking, trial_id)
+    run = tracking.find_child(ctx.tracking, trial_id, key)
     if run is None or run.info.status != "FINISHED":
         return None
-    status = run.data.tags.get("status")
-    if status not in ("ok", "diverged"):
+    status = run.data.tags.get(TAG_STATUS)
+    if status not in (STATUS_OK, STATUS_DIVERGED):
         return None
     metrics = dict(run.data.metrics)
-    if status == "diverged":
+    if status == STATUS_DIVERGED:
         metrics["val_ll"] = -math.inf
     if "val_ll" in metrics:
         metrics.setdefault("best_val_ll", metrics["val_ll"])
-    return TrialOutcome(status, run.data.tags.get("status_reason", ""), metrics, steps=0)
+    return TrialOutcome(status, run.data.tags.get(TAG_STATUS_REASON, ""), metrics, steps=0)
 
 
 def _device_for(device: str):

@@ -1,0 +1,157 @@
+"""How a sweep ends: the driver's Tune callbacks that finalise child runs, and the sweep's summary.
+
+Runs on the driver. The callbacks never raise: a tracking failure is noted per sweep
+(:func:`study.tracking.note_problem`) and :class:`TrackingOutageStopper` ends the sweep at Tune's next
+step, resumable, instead of a traceback out of Tune's callback loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray.tune import Callback, Stopper
+
+from analysis.schema import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, TAG_STATUS
+from study import tracking
+from study.trial import SweepContext, run_name, trial_params
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+#: The ``relgrad`` subcommand of each sweep kind (for the resume hint).
+COMMAND = {"scaling": "scaling", "hpo": "tune"}
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did: status counts, whether every trial ended, and the exit code to return.
+
+    ``complete`` is true when every trial of the sweep ended (ok, diverged, skipped or failed);
+    ``problem`` says why it stopped short when that was not a user interrupt.
+    """
+
+    sweep: str
+    kind: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    storage_path: str
+    statuses: dict[str, int] = field(default_factory=dict)
+    complete: bool = True
+    best: dict[str, Any] | None = None
+    problem: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 every trial ended ok/diverged/skipped; 1 some failed; 130 cut short (resumable)."""
+        if not self.complete:
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.statuses.get(STATUS_FAILED, 0) else EXIT_OK
+
+    @property
+    def resume_command(self) -> str:
+        return f"relgrad {COMMAND.get(self.kind, self.kind)} --name {self.sweep} --resume"
+
+    def lines(self) -> list[str]:
+        """The summary as text lines, for the CLI."""
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "no trials recorded"
+        out = [f"sweep {self.sweep}: {counts}"]
+        if self.problem:
+            out.append(f"sweep stopped: {self.problem}")
+        if not self.complete:
+            out.append(f"sweep interrupted; continue it with: {self.resume_command}")
+        elif self.statuses.get(STATUS_FAILED, 0):
+            failed = f"{self.statuses[STATUS_FAILED]} trial(s) failed (reasons in their status_reason tag)"
+            # A grid sweep re-runs failed trials on resume; Optuna has already recorded them as failed.
+            out.append(
+                f"{failed}; re-run them with: {self.resume_command}" if self.kind == "scaling" else failed
+            )
+        return out
+
+
+class MlflowFinaliser(Callback):
+    """Ends child runs that their trial process could not end (driver side).
+
+    A worker killed outright never reaches the trial's own ``finally``; a trial stopped by the
+    scheduler is cut between reports. Either way the run must not stay RUNNING forever. The
+    callbacks never raise: a tracking failure is noted, and :class:`TrackingOutageStopper` ends the
+    sweep at the next step (Tune would otherwise crash the driver with a traceback).
+    """
+
+    def __init__(self, ctx: SweepContext) -> None:
+        self.ctx = ctx
+
+    def _guarded(self, action: Callable[[Any], None], trial: Any) -> None:
+        try:
+            action(trial)
+        except Exception as exc:  # the store is down beyond its client's retries
+            tracking.note_problem(self.ctx.tracking.sweep, exc)
+            logger.warning("tracking failed while finalising trial %s: %s", trial.trial_id, exc)
+
+    def _find(self, trial: Any):
+        return tracking.find_child(self.ctx.tracking, trial.trial_id, self.ctx.point_key(trial.config))
+
+    def _ensure_run(self, trial: Any) -> str:
+        run = self._find(trial)
+        if run is not None:
+            return str(run.info.run_id)
+        params = {**trial_params(trial.config, self.ctx.data, self.ctx.train), **self.ctx.extra_params}
+        return tracking.start_child(
+            self.ctx.tracking,
+            trial.trial_id,
+            params,
+            role=self.ctx.role,
+            run_name=run_name(trial.config),
+            point_key=self.ctx.point_key(trial.config),
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._guarded(self._complete, trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._guarded(self._error, trial)
+
+    def _complete(self, trial: Any) -> None:
+        # Called before Tune signals the trial to stop: a run still running here was stopped early by
+        # the scheduler (the trial itself records an interrupt, which never passes through here).
+        if tracking.problem(self.ctx.tracking.sweep):
+            return  # the sweep is being stopped because the store failed: not the scheduler's call
+        run = self._find(trial)
+        if run is not None and run.info.status == "RUNNING":
+            evaluations = int((trial.last_result or {}).get("training_iteration", 0))
+            tracking.finish_child(
+                self.ctx.tracking.tracking_uri,
+                str(run.info.run_id),
+                STATUS_OK,
+                f"stopped early by the scheduler after {evaluations} evaluations",
+            )
+
+    def _error(self, trial: Any) -> None:
+        run_id = self._ensure_run(trial)
+        run = tracking.client_for(self.ctx.tracking.tracking_uri).get_run(run_id)
+        if run.data.tags.get(TAG_STATUS) == STATUS_INTERRUPTED:
+            return  # a SIGINT reached the worker: the trial recorded it; resume re-runs it
+        message = (getattr(trial, "error_msg", None) or "the trial's worker failed").strip()
+        tracking.finish_child(
+            self.ctx.tracking.tracking_uri,
+            run_id,
+            STATUS_FAILED,
+            message.splitlines()[-1][:2000],
+            run_status="FAILED",
+        )
+
+
+class TrackingOutageStopper(Stopper):
+    """Stops the whole sweep once the driver noted a tracking failure for it."""
+
+    def __init__(self, sweep: str) -> None:
+        self.sweep = sweep
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return tracking.problem(self.sweep) is not None
