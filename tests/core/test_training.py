@@ -27,6 +27,7 @@ def moons():
     return load_dataset("moons", n_train=2000, n_val=500, n_test=500, seed=0)
 
 
+@pytest.mark.filterwarnings("ignore:fit stopped at the epoch cap")
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_lowers_the_nll_on_a_toy_set(method, moons):
     flow = make_flow(method, 2, 2, device="cpu", seed=0)
@@ -46,6 +47,7 @@ def _data_nll(flow, x):
         return -flow.data_log_prob(x).mean().item()
 
 
+@pytest.mark.filterwarnings("ignore:fit stopped at the epoch cap")
 @pytest.mark.parametrize("method", ["relative", "ordinary"])
 def test_relative_and_ordinary_close_most_of_the_gap_on_teacher_data(method, teacher):
     flow = make_flow(method, 4, 2, device="cpu", seed=1)
@@ -108,6 +110,7 @@ def test_patience_stops_and_restores_the_best_weights(teacher, monkeypatch):
         torch.testing.assert_close(restored.detach(), best, rtol=0, atol=0)
 
 
+@pytest.mark.filterwarnings("ignore:fit stopped at the epoch cap")
 def test_fit_accepts_a_tensor_pair():
     x = torch.randn(300, 3)
     history = fit(DenseFlow(3, 2), (x[:200], x[200:]), method="relative", lr=1e-3, batch_size=50, epochs=1)
@@ -165,3 +168,79 @@ def test_divergence_raises_with_the_step_and_keeps_finite_weights(method, teache
         fit(flow, teacher, method=method, lr=1e6, batch_size=100, epochs=5, optimizer="sgd")
     assert info.value.step >= 1 and info.value.method == method
     assert all(torch.isfinite(p).all() for p in flow.parameters())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_diverges_cleanly_with_a_huge_learning_rate(method, teacher):
+    flow = make_flow(method, 4, 2, device="cpu", seed=0)
+    initial = evaluate_nll(flow, teacher.val)
+    with pytest.raises(Diverged, match="non-finite or absurd") as info:
+        fit(flow, teacher, method=method, lr=1e3, batch_size=100, epochs=5)
+    assert info.value.method == method
+    # back at the best finite weights: here the initial ones, as no epoch finished
+    assert "initial weights" in str(info.value)
+    assert math.isfinite(evaluate_nll(flow, teacher.val))
+    assert evaluate_nll(flow, teacher.val) == pytest.approx(initial)
+
+
+def _scripted_validation(monkeypatch, scores):
+    """Make fit see the validation NLLs ``scores``, one per epoch (the real evaluation still runs)."""
+    import relgrad_core.training as training
+
+    values, real = iter(scores), training.evaluate_nll
+
+    def fake(flow, x, batch_size=1024):
+        real(flow, x, batch_size)
+        return next(values)
+
+    monkeypatch.setattr(training, "evaluate_nll", fake)
+
+
+def test_an_absurd_validation_nll_diverges_and_restores_the_best_epoch(teacher, monkeypatch):
+    _scripted_validation(monkeypatch, [3.0, 2.0, 1e30])
+    flow = make_flow("relative", 4, 2, device="cpu", seed=0)
+    snapshots = []
+    callback = lambda record: snapshots.append([p.detach().clone() for p in flow.parameters()])  # noqa: E731
+    with pytest.raises(Diverged, match=r"validation NLL 1e\+30.*best weights \(epoch 2\)"):
+        fit(flow, teacher, method="relative", lr=1e-3, batch_size=500, callback=callback)
+    for restored, best in zip(flow.parameters(), snapshots[1], strict=True):
+        torch.testing.assert_close(restored.detach(), best, rtol=0, atol=0)
+
+
+def test_a_non_finite_gradient_diverges_even_when_the_loss_is_finite(teacher):
+    from relgrad_core import FlopModel, MethodSpec, register_method, unregister_method
+    from relgrad_core.gradients import data_term_direction
+
+    def poisoned(flow, x):
+        loss = data_term_direction(flow, x)
+        flow.layers[0].weight.grad[0, 0] = float("nan")
+        return loss
+
+    register_method(MethodSpec("poisoned", DenseFlow, poisoned, FlopModel(lambda depth, gaussian: 1.0)))
+    try:
+        with pytest.raises(Diverged, match="gradient"):
+            fit(make_flow("poisoned", 4, 2), teacher, method="poisoned", max_steps=3)
+    finally:
+        unregister_method("poisoned")
+
+
+def test_by_default_fit_trains_until_patience(teacher, monkeypatch):
+    _scripted_validation(monkeypatch, [5.0, 4.0, 3.0, 3.5, 3.2, 3.1, 3.0, 2.0])
+    flow = make_flow("relative", 4, 2, device="cpu", seed=0)
+    history = fit(flow, teacher, method="relative", lr=1e-3, batch_size=500, patience=4)
+    assert history.stopped_reason == "patience" and len(history.records) == 7 and history.best_epoch == 3
+
+
+def test_an_epoch_cap_on_a_still_improving_run_says_so_and_warns(teacher, monkeypatch):
+    _scripted_validation(monkeypatch, [5.0, 4.0, 3.0])
+    flow = make_flow("relative", 4, 2, device="cpu", seed=0)
+    with pytest.warns(UserWarning, match="still improving"):
+        history = fit(flow, teacher, method="relative", lr=1e-3, batch_size=500, epochs=3, patience=5)
+    assert history.stopped_reason == "epochs (still improving)"
+
+
+def test_an_epoch_cap_after_the_optimum_is_plain_epochs(teacher, monkeypatch):
+    _scripted_validation(monkeypatch, [5.0, 4.0, 4.5])
+    flow = make_flow("relative", 4, 2, device="cpu", seed=0)
+    history = fit(flow, teacher, method="relative", lr=1e-3, batch_size=500, epochs=3, patience=None)
+    assert history.stopped_reason == "epochs" and history.best_epoch == 2
