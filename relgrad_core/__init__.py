@@ -6,7 +6,15 @@ NeurIPS 2020.
 
 from relgrad_core.activation import inverse_smooth_leaky_relu, log_derivative, smooth_leaky_relu
 from relgrad_core.base import BASES, make_base
-from relgrad_core.data import DATASETS, Dataset, load_dataset
+from relgrad_core.data import (
+    DATASETS,
+    Dataset,
+    dataset_names,
+    gaussian_test_ll,
+    load_data_file,
+    load_dataset,
+    register_dataset,
+)
 from relgrad_core.device import resolve_device
 from relgrad_core.flow import DenseFlow, Flow, SingularWeightError
 from relgrad_core.lu_flow import LUFlow
@@ -41,17 +49,21 @@ __all__ = [
     "SingularWeightError",
     "StepTiming",
     "backward",
+    "dataset_names",
     "evaluate_nll",
     "fit",
     "flop_ratio",
+    "gaussian_test_ll",
     "get_method",
     "inverse_smooth_leaky_relu",
+    "load_data_file",
     "load_dataset",
     "log_derivative",
     "make_base",
     "make_flow",
     "matrix_flops",
     "method_names",
+    "register_dataset",
     "register_method",
     "resolve_device",
     "smooth_leaky_relu",

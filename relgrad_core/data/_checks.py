@@ -1,7 +1,8 @@
 """Argument and output validation shared by every loader.
 
-Loaders check their arguments before doing any work and :func:`validate_dataset` checks every
-result, so a bad file or a bad size surfaces as one clear error instead of a NaN loss later.
+Loaders check their arguments before doing any work and :func:`check_splits` checks every
+:class:`~relgrad_core.data.dataset.Dataset` at construction, so a bad file or a bad size surfaces as one
+clear error instead of a NaN loss later. (No import of ``Dataset`` here: ``dataset.py`` imports this.)
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-
-from relgrad_core.data.dataset import Dataset
 
 
 def check_positive_int(value: object, name: str, *, dataset: str) -> int:
@@ -72,24 +71,20 @@ def check_dtype(dtype: object) -> torch.dtype:
     return dtype
 
 
-def validate_dataset(data: Dataset) -> Dataset:
-    """Check that every split is a non-empty, finite, 2-D float CPU tensor of one common width."""
-    if not isinstance(data, Dataset):
-        raise TypeError(f"loader for {getattr(data, 'name', '?')!r} returned {type(data).__name__}")
-    widths = set()
-    for split in ("train", "val", "test"):
-        tensor = getattr(data, split)
-        where = f"{data.name}: {split} split"
+def check_splits(name: str, train: object, val: object, test: object) -> None:
+    """Every split a non-empty, finite, 2-D floating-point tensor, all of one width; else raise naming it."""
+    widths = {}
+    for split, tensor in (("train", train), ("val", val), ("test", test)):
+        where = f"{name}: {split} split"
         if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{where} is a {type(tensor).__name__}, expected a torch.Tensor")
+            hint = " (for numpy arrays use Dataset.from_arrays)" if hasattr(tensor, "__array__") else ""
+            raise TypeError(f"{where} is a {type(tensor).__name__}, expected a torch.Tensor{hint}")
         if tensor.dim() != 2:
             raise ValueError(f"{where} must be 2-D (n, dim), got shape {tuple(tensor.shape)}")
         if tensor.shape[0] == 0 or tensor.shape[1] == 0:
             raise ValueError(f"{where} is empty (shape {tuple(tensor.shape)})")
         if not tensor.dtype.is_floating_point:
             raise TypeError(f"{where} has dtype {tensor.dtype}, expected a floating-point dtype")
-        if tensor.device.type != "cpu":
-            raise ValueError(f"{where} is on {tensor.device}, loaders must return CPU tensors")
         bad = ~torch.isfinite(tensor)
         if bool(bad.any()):
             rows = bad.any(dim=1).nonzero().flatten()
@@ -97,8 +92,6 @@ def validate_dataset(data: Dataset) -> Dataset:
                 f"{where} has {int(bad.sum())} non-finite values (NaN/inf), first in row "
                 f"{int(rows[0])}; check the source file and its preprocessing"
             )
-        widths.add(int(tensor.shape[1]))
-    if len(widths) != 1:
-        shapes = {s: tuple(getattr(data, s).shape) for s in ("train", "val", "test")}
-        raise ValueError(f"{data.name}: splits disagree in dimension: {shapes}")
-    return data
+        widths[split] = int(tensor.shape[1])
+    if len(set(widths.values())) != 1:
+        raise ValueError(f"{name}: splits disagree in dimension: {widths}")

@@ -144,4 +144,5 @@ def load_mnist(
             "to_unit_space": "relgrad_core.data.logit_to_unit_log_prob(log_prob, y, lam)",
             "unit_to_levels_log_det": -dim * float(np.log(MNIST_LEVELS)),
         },
+        ll_space=f"logit space (λ={lam:g})",
     )

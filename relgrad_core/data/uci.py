@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from relgrad_core.data._arrays import Standardization
 from relgrad_core.data._checks import check_dtype, check_optional_positive_int, check_seed
 from relgrad_core.data._files import DataRoot, find_file, resolve_root
 from relgrad_core.data._split import cap_splits, maf_tail_split, to_tensor
@@ -59,19 +60,15 @@ def _load_npy(name: str, path: Path) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def _standardise(
-    name: str, fit_on: np.ndarray, parts: tuple[np.ndarray, ...], *, ddof: int, columns: list[str]
-) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
-    """``(x − μ)/s`` for each part; μ, s are the column mean/std (``ddof``) of ``fit_on``."""
-    mean = fit_on.mean(axis=0)
-    std = fit_on.std(axis=0, ddof=ddof)
-    constant = [columns[i] for i in np.flatnonzero(~(std > 0))]
-    if constant:
-        raise ValueError(
-            f"{name}: column(s) {constant} are constant in the data used for "
-            f"normalisation; cannot divide by a zero standard deviation"
-        )
-    return tuple((p - mean) / std for p in parts), mean, std
+def _standardised_maf_split(
+    name: str, data: np.ndarray, *, fit_on: str, ddof: int, columns: list[str] | None = None
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Standardization]:
+    """The tail POWER, GAS and MINIBOONE share: the MAF 10%/10% tail split, then ``(x − μ)/s`` with
+    μ, s from ``fit_on`` (``"train+val"``, or ``"all"`` rows as GAS does) and the given ``ddof``."""
+    train, val, test = maf_tail_split(data, dataset=name)
+    rows = np.vstack((train, val)) if fit_on == "train+val" else data
+    scaler = Standardization.fit(rows, name=name, fit_on=fit_on, ddof=ddof, columns=columns)
+    return (scaler.apply(train), scaler.apply(val), scaler.apply(test)), scaler
 
 
 def _finish(
@@ -83,7 +80,13 @@ def _finish(
     max_rows: int | None,
     transform: str,
     info: dict[str, Any],
+    scaler: Standardization | None = None,
 ) -> Dataset:
+    """Tensors, ``max_rows`` and the metadata every MAF loader records.
+
+    LLs are reported on the preprocessed (standardised) data, the MAF convention every later paper's
+    UCI numbers use, so ``ll_offset = 0``; ``info["standardization"]["log_abs_det"]`` converts to raw units.
+    """
     tensors = tuple(to_tensor(s, dtype) for s in splits)
     train, val, test = cap_splits(tensors, max_rows, seed)  # type: ignore[arg-type]
     info = {
@@ -92,7 +95,20 @@ def _finish(
         "seed": seed,
         "split": {"train": len(train), "val": len(val), "test": len(test)},
     }
-    return Dataset(name=name, train=train, val=val, test=test, transform=transform, info=info)
+    if scaler is not None:
+        info["standardization"] = scaler.as_info()
+        # kept under the old keys too: existing callers read info["mean"], info["std"]
+        info["mean"], info["std"] = scaler.mean.tolist(), scaler.std.tolist()
+    return Dataset(
+        name=name,
+        train=train,
+        val=val,
+        test=test,
+        transform=transform,
+        info=info,
+        ll_space="MAF-preprocessed (standardised) data",
+        ll_offset=0.0,
+    )
 
 
 def load_power(
@@ -132,19 +148,16 @@ def load_power(
     time_noise = np.zeros((n, 1))
     data = data + np.hstack((gap_noise, voltage_noise, sub_metering_noise, time_noise))
 
-    train, val, test = maf_tail_split(data, dataset=name)
-    columns = [f"column {i}" for i in range(data.shape[1])]
-    (train, val, test), mean, std = _standardise(
-        name, np.vstack((train, val)), (train, val, test), ddof=0, columns=columns
-    )
+    splits, scaler = _standardised_maf_split(name, data, fit_on="train+val", ddof=0)
     return _finish(
         name,
-        (train, val, test),
+        splits,
         seed=seed,
         dtype=dtype,
         max_rows=max_rows,
         transform="MAF POWER: drop cols 3,1; uniform jitter; standardise (train+val stats)",
-        info={"source": str(path), "mean": mean.tolist(), "std": std.tolist()},
+        info={"source": str(path)},
+        scaler=scaler,
     )
 
 
@@ -201,10 +214,9 @@ def load_gas(
         counts = _gas_highly_correlated(frame)
 
     values = frame.to_numpy(dtype=np.float64)
-    (values,), mean, std = _standardise(
-        name, values, (values,), ddof=1, columns=[str(c) for c in frame.columns]
+    splits, scaler = _standardised_maf_split(
+        name, values, fit_on="all", ddof=1, columns=[str(c) for c in frame.columns]
     )
-    splits = maf_tail_split(values, dataset=name)
     return _finish(
         name,
         splits,
@@ -216,9 +228,8 @@ def load_gas(
             "source": str(path),
             "columns": [str(c) for c in frame.columns],
             "dropped_correlated": dropped,
-            "mean": mean.tolist(),
-            "std": std.tolist(),
         },
+        scaler=scaler,
     )
 
 
@@ -285,13 +296,15 @@ def load_hepmass(
             f"file to have exactly one more column than the train file"
         )
     feature_names = [str(c) for c in train_frame.columns[1:]]
-    (train, test), mean, std = _standardise(name, train, (train, test), ddof=1, columns=feature_names)
+    full = Standardization.fit(train, name=name, fit_on="train", ddof=1, columns=feature_names)
+    train, test = full.apply(train), full.apply(test)
 
     removed = [i for i in range(train.shape[1]) if _min_value_repeats(train[:, i]) > HEPMASS_REPEAT_LIMIT]
     kept = [i for i in range(train.shape[1]) if i not in removed]
     if not kept:
         raise ValueError(f"{name}: every feature was removed by the repeated-value filter")
     train, test = train[:, kept], test[:, kept]
+    scaler = Standardization(mean=full.mean[kept], std=full.std[kept], fit_on="train", ddof=1)
 
     n_val = int(0.1 * train.shape[0])
     if n_val < 1 or n_val == train.shape[0]:
@@ -311,9 +324,8 @@ def load_hepmass(
             "source": [str(train_path), str(test_path)],
             "features": [feature_names[i] for i in kept],
             "removed_features": [feature_names[i] for i in removed],
-            "mean": mean[kept].tolist(),
-            "std": std[kept].tolist(),
         },
+        scaler=scaler,
     )
 
 
@@ -335,19 +347,16 @@ def load_miniboone(
     data_root = resolve_root(root)
     path = find_file(name, data_root, "miniboone/data.npy")
     data = _load_npy(name, path)
-    train, val, test = maf_tail_split(data, dataset=name)
-    columns = [f"column {i}" for i in range(data.shape[1])]
-    (train, val, test), mean, std = _standardise(
-        name, np.vstack((train, val)), (train, val, test), ddof=0, columns=columns
-    )
+    splits, scaler = _standardised_maf_split(name, data, fit_on="train+val", ddof=0)
     return _finish(
         name,
-        (train, val, test),
+        splits,
         seed=seed,
         dtype=dtype,
         max_rows=max_rows,
         transform="MAF MINIBOONE: standardise (train+val stats)",
-        info={"source": str(path), "mean": mean.tolist(), "std": std.tolist()},
+        info={"source": str(path)},
+        scaler=scaler,
     )
 
 

@@ -35,8 +35,11 @@ def test_split_sizes_and_dim(digits) -> None:
 
 
 def test_preprocessing_recovers_the_pixels(digits) -> None:
-    """floor(17·x) of every row gives back an sklearn image: dequantisation noise stays < 1 level."""
-    all_rows = torch.cat([digits.train, digits.val, digits.test])
+    """Undo the standardisation with the recorded training statistics, then floor(17·x) of every row
+    gives back an sklearn image: dequantisation noise stays < 1 level."""
+    stats = digits.info["standardization"]
+    mean, std = torch.tensor(stats["mean"]), torch.tensor(stats["std"])
+    all_rows = torch.cat([digits.train, digits.val, digits.test]) * std + mean
     levels = torch.floor(inverse_logit_transform(all_rows, 1e-6) * 17).numpy()
     original = sklearn_digits().data
     sort = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731

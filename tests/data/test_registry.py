@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from relgrad_core.data import DATASETS, FILE_DATASETS, Dataset, dataset_options, load_dataset
-from relgrad_core.data._checks import validate_dataset
+from relgrad_core.data.registry import validate_dataset
 
 EXPECTED = {
     "digits",
