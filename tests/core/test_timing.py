@@ -1,5 +1,7 @@
 """time_step: the structure of what it reports, that it leaves the flow untouched, and its memory figure."""
 
+import math
+
 import pytest
 import torch
 
@@ -35,3 +37,93 @@ def test_bad_repeats_rejected():
     flow = make_flow("relative", 4, 2, device="cpu")
     with pytest.raises(ValueError, match="repeats must be a positive integer"):
         time_step(flow, torch.randn(2, 4), "relative", repeats=0)
+
+
+class ScriptedClock:
+    """A ``perf_counter`` stand-in: StepRunner.timed reads it three times per step (start, after the
+    gradient, end); each step then lasts the next scripted duration."""
+
+    def __init__(self, durations):
+        self.durations, self.now, self.calls = iter(durations), 0.0, 0
+        self.current = 0.0
+
+    def __call__(self) -> float:
+        phase = self.calls % 3
+        self.calls += 1
+        if phase == 0:
+            self.current = next(self.durations)
+            self.start = self.now
+            return self.now
+        if phase == 1:
+            return self.start + self.current / 2
+        self.now = self.start + self.current + 1.0
+        return self.start + self.current
+
+
+def _scripted_timing(monkeypatch, durations, **kwargs):
+    import relgrad_core.timing as timing
+
+    monkeypatch.setattr(timing, "perf_counter", ScriptedClock(durations))
+    flow = make_flow("relative", 4, 2, device="cpu")
+    x = torch.randn(8, 4)
+    return time_step(flow, x, "relative", warmup=1, repeats=10, measure_memory=False, **kwargs)
+
+
+def test_a_disturbed_timing_is_retimed_and_the_quiet_one_kept(monkeypatch):
+    ms = 1e-3
+    slowed = [1 * ms] * 5 + [10 * ms] * 5  # half the repeats hit by another job
+    timing = _scripted_timing(monkeypatch, slowed + [2 * ms] * 30)
+    assert timing.retimed and timing.repeats == 30 and len(timing.times) == 30
+    assert timing.min == pytest.approx(2 * ms) and timing.median == pytest.approx(2 * ms)
+    assert timing.iqr == pytest.approx(0.0)
+
+
+def test_the_retime_keeps_the_first_timing_when_the_second_is_worse(monkeypatch):
+    ms = 1e-3
+    first = [1 * ms] * 6 + [1.5 * ms] * 4  # IQR/median = 0.5 > 0.25: retimed
+    worse = [1 * ms, 10 * ms] * 15  # IQR/median = 1.6
+    timing = _scripted_timing(monkeypatch, first + worse)
+    assert timing.retimed and timing.repeats == 10
+    assert timing.min == pytest.approx(1 * ms) and timing.median == pytest.approx(1 * ms)
+
+
+def test_a_quiet_timing_is_not_retimed_and_the_min_survives_one_slow_step(monkeypatch):
+    ms = 1e-3
+    timing = _scripted_timing(monkeypatch, [1 * ms] * 9 + [50 * ms])
+    assert not timing.retimed and timing.repeats == 10
+    assert timing.min == pytest.approx(1 * ms) and timing.median == pytest.approx(1 * ms)
+    assert timing.mean > 5 * ms  # the mean is what a single slow step spoils
+
+
+def test_retiming_can_be_turned_off(monkeypatch):
+    ms = 1e-3
+    timing = _scripted_timing(monkeypatch, [1 * ms] * 5 + [10 * ms] * 5, retime_threshold=None)
+    assert not timing.retimed and timing.spread > 0.25
+
+
+def test_the_load_average_is_recorded():
+    import os
+
+    timing = time_step(make_flow("mlp", 4, 2, device="cpu"), torch.randn(8, 4), "mlp", repeats=2)
+    if hasattr(os, "getloadavg"):
+        assert timing.load_avg_1m >= 0
+    else:
+        assert math.isnan(timing.load_avg_1m)
+
+
+def _allocate_two_blocks():
+    a = torch.ones(1_000_000)  # 4 MB
+    b = torch.ones(1_000_000)  # 4 MB more, both alive at once
+    return float(a[0] + b[0])
+
+
+def test_profiled_peak_from_the_event_tree_and_from_the_public_fallback(monkeypatch):
+    import relgrad_core.timing as timing
+
+    exact = timing.profiled_cpu_peak(_allocate_two_blocks)
+    assert exact >= 8_000_000
+    # feature detection: an object without the experimental tree falls back instead of crashing
+    assert timing._peak_from_event_tree(object()) is None
+    monkeypatch.setattr(timing, "_peak_from_event_tree", lambda prof: None)
+    fallback = timing.profiled_cpu_peak(_allocate_two_blocks)
+    assert fallback >= 8_000_000 and fallback == pytest.approx(exact, rel=0.5)
