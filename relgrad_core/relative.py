@@ -64,7 +64,7 @@ class RelativeGaussianHead(torch.autograd.Function):
 
     Here ``δ = g·y/B`` exactly (``g`` the incoming scalar gradient), so the input gradient ``δW = g·(yW)/B``
     is a by-product of the relative direction's ``yW``: this layer costs 2 B×D×D products in backward
-    instead of 3, which brings a two-layer relative step to 12/10 of an MLP's matrix FLOPs.
+    instead of 3 (what that makes of a whole step: the FLOP model in :mod:`relgrad_core.methods`).
     """
 
     @staticmethod
