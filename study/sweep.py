@@ -123,6 +123,8 @@ def prepare_tracking(
     On resume the previous driver is gone, so any child run it left RUNNING is stale: it is marked
     ``interrupted`` (and its trial runs again, in that run).
     """
+    from relgrad_core.machine import git_commit
+
     tracking.check_sweep_name(sweep)
     experiment_id = tracking.ensure_experiment(tracking_uri, experiment)
     parent = tracking.find_parent(tracking_uri, experiment_id, sweep)
@@ -148,7 +150,7 @@ def prepare_tracking(
         parent_run_id=parent_id,
         sweep=sweep,
         kind=kind,
-        git_commit=tracking.git_commit(),
+        git_commit=git_commit(),
     )
 
 
@@ -344,7 +346,7 @@ def scaling_from_saved(saved: dict[str, Any]) -> ScalingConfig:
 # --------------------------------------------------------------------------------------------
 def dataset_dim(cfg: HpoConfig) -> int:
     """The data's dimension, loading a named data set once on the driver (clear error if absent)."""
-    if cfg.data.dataset in ("teacher", "noise"):
+    if cfg.data.dataset in ("teacher", "noise") or cfg.data.file is not None:  # the CLI read the file's dim
         if cfg.data.dim is None:
             raise ConfigError(f"tune.data.dim: required for the synthetic {cfg.data.dataset!r} data")
         return int(cfg.data.dim)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
-import platform
 import re
 import socket
 import sqlite3
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -49,7 +47,6 @@ TAG_POINT_KEY = "point_key"
 TAG_ATTEMPTS = "attempts"
 TAG_DRIVER = "driver"
 DEFAULT_EXPERIMENT = "relgrad"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
 
@@ -204,14 +201,15 @@ def client_for(tracking_uri: str) -> MlflowClient:
     processes doing so on a new file race (``table ... already exists``): the first use is serialised
     by an exclusive ``flock`` on a lock file beside the database.
     """
-    client = MlflowClient(tracking_uri=tracking_uri)
     path = sqlite_path(tracking_uri)
     if path is None:
-        return client
+        return MlflowClient(tracking_uri=tracking_uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            with_retry(lambda: client.search_experiments(max_results=1))
+            client = MlflowClient(tracking_uri=tracking_uri)
+            with_retry(lambda: client.search_experiments(max_results=1))  # opens the store: set-up done
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return client
@@ -220,39 +218,6 @@ def client_for(tracking_uri: str) -> MlflowClient:
 # --------------------------------------------------------------------------------------------
 # Environment
 # --------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def git_commit(root: Path = PROJECT_ROOT) -> str:
-    """The project's commit (``RELGRAD_GIT_COMMIT`` wins: cluster nodes may have no .git)."""
-    if os.environ.get("RELGRAD_GIT_COMMIT"):
-        return os.environ["RELGRAD_GIT_COMMIT"]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = out.stdout.strip()
-    if out.returncode != 0 or not commit:
-        return "unknown"
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    ).stdout.strip()
-    return f"{commit}-dirty" if dirty else commit
-
-
 def ray_node_id() -> str:
     try:
         import ray
@@ -267,6 +232,8 @@ def ray_node_id() -> str:
 def environment_tags(device: str = "cpu") -> dict[str, str]:
     """torch/CUDA versions, the device's name, CPU model, host and Ray node of this process."""
     import torch
+
+    from relgrad_core.machine import cpu_model
 
     model = cpu_model()
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -332,6 +299,8 @@ def driver_alive(driver: str) -> bool:
 def create_parent(
     tracking_uri: str, experiment_id: str, sweep: str, kind: str, params: Mapping[str, str]
 ) -> str:
+    from relgrad_core.machine import git_commit
+
     client = client_for(tracking_uri)
     tags = {
         TAG_SWEEP: sweep,
@@ -454,7 +423,8 @@ def set_tags(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
 def log_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
     client = client_for(tracking_uri)
     now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, int(step)) for k, v in metrics.items() if v is not None]
+    # NaN means "not measured here" (e.g. no load average): left out rather than stored.
+    items = [Metric(k, float(v), now, int(step)) for k, v in metrics.items() if v is not None and v == v]
     if items:
         with_retry(lambda: client.log_batch(run_id, metrics=items))
 

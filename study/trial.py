@@ -94,8 +94,10 @@ def build_dataset(
 ):
     """Generate ``teacher``/``noise`` data at ``dim`` (the teacher on ``device``: its O(D³) set-up is
     worth a GPU at large D), or load a named data set."""
-    from relgrad_core import load_dataset
+    from relgrad_core import load_data_file, load_dataset
 
+    if data.file is not None:  # --data-file: the absolute path the driver has already checked
+        return load_data_file(data.file, seed=seed, standardize=data.standardize, dtype=dtype)
     if name == "teacher":
         return load_dataset(
             "teacher",
@@ -141,7 +143,7 @@ def execute(
     """
     import torch
 
-    from relgrad_core import Diverged, evaluate_nll, fit, make_flow, resolve_device, time_step
+    from relgrad_core import Diverged, evaluate_nll, fit, flop_ratio, make_flow, resolve_device, time_step
 
     dtype = torch.float64 if train.dtype == "float64" else torch.float32
     device = resolve_device(train.device)
@@ -178,10 +180,8 @@ def execute(
         lr=1e-3,
     )
     metrics: Metrics = {
-        "sec_per_iter": timing.median,
-        "sec_per_iter_min": timing.min,
-        "sec_per_iter_iqr": timing.iqr,
-        "peak_mem_mb": timing.peak_mem_bytes / 2**20,
+        **timing_metrics(timing),
+        "flop_ratio": flop_ratio(point["method"], int(point["depth"])),
     }
     if on_timing is not None:
         on_timing(dict(metrics))
@@ -222,6 +222,19 @@ def execute(
     if not math.isfinite(test_ll):
         return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps)
     return TrialOutcome(STATUS_OK, reason, metrics, history.steps)
+
+
+def timing_metrics(timing: Any) -> Metrics:
+    """The schema's timing metrics of a ``relgrad_core.StepTiming`` (NaN: the OS gives no load average)."""
+    return {
+        "sec_per_iter": float(timing.median),
+        "sec_per_iter_min": float(timing.min),
+        "sec_per_iter_iqr": float(timing.iqr),
+        "timing_repeats": float(timing.repeats),
+        "timing_retimed": float(bool(timing.retimed)),
+        "load_avg_1m": float(timing.load_avg_1m),
+        "peak_mem_mb": timing.peak_mem_bytes / 2**20,
+    }
 
 
 def _maybe_kill_worker(marker: str | None) -> None:
