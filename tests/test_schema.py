@@ -1,0 +1,90 @@
+"""The tracking contract: what `study` writes is what `analysis` reads, name for name.
+
+One tiny trial runs through `study.trial.run_logged` (no Ray) into a temporary sqlite store, a second
+is recorded interrupted, and `analysis.loading.load_runs` reads them back: every status, tag, param and
+metric name of `analysis.schema` must round-trip, and the writer must spell none of them itself.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from analysis import schema
+from analysis.loading import load_runs
+from study import tracking
+from study.config import DataConfig, TrainConfig
+from study.sweep import prepare_tracking
+from study.trial import FINAL_METRICS, SweepContext, run_logged
+
+REPO = Path(__file__).resolve().parents[1]
+POINT = {"method": "relative", "dim": 3, "depth": 2, "batch_size": 8, "lr": 1e-3, "alpha": 0.3, "seed": 0}
+#: Metrics a scaling trial on teacher data always writes (load_avg_1m is NaN only where the OS has none).
+WRITTEN = tuple(m for m in schema.METRICS if m != "gaussian_test_ll")
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory):
+    uri = f"sqlite:///{tmp_path_factory.mktemp('schema')}/mlflow.db"
+    tctx = prepare_tracking(uri, "relgrad", "schema", "scaling", {"methods": "relative"}, resume=False)
+    data = DataConfig(dataset="teacher", n_train=64, n_val=16, n_test=16, teacher_depth=1)
+    train = TrainConfig(epochs=2, steps_per_epoch=3, timing_warmup=1, timing_repeats=3, device="cpu")
+    ctx = SweepContext(tracking=tctx, data=data, train=train, dedupe_points=True)
+    outcome = run_logged(POINT, ctx, "trial-ok")
+
+    def stop(result: dict) -> None:
+        raise SystemExit(0)  # Tune stopping a trial while the sweep shuts down
+
+    with pytest.raises(SystemExit):
+        run_logged({**POINT, "dim": 4}, ctx, "trial-cut", report=stop)
+    return uri, outcome, load_runs("schema", tracking_uri=uri)
+
+
+def test_every_metric_round_trips(written) -> None:
+    _, outcome, runs = written
+    ok = runs[runs["status"] == schema.STATUS_OK]
+    assert len(ok) == 1
+    row = ok.iloc[0]
+    for name in WRITTEN:
+        if name == "load_avg_1m" and math.isnan(outcome.metrics.get(name, math.nan)):
+            continue
+        assert name in runs.columns, name
+        assert math.isfinite(row[name]), (name, row[name])
+        if name in outcome.metrics:
+            assert row[name] == pytest.approx(outcome.metrics[name]), name
+    assert set(FINAL_METRICS) <= set(schema.METRICS)
+    assert row["flop_ratio"] == pytest.approx(1.2)  # relative at depth 2, Gaussian base
+    assert row["timing_repeats"] >= 3 and row["timing_retimed"] in (0.0, 1.0)
+
+
+def test_params_tags_and_statuses_round_trip(written) -> None:
+    _, _, runs = written
+    assert set(runs["status"]) == {schema.STATUS_OK, schema.STATUS_INTERRUPTED}
+    assert set(runs["status"]) <= set(schema.STATUSES)
+    row = runs[runs["status"] == schema.STATUS_OK].iloc[0]
+    for name in (*schema.INT_PARAMS, *schema.FLOAT_PARAMS):
+        assert float(row[name]) == pytest.approx(float(POINT.get(name, 0))), name
+    assert (row["method"], row["dataset"], row["device"], row["dtype"]) == (
+        "relative",
+        "teacher",
+        "cpu",
+        "float32",
+    )
+    for name in schema.TAG_COLUMNS:
+        assert row[name] != "", name
+    assert row["sweep"] == "schema" and row["parent_run_id"]
+    cut = runs[runs["status"] == schema.STATUS_INTERRUPTED].iloc[0]
+    assert "interrupted" in cut["status_reason"] and math.isnan(cut["test_ll"])
+
+
+def test_the_writer_takes_its_names_from_the_schema() -> None:
+    assert tracking.STATUSES is schema.STATUSES
+    # no status spelled out in the study package: every one comes from analysis.schema
+    for name in ("tracking", "trial", "sweep", "finalise", "searcher"):  # the writer's modules
+        path = REPO / "study" / f"{name}.py"
+        text = path.read_text()
+        for status in (schema.STATUS_SKIPPED, schema.STATUS_INTERRUPTED, schema.STATUS_DIVERGED):
+            assert not re.search(rf"[\"']{status}[\"']", text), (path.name, status)
