@@ -20,6 +20,8 @@ import torch
 
 from relgrad_core.data.dataset import Dataset
 
+SINGULAR_RESIDUAL = 1e-10  # float64 rounding leaves ~1e-15; real data are many orders above this
+
 
 def gaussian_log_prob(train: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``log N(x_n; μ, Σ)`` per row of ``x`` for the Gaussian MLE ``(μ, Σ)`` of ``train`` (float64).
@@ -38,7 +40,10 @@ def gaussian_log_prob(train: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     centred = train64 - mean
     covariance = centred.mT @ centred / n
     chol, info = torch.linalg.cholesky_ex(covariance)
-    if int(info) != 0:
+    # L_ii² is the variance of column i left after regressing on the columns before it; relative to the
+    # column's own variance it is ~ machine precision when the column is a combination of earlier ones
+    residual = torch.diagonal(chol).square() / torch.diagonal(covariance)
+    if int(info) != 0 or not bool((residual > SINGULAR_RESIDUAL).all()):
         raise ValueError(
             "the training covariance is singular (a linear combination of the columns is constant); "
             "the Gaussian maximum-likelihood fit does not exist"
