@@ -1,7 +1,7 @@
 """The ``relgrad`` command: ``scaling``, ``tune``, ``train``, ``ui`` and ``report``.
 
-Exit codes: 0 done, 2 bad input (a one-line message, no traceback, before any trial starts),
-130 interrupted (continue with ``--resume``), 1 anything else.
+Exit codes: 0 done, 2 bad input (a one-line message, no traceback, before Ray starts or any run is
+recorded), 130 interrupted (continue with ``--resume``), 1 some trials failed or anything else.
 """
 
 from __future__ import annotations
@@ -11,25 +11,35 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from study import preflight, ray_runtime  # ray_runtime first: it keeps an embedded Ray on loopback
 from study.config import (
+    FILE_DATASET,
+    SYNTHETIC_DATASETS,
     ConfigError,
     HpoConfig,
     ScalingConfig,
+    Section,
+    SingleRun,
+    flatten,
+    from_dict,
     load_preset,
     parse_float_list,
     parse_int_list,
     parse_str_list,
     preset_names,
-    validate_hpo,
-    validate_scaling,
+    to_dict,
+    with_overrides,
 )
+from study.parsing import parse_assignment, parse_yaml_value
 from study.tracking import DEFAULT_EXPERIMENT, check_tracking_uri, default_tracking_uri
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SWEEPS, RUNS = ("scaling", "tune"), ("scaling", "tune", "train")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,10 +50,82 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --------------------------------------------------------------------------------------------
+# Short flags: each is ``--set <path>=<value>`` for the commands it applies to
+# --------------------------------------------------------------------------------------------
+def _text(text: str, what: str) -> str:
+    return text
+
+
+def _names(text: str, what: str) -> list[str]:
+    return parse_str_list(text)
+
+
+def _absolute(text: str, what: str) -> str:
+    return str(Path(text).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class Flag:
+    """``option VALUE`` sets the config field ``paths[command]`` to ``parse(VALUE)`` (YAML by default)."""
+
+    option: str
+    paths: dict[str, str]
+    help: str = ""
+    parse: Callable[[str, str], Any] = parse_yaml_value
+
+
+def _on(commands: Sequence[str], path: str) -> dict[str, str]:
+    return dict.fromkeys(commands, path)
+
+
+FLAGS: tuple[Flag, ...] = (
+    Flag("--methods", {"scaling": "methods"}, "e.g. relative,ordinary", _names),
+    Flag("--dims", {"scaling": "dims"}, "e.g. 64,128,256 or 64:1024:x2", parse_int_list),
+    Flag("--depths", {"scaling": "depths"}, "e.g. 1,2", parse_int_list),
+    Flag("--batch-sizes", {"scaling": "batch_sizes"}, "e.g. 64,128", parse_int_list),
+    Flag("--lrs", {"scaling": "lrs"}, "e.g. 1e-4,1e-3 or 1e-4:1e-2:x10", parse_float_list),
+    Flag("--budget-s", {"scaling": "budget_s"}, "per-step budget in seconds"),
+    Flag("--method", {"tune": "space.method", "train": "method"}, "gradient method", _text),
+    Flag("--samples", {"tune": "space.samples"}, "number of trials"),
+    Flag("--dim", {"tune": "data.dim", "train": "dim"}, "dimension of teacher/noise data"),
+    Flag("--depth", {"train": "depth"}),
+    Flag("--batch-size", {"train": "batch_size"}),
+    Flag("--lr", {"train": "lr"}),
+    Flag("--alpha", {"scaling": "alpha", "train": "alpha"}, "slope of the smooth leaky ReLU"),
+    Flag("--seed", {"scaling": "seed", "tune": "space.seed", "train": "seed"}),
+    Flag("--dataset", _on(RUNS, "data.dataset"), "a name of the core's data registry", _text),
+    Flag("--data-file", _on(RUNS, "data.file"), "your data: .npy, .npz (train/val/test) or .csv", _absolute),
+    Flag("--n-train", _on(RUNS, "data.n_train"), "training rows of generated data"),
+    Flag("--epochs", _on(RUNS, "train.epochs"), "evaluations per trial"),
+    Flag("--steps", _on(RUNS, "train.max_steps"), "training steps per trial (max)"),
+    Flag("--steps-per-epoch", _on(RUNS, "train.steps_per_epoch"), "steps between evaluations"),
+    Flag("--patience", _on(RUNS, "train.patience"), "evaluations without improvement before stopping"),
+    Flag("--train-budget-s", _on(RUNS, "train.time_budget_s"), "wall-clock cap on training per trial"),
+    Flag("--optimizer", _on(RUNS, "train.optimizer"), "one of the core's optimizers", _text),
+    Flag("--device", _on(RUNS, "train.device"), "auto | cpu | cuda | cuda:N", _text),
+    Flag("--dtype", _on(RUNS, "train.dtype"), "float32 | float64", _text),
+    Flag("--cpus-per-trial", _on(SWEEPS, "resources.cpus_per_trial")),
+    Flag("--gpus-per-trial", _on(SWEEPS, "resources.gpus_per_trial")),
+    Flag("--max-concurrent", _on(SWEEPS, "resources.max_concurrent"), "at most this many trials at once"),
+)
+
+
+def _dest(flag: Flag) -> str:
+    return flag.option.lstrip("-").replace("-", "_")
+
+
+def _overrides(command: str, args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The short flags given, then every ``--set`` (in order: a later one wins)."""
+    given = [(flag, getattr(args, _dest(flag))) for flag in FLAGS if command in flag.paths]
+    pairs = [(f.paths[command], f.parse(value, f.option)) for f, value in given if value is not None]
+    return pairs + [parse_assignment(text) for text in args.set or []]
+
+
+# --------------------------------------------------------------------------------------------
 # Argument parsing
 # --------------------------------------------------------------------------------------------
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", help="sweep name (default: preset + timestamp)")
+    parser.add_argument("--name", help="sweep name: letters, digits, . _ - (default: preset + timestamp)")
     parser.add_argument(
         "--tracking-uri",
         help="MLflow store: http://host:port for a server (default: sqlite under ./runs)",
@@ -56,64 +138,37 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
 
 
-def _resources(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cpus-per-trial", type=float)
-    parser.add_argument("--gpus-per-trial", type=float)
-    parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
-    parser.add_argument("--epochs", type=int, help="evaluations per trial")
-    parser.add_argument("--steps", type=int, help="training steps per trial (max)")
-    parser.add_argument("--steps-per-epoch", type=int, help="steps between evaluations")
-    parser.add_argument("--train-budget-s", type=float, help="wall-clock cap on training per trial")
-    parser.add_argument("--device", help="auto | cpu | cuda")
-    parser.add_argument("--dataset")
-    parser.add_argument("--resume", action="store_true", help="continue the sweep --name")
+def _config_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    for flag in FLAGS:
+        if command in flag.paths:
+            parser.add_argument(flag.option, help=f"{flag.help} (= --set {flag.paths[command]}=...)".lstrip())
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.FIELD=VALUE",
+        help="set any config field, the value read as YAML (repeatable), e.g. --set train.epochs=3",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="relgrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    scaling = sub.add_parser("scaling", help="seconds per step and learning curves against D")
-    _common(scaling)
-    scaling.add_argument("--preset", default="quick", help=f"one of {preset_names()} or a YAML")
-    scaling.add_argument("--methods", help="e.g. relative,ordinary")
-    scaling.add_argument("--dims", help="e.g. 64,128,256 or 64:1024:x2")
-    scaling.add_argument("--depths", help="e.g. 1,2")
-    scaling.add_argument("--batch-sizes", help="e.g. 64,128")
-    scaling.add_argument("--lrs", help="e.g. 1e-4,1e-3 or 1e-4:1e-2:x10")
-    scaling.add_argument("--budget-s", type=float, help="per-step budget in seconds")
-    _resources(scaling)
+    helps = {
+        "scaling": "seconds per step and learning curves against D",
+        "tune": "Optuna TPE + ASHA hyperparameter search",
+        "train": "one training run with a progress bar",
+    }
+    for command in RUNS:
+        run = sub.add_parser(command, help=helps[command])
+        _common(run)
+        if command in SWEEPS:
+            run.add_argument("--preset", default="quick", help=f"one of {preset_names()} or a YAML file")
+            run.add_argument("--resume", action="store_true", help="continue the sweep --name")
+        _config_flags(run, command)
+    scaling = sub.choices["scaling"]
     scaling.add_argument("--report", action="store_true", help="build the report afterwards")
     scaling.add_argument("--report-dir", help="default reports/<name>")
     scaling.add_argument("--min-dim", type=int, help="report: fit exponents over D >= this")
-
-    tune = sub.add_parser("tune", help="Optuna TPE + ASHA hyperparameter search")
-    _common(tune)
-    tune.add_argument("--preset", default="quick", help=f"one of {preset_names()} or a YAML")
-    tune.add_argument("--method")
-    tune.add_argument("--samples", type=int, help="number of trials")
-    tune.add_argument("--dim", type=int, help="dimension of teacher/noise data")
-    tune.add_argument("--seed", type=int)
-    _resources(tune)
-
-    train = sub.add_parser("train", help="one training run with a progress bar")
-    _common(train)
-    train.add_argument("--dataset", default="teacher")
-    train.add_argument("--method", default="relative")
-    train.add_argument("--dim", type=int, default=64, help="dimension of teacher/noise data")
-    train.add_argument("--depth", type=int, default=2)
-    train.add_argument("--batch-size", type=int, default=100)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--alpha", type=float, default=0.3)
-    train.add_argument("--epochs", type=int, default=50)
-    train.add_argument("--steps-per-epoch", type=int)
-    train.add_argument("--steps", type=int, help="max training steps")
-    train.add_argument("--patience", type=int, default=30)
-    train.add_argument("--train-budget-s", type=float)
-    train.add_argument("--n-train", type=int, default=10000)
-    train.add_argument("--device", default="auto")
-    train.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    train.add_argument("--seed", type=int, default=0)
 
     ui = sub.add_parser("ui", help="the MLflow UI on the project's store")
     _common(ui)
@@ -129,68 +184,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------------------------
-# Config assembly (preset + overrides), validated before anything runs
+# Config assembly (preset or defaults + flags + --set), validated before anything runs
 # --------------------------------------------------------------------------------------------
-def _apply_run_overrides(cfg: ScalingConfig | HpoConfig, args: argparse.Namespace) -> None:
-    res, train = cfg.resources, cfg.train
-    if args.cpus_per_trial is not None:
-        res.cpus_per_trial = args.cpus_per_trial
-    if args.gpus_per_trial is not None:
-        res.gpus_per_trial = args.gpus_per_trial
-    if args.max_concurrent is not None:
-        res.max_concurrent = args.max_concurrent
-    if args.epochs is not None:
-        train.epochs = args.epochs
-    if args.steps is not None:
-        train.max_steps = args.steps
-    if args.steps_per_epoch is not None:
-        train.steps_per_epoch = args.steps_per_epoch
-    if args.train_budget_s is not None:
-        train.time_budget_s = args.train_budget_s
-    if args.device is not None:
-        train.device = args.device
-    if args.dataset is not None:
-        cfg.data.dataset = args.dataset
+def build_config(command: str, args: argparse.Namespace) -> Any:
+    """The validated config of ``command``: its base (a preset, or SingleRun's defaults) + overrides."""
+    base: Section
+    if command == "train":
+        base = SingleRun()
+    else:
+        preset = load_preset(args.preset)
+        base = preset.scaling if command == "scaling" else preset.tune
+    return _with_data_file(with_overrides(base, _overrides(command, args)), command, args)
 
 
-def scaling_config(args: argparse.Namespace) -> ScalingConfig:
-    cfg = load_preset(args.preset).scaling
-    if args.methods is not None:
-        cfg.methods = parse_str_list(args.methods)
-    if args.dims is not None:
-        cfg.dims = parse_int_list(args.dims, "--dims")
-    if args.depths is not None:
-        cfg.depths = parse_int_list(args.depths, "--depths")
-    if args.batch_sizes is not None:
-        cfg.batch_sizes = parse_int_list(args.batch_sizes, "--batch-sizes")
-    if args.lrs is not None:
-        cfg.lrs = parse_float_list(args.lrs, "--lrs")
-    if args.budget_s is not None:
-        cfg.budget_s = args.budget_s
-    _apply_run_overrides(cfg, args)
-    validate_scaling(cfg)
-    return cfg
+def _with_data_file(cfg: Any, command: str, args: argparse.Namespace) -> Any:
+    """A data file sets the dimension: read it once here so that a bad file ends the run in one line."""
+    if cfg.data.file is None:
+        return cfg
+    for dest in ("dataset", "dims", "dim"):
+        if getattr(args, dest, None) is not None:
+            raise ConfigError(
+                f"--{dest} and --data-file: give one (the file sets the data and its dimension)"
+            )
+    data = preflight.read_data_file(cfg.data.file, seed=_seed(cfg), standardize=cfg.data.standardize)
+    dim_path, dim = {"scaling": ("dims", [data.dim]), "tune": ("data.dim", data.dim)}.get(
+        command, ("dim", data.dim)
+    )
+    return with_overrides(cfg, [("data.file", data.path), (dim_path, dim)])
 
 
-def hpo_config(args: argparse.Namespace) -> HpoConfig:
-    cfg = load_preset(args.preset).tune
-    if args.method is not None:
-        cfg.space.method = args.method
-    if args.samples is not None:
-        cfg.space.samples = args.samples
-    if args.seed is not None:
-        cfg.space.seed = args.seed
-    if args.dim is not None:
-        cfg.data.dim = args.dim
-    _apply_run_overrides(cfg, args)
-    validate_hpo(cfg)
-    return cfg
+def _seed(cfg: Any) -> int:
+    return int(cfg.space.seed if isinstance(cfg, HpoConfig) else cfg.seed)
+
+
+def _rows(cfg: Any) -> int:
+    if cfg.data.file is not None:
+        return preflight.read_data_file(cfg.data.file, seed=_seed(cfg), standardize=cfg.data.standardize).rows
+    return preflight.data_rows(cfg.data)
+
+
+def _shapes(command: str, cfg: Any) -> list[preflight.Shape]:
+    """The largest trial of each method (the memory check needs no other)."""
+    rows = _rows(cfg)
+    if command == "scaling":
+        depth, batch = max(cfg.depths), max(cfg.batch_sizes)
+        return [
+            preflight.Shape(m, max(cfg.dims_of(m)), depth, batch, rows) for m in cfg.methods if cfg.dims_of(m)
+        ]
+    if command == "tune":
+        if cfg.data.dim is None:  # a named data set: at most MNIST's 784, loaded by the sweep itself
+            return []
+        space = cfg.space
+        return [preflight.Shape(space.method, cfg.data.dim, max(space.depths), max(space.batch_sizes), rows)]
+    return [preflight.Shape(cfg.method, cfg.dim, cfg.depth, cfg.batch_size, rows)]
+
+
+def _preflight(command: str, cfg: Any, args: argparse.Namespace) -> None:
+    """Device and memory on this machine (embedded runs; a cluster is checked once Ray is up)."""
+    if args.address:
+        return
+    preflight.check_device(cfg.train.device, f"{cfg.where}.train.device")
+    preflight.check_memory(_shapes(command, cfg), cfg.train)
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
     check_tracking_uri(uri)
-    return uri
+    return str(uri)
 
 
 def _storage_path(args: argparse.Namespace) -> str:
@@ -199,20 +259,10 @@ def _storage_path(args: argparse.Namespace) -> str:
     return str(Path(args.storage_path or Path.cwd() / "runs" / "ray_results").resolve())
 
 
-def _connect_ray(args: argparse.Namespace) -> None:
-    """Embedded Ray unless ``--address``; an already-initialised Ray (tests, notebooks) is reused."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    try:
-        if args.address:
-            ray.init(address=args.address, log_to_driver=True)
-        else:
-            ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = args.address or "local"
-        raise ConfigError(f"cannot start or reach Ray at {where!r}: {exc}") from None
+def _start_ray(args: argparse.Namespace, train: Any, gpus_per_trial: float) -> None:
+    ray_runtime.start_ray(args.address, num_cpus=args.num_cpus)
+    if args.address:
+        preflight.check_cluster_device(train.device, gpus_per_trial)
 
 
 def _ui_hint(uri: str) -> str:
@@ -221,159 +271,135 @@ def _ui_hint(uri: str) -> str:
     return "open the MLflow UI with: relgrad ui  (then http://127.0.0.1:5000)"
 
 
-# --------------------------------------------------------------------------------------------
-# Subcommands
-# --------------------------------------------------------------------------------------------
-def cmd_scaling(args: argparse.Namespace) -> int:
-    from study.sweep import load_saved_config, run_scaling, scaling_from_saved
-
-    storage = _storage_path(args)
-    if args.resume:
-        if not args.name:
-            raise ConfigError("--resume needs the --name of the sweep to continue")
-        saved = load_saved_config(storage, args.name)
-        cfg, experiment = scaling_from_saved(saved), saved.get("experiment", args.experiment)
-        validate_scaling(cfg)
-    else:
-        cfg, experiment = scaling_config(args), args.experiment
-    name = args.name or f"{Path(args.preset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    uri = _tracking_uri(args)
-    _connect_ray(args)
-    summary = run_scaling(
-        cfg,
-        sweep=name,
-        tracking_uri=uri,
-        experiment=experiment,
-        storage_path=storage,
-        resume=args.resume,
+def _resume_hint(command: str, name: str, args: argparse.Namespace) -> str:
+    where = "".join(
+        f" {option} {value}"
+        for option, value in (("--tracking-uri", args.tracking_uri), ("--storage-path", args.storage_path))
+        if value
     )
-    print(f"\nsweep {name}: " + ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())))
-    print(f"MLflow store: {uri}  (experiment {experiment!r}, parent run {summary.parent_run_id})")
-    print(f"Tune results: {storage.rstrip('/')}/{name}")
-    if not summary.complete:
-        print(f"sweep interrupted; continue it with: relgrad scaling --name {name} --resume")
+    return f"continue it with: relgrad {command} --resume --name {name}{where}"
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps: scaling and tune share one skeleton
+# --------------------------------------------------------------------------------------------
+def _sweep_config(command: str, args: argparse.Namespace, storage: str) -> tuple[Any, str]:
+    """(config, experiment): built from the flags, or the saved config of the sweep to resume."""
+    if not args.resume:
+        return build_config(command, args), args.experiment
+    from study.sweep import load_saved_config
+
+    if not args.name:
+        raise ConfigError("--resume needs the --name of the sweep to continue")
+    saved = load_saved_config(storage, preflight.check_name(args.name))
+    kind, cls = ("scaling", ScalingConfig) if command == "scaling" else ("hpo", HpoConfig)
+    if saved.get("kind") != kind:
+        raise ConfigError(f"--resume: sweep {args.name!r} is a {saved.get('kind')!r} sweep, not {kind}")
+    return from_dict(cls, saved.get("config")), saved.get("experiment", args.experiment)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from study import sweep
+
+    command = args.command
+    storage = _storage_path(args)
+    cfg, experiment = _sweep_config(command, args, storage)
+    if command == "scaling":
+        name = args.name or preflight.default_name(Path(args.preset).stem, time.strftime("%Y%m%d-%H%M%S"))
+    else:
+        label = f"tune-{cfg.data.dataset}-{cfg.space.method}"
+        name = args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S"))
+    preflight.check_name(name)
+    _preflight(command, cfg, args)
+    uri = _tracking_uri(args)
+    _start_ray(args, cfg.train, cfg.resources.gpus_per_trial)
+    run = sweep.run_scaling if command == "scaling" else sweep.run_hpo
+    try:
+        summary = run(
+            cfg, sweep=name, tracking_uri=uri, experiment=experiment, storage_path=storage, resume=args.resume
+        )
+    except KeyboardInterrupt:
+        print(f"relgrad: sweep {name} interrupted; {_resume_hint(command, name, args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    code = EXIT_OK
-    if args.report:
-        code = _build_report([name], uri, experiment, args.report_dir, args.min_dim)
+    for line in summary.lines():
+        print(line)
+    if command == "tune" and summary.best is not None:
+        best = summary.best
+        shown = {k: best.get(k) for k in ("lr", "depth", "alpha", "batch_size")}
+        print(
+            f"best config {shown}: val LL {best.get('_val_ll', float('nan')):.4f}, "
+            f"retrained test LL {best.get('test_ll', float('nan')):.4f}"
+        )
+    print(f"MLflow store: {uri}  (experiment {experiment!r}, parent run {summary.parent_run_id})")
+    if command == "tune":
+        print(f"Optuna study {name!r}: optuna-dashboard {sweep.optuna_storage_uri(uri)}")
+    else:
+        print(f"Tune results: {storage.rstrip('/')}/{name}")
+    code = int(summary.exit_code)  # 0 all ended ok/diverged/skipped, 1 some failed, 130 cut short
+    if code == EXIT_INTERRUPTED:
+        return code
+    if command == "scaling" and args.report:
+        code = max(code, _build_report([name], uri, experiment, args.report_dir, args.min_dim))
     print(_ui_hint(uri))
     return code
 
 
-def cmd_tune(args: argparse.Namespace) -> int:
-    from study.sweep import load_saved_config, run_hpo
-
-    storage = _storage_path(args)
-    if args.resume:
-        if not args.name:
-            raise ConfigError("--resume needs the --name of the sweep to continue")
-        saved = load_saved_config(storage, args.name)
-        if saved.get("kind") != "hpo":
-            raise ConfigError(f"--resume: sweep {args.name!r} is not an HPO sweep")
-        from study.config import from_dict
-
-        cfg, experiment = from_dict(HpoConfig, saved["config"], "tune"), saved["experiment"]
-    else:
-        cfg, experiment = hpo_config(args), args.experiment
-    name = args.name or f"tune-{cfg.data.dataset}-{cfg.space.method}-{time.strftime('%Y%m%d-%H%M%S')}"
-    uri = _tracking_uri(args)
-    _connect_ray(args)
-    summary = run_hpo(
-        cfg,
-        sweep=name,
-        tracking_uri=uri,
-        experiment=experiment,
-        storage_path=storage,
-        resume=args.resume,
-    )
-    print(f"\nsweep {name}: " + ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())))
-    if summary.best is not None:
-        shown = {k: summary.best.get(k) for k in ("lr", "depth", "alpha", "batch_size")}
-        print(
-            f"best config {shown}: val LL {summary.best.get('_val_ll', float('nan')):.4f}, "
-            f"retrained test LL {summary.best.get('test_ll', float('nan')):.4f}"
-        )
-    from study.sweep import optuna_storage_uri
-
-    print(f"MLflow store: {uri}  (experiment {experiment!r})")
-    print(f"Optuna study {name!r}: optuna-dashboard {optuna_storage_uri(uri)}")
-    if not summary.complete:
-        print(f"sweep interrupted; continue it with: relgrad tune --name {name} --resume")
-        return EXIT_INTERRUPTED
-    print(_ui_hint(uri))
-    return EXIT_OK
+# --------------------------------------------------------------------------------------------
+# One training run
+# --------------------------------------------------------------------------------------------
+def train_point(cfg: SingleRun) -> dict[str, Any]:
+    """The run's grid point; a named data set or a file brings its own dimension (loaded once here)."""
+    point = cfg.point()
+    if cfg.data.dataset not in (*SYNTHETIC_DATASETS, FILE_DATASET):
+        point["dim"] = preflight.named_dataset_dim(cfg.data, cfg.seed)
+    return point
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from study import tracking
-    from study.config import DataConfig, TrainConfig, flatten
+    from study.sweep import prepare_tracking
     from study.trial import SweepContext, run_logged
 
-    data = DataConfig(dataset=args.dataset, n_train=args.n_train, dim=args.dim)
-    train = TrainConfig(
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        max_steps=args.steps,
-        time_budget_s=args.train_budget_s,
-        patience=args.patience,
-        device=args.device,
-        dtype=args.dtype,
-    )
-    cfg = ScalingConfig(
-        methods=[args.method],
-        dims=[args.dim],
-        depths=[args.depth],
-        batch_sizes=[args.batch_size],
-        lrs=[args.lr],
-        alpha=args.alpha,
-        seed=args.seed,
-        data=data,
-        train=train,
-    )
-    point = _train_point(cfg)
-    name = args.name or f"train-{args.dataset}-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    cfg: SingleRun = build_config("train", args)
+    point = train_point(cfg)
+    label = f"train-{cfg.data.dataset}-{cfg.method}"
+    name = preflight.check_name(args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S")))
+    if not args.address:
+        preflight.check_device(cfg.train.device, f"{cfg.where}.train.device")
+        rows = _rows(cfg)
+        shape = preflight.Shape(cfg.method, point["dim"], cfg.depth, cfg.batch_size, rows)
+        preflight.check_memory([shape], cfg.train)
     uri = _tracking_uri(args)
-    from study.sweep import prepare_tracking
-
-    params = flatten({"data": vars(data), "train": vars(train)}) | {k: str(v) for k, v in point.items()}
-    tctx = prepare_tracking(uri, args.experiment, name, "train", params, resume=False)
-    ctx = SweepContext(tracking=tctx, data=data, train=train, extra_params={"sweep_kind": "train"})
     if args.address:  # run it on the cluster (where the GPUs are), no progress bar
-        import ray
+        _start_ray(args, cfg.train, 1.0)
+    params = flatten({"data": to_dict(cfg.data), "train": to_dict(cfg.train)}) | {
+        k: str(v) for k, v in point.items()
+    }
+    tctx = prepare_tracking(uri, args.experiment, name, "train", params, resume=False)
+    ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": "train"})
+    ok = False
+    try:
+        if args.address:
+            import ray
 
-        _connect_ray(args)
-        outcome = ray.get(ray.remote(run_logged).remote(point, ctx, "train"))
-    else:
-        outcome = run_logged(point, ctx, "train", progress=True)
-    tracking.finish_parent(uri, tctx.parent_run_id, ok=outcome.status == "ok")
+            gpus = 1 if cfg.train.device.startswith("cuda") else 0
+            task = ray.remote(run_logged).options(num_gpus=gpus)
+            outcome = ray.get(task.remote(point, ctx, "train"))
+        else:
+            outcome = run_logged(point, ctx, "train", progress=True)
+        ok = outcome.status == "ok"
+    finally:  # the parent never stays RUNNING, whatever happened to the run
+        tracking.finish_parent(uri, tctx.parent_run_id, ok=ok)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in outcome.metrics.items())
     print(f"\n{name}: {outcome.status} ({outcome.reason}); {shown}")
     print(f"MLflow store: {uri}  (experiment {args.experiment!r})")
     print(_ui_hint(uri))
-    return EXIT_OK if outcome.status == "ok" else EXIT_ERROR
+    return EXIT_OK if ok else EXIT_ERROR
 
 
-def _train_point(cfg: ScalingConfig) -> dict[str, Any]:
-    """Validate a one-run config; a named data set gets its own dimension (loaded once)."""
-    from study.config import SYNTHETIC_DATASETS, known_datasets
-    from study.sweep import dataset_dim
-
-    dataset = cfg.data.dataset
-    if dataset not in known_datasets():
-        raise ConfigError(f"--dataset: unknown dataset {dataset!r}; known: {', '.join(known_datasets())}")
-    if dataset in SYNTHETIC_DATASETS:
-        validate_scaling(cfg)
-        return cfg.points()[0]
-    cfg.data.dataset = SYNTHETIC_DATASETS[0]  # the other checks of a scaling config still apply
-    try:
-        validate_scaling(cfg)
-    finally:
-        cfg.data.dataset = dataset
-    point = cfg.points()[0]
-    point["dim"] = dataset_dim(HpoConfig(data=cfg.data))
-    return point
-
-
+# --------------------------------------------------------------------------------------------
+# UI and reports
+# --------------------------------------------------------------------------------------------
 def cmd_ui(args: argparse.Namespace) -> int:
     from study.tracking import default_artifact_root, sqlite_path
 
@@ -384,18 +410,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     path = sqlite_path(uri)
     if path is not None and not path.exists():
         raise ConfigError(f"no MLflow store at {path} yet; run a sweep first (relgrad scaling)")
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", args.host, "--port", str(args.port)]
     artifacts = default_artifact_root(uri)
     if artifacts is not None:
         command += ["--default-artifact-root", artifacts]
@@ -410,9 +426,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     sweeps = parse_str_list(args.sweep)
     if not sweeps:
         raise ConfigError("--sweep: give at least one sweep name")
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-    check_tracking_uri(uri)
-    return _build_report(sweeps, uri, args.experiment, args.out, args.min_dim)
+    return _build_report(sweeps, _tracking_uri(args), args.experiment, args.out, args.min_dim)
 
 
 def _build_report(sweeps: list[str], uri: str, experiment: str, out: str | None, min_dim: int | None) -> int:
@@ -428,15 +442,15 @@ def _build_report(sweeps: list[str], uri: str, experiment: str, out: str | None,
     except analysis.ReportError as exc:
         print(f"relgrad report: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(report)
-    html = getattr(report, "html", out_dir / "report.html")
-    print(f"report: {html}")
+    for line in getattr(report, "headline", None) or [str(report)]:
+        print(line)
+    print(f"report: {getattr(report, 'html', out_dir / 'report.html')}")
     return EXIT_OK
 
 
-COMMANDS = {
-    "scaling": cmd_scaling,
-    "tune": cmd_tune,
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "scaling": cmd_sweep,
+    "tune": cmd_sweep,
     "train": cmd_train,
     "ui": cmd_ui,
     "report": cmd_report,

@@ -1,212 +1,277 @@
-"""Typed sweep configurations, YAML presets and command-line overrides.
+"""Typed sweep configurations (pydantic v2), YAML presets and command-line overrides.
 
-Everything a sweep needs is checked here, before Ray or MLflow are touched: an unknown method or
-data set, a dimension below one, an empty grid or a negative resource request raises
-:class:`ConfigError` with a message that names the offending field.
+Every field is checked when a config is built: unknown keys are refused (``extra="forbid"``),
+counts are strict positive integers, floats finite and bounded, and method, data set and optimizer
+names are checked against the core's registries *at validation time*, so a method or data set
+registered in Python is accepted without editing this package. Any problem raises
+:class:`ConfigError` with one line that names the field, e.g. ``scaling.dims[0]: must be >= 1, got 0``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
-from dataclasses import dataclass, field
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-
-# Kept in sync with relgrad_core.METHODS / DATASETS; the core is imported lazily (see `known_*`)
-# so that parsing a config does not pay for importing torch.
-FALLBACK_METHODS: tuple[str, ...] = ("relative", "ordinary", "autodiff", "jacobian", "mlp", "lu")
-SYNTHETIC_DATASETS: tuple[str, ...] = ("teacher", "noise")
-FALLBACK_DATASETS: tuple[str, ...] = (
-    *SYNTHETIC_DATASETS,
-    "digits",
-    "moons",
-    "rings",
-    "checkerboard",
-    "sine",
-    "trimodal",
-    "2spirals",
-    "8gaussians",
-    "power",
-    "gas",
-    "hepmass",
-    "miniboone",
-    "bsds300",
-    "mnist",
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    ValidationError,
+    model_validator,
 )
 
+from study.parsing import (
+    MAX_LIST_ITEMS,
+    ConfigError,
+    apply_overrides,
+    describe,
+    parse_assignment,
+    parse_float_list,
+    parse_int_list,
+    parse_str_list,
+)
 
-class ConfigError(ValueError):
-    """A sweep configuration is invalid; the message names the field and the problem."""
+__all__ = [
+    "MAX_LIST_ITEMS",
+    "ConfigError",
+    "apply_overrides",
+    "parse_assignment",
+    "parse_float_list",
+    "parse_int_list",
+    "parse_str_list",
+]
+
+#: Largest dimension a config accepts (a 2-layer float32 flow at this D holds 8 TiB of weights: the
+#: memory check refuses far smaller D; this bound only keeps absurd numbers out of the arithmetic).
+MAX_DIM = 1 << 20
+#: Most trials one scaling sweep may have (method × depth × batch × lr × dim points).
+MAX_GRID_POINTS = 10_000
+#: Largest learning rate accepted: larger values are typos (the divergence tests use 1e12 on purpose).
+MAX_LR = 1e12
+#: Data generated at every D, the only kind a scaling sweep can use (real data have a fixed D).
+SYNTHETIC_DATASETS: tuple[str, ...] = ("teacher", "noise")
+#: ``data.dataset`` of a config whose data come from ``data.file`` (``--data-file``).
+FILE_DATASET = "file"
 
 
+# --------------------------------------------------------------------------------------------
+# Names from the core's registries, read when a config is validated
+# --------------------------------------------------------------------------------------------
 def known_methods() -> tuple[str, ...]:
+    """Gradient methods of the core's registry, in display order."""
     try:
+        from relgrad_core.methods import method_names
+    except ImportError:  # a core without the registry module: its METHODS tuple is the list
         from relgrad_core import METHODS
-    except ImportError:  # the core not installed: fall back on the documented list
-        return FALLBACK_METHODS
-    return tuple(METHODS)
+
+        return tuple(METHODS)
+    return tuple(method_names())
 
 
 def known_datasets() -> tuple[str, ...]:
+    """Data sets of the core's registry (read from the module now: ``register_dataset`` adds to it)."""
+    from relgrad_core.data import registry
+
+    return tuple(registry.DATASETS)
+
+
+def known_optimizers() -> tuple[str, ...]:
+    from relgrad_core.training import OPTIMIZERS
+
+    return tuple(OPTIMIZERS)
+
+
+def _one_of(kind: str, known: tuple[str, ...], value: str) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {kind} {value!r}; known: {', '.join(known)}")
+    return value
+
+
+def _method(value: str) -> str:
+    return _one_of("method", known_methods(), value)
+
+
+def _dataset(value: str) -> str:
+    return value if value == FILE_DATASET else _one_of("dataset", known_datasets(), value)
+
+
+def _optimizer(value: str) -> str:
+    return _one_of("optimizer", known_optimizers(), value)
+
+
+def _device(value: str) -> str:
+    head, _, index = value.partition(":")
+    if (head in ("auto", "cpu", "mps") and not index) or (head == "cuda" and (not index or index.isdigit())):
+        return value
+    raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # YAML's yes/true would otherwise be read as 1.0
+        raise ValueError(f"expected a number, got {value}")
+    return value
+
+
+def _budget(value: Any) -> float | dict[str, float] | None:
+    """``budget_s``: null, seconds for every method, or a mapping method -> seconds (all > 0, finite)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {_method(str(k)): _seconds(v, f"{k}: ") for k, v in value.items()}
+    return _seconds(value, "")
+
+
+def _seconds(value: Any, label: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{label}expected seconds (a number), got {value!r}")
     try:
-        from relgrad_core import DATASETS
-    except ImportError:
-        return FALLBACK_DATASETS
-    return tuple(DATASETS)
-
-
-# --------------------------------------------------------------------------------------------
-# Parsing of list / range arguments
-# --------------------------------------------------------------------------------------------
-_RANGE = re.compile(r"^\s*([^:]+):([^:]+)(?::(x?)([^:]+))?\s*$")
-
-
-def parse_int_list(text: str, what: str = "value") -> list[int]:
-    """Parse ``"64,128"`` or a range ``"64:1024:x2"`` (geometric) / ``"32:128:32"`` (arithmetic).
-
-    Ranges include both ends when the step lands on the upper end; ``"a:b"`` steps by one.
-    """
-    values: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        match = _RANGE.match(part)
-        if match is None:
-            values.append(_to_int(part, what))
-            continue
-        start, stop = _to_int(match.group(1), what), _to_int(match.group(2), what)
-        geometric, step_text = match.group(3) == "x", match.group(4) or "1"
-        step = _to_float(step_text, what)
-        if geometric and step <= 1.0:
-            raise ConfigError(f"{what}: geometric range {part!r} needs a factor > 1")
-        if not geometric and (step <= 0 or step != int(step)):
-            raise ConfigError(f"{what}: range {part!r} needs a positive integer step")
-        if stop < start:
-            raise ConfigError(f"{what}: range {part!r} ends before it starts")
-        current = float(start)
-        while round(current) <= stop:
-            values.append(round(current))
-            current = current * step if geometric else current + step
-            if geometric and start <= 0:
-                raise ConfigError(f"{what}: geometric range {part!r} must start above 0")
-    if not values:
-        raise ConfigError(f"{what}: empty list {text!r}")
-    return values
-
-
-def parse_float_list(text: str, what: str = "value") -> list[float]:
-    """Parse ``"1e-3,3e-3"`` or a log range ``"1e-4:1e-2:x10"``."""
-    values: list[float] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        match = _RANGE.match(part)
-        if match is None:
-            values.append(_to_float(part, what))
-            continue
-        start, stop = _to_float(match.group(1), what), _to_float(match.group(2), what)
-        if match.group(3) != "x" or start <= 0:
-            raise ConfigError(f"{what}: float ranges must be geometric, e.g. 1e-4:1e-2:x10")
-        factor = _to_float(match.group(4), what)
-        if factor <= 1.0:
-            raise ConfigError(f"{what}: geometric range {part!r} needs a factor > 1")
-        current = start
-        while current <= stop * (1 + 1e-9):
-            values.append(float(f"{current:.6g}"))
-            current *= factor
-    if not values:
-        raise ConfigError(f"{what}: empty list {text!r}")
-    return values
-
-
-def parse_str_list(text: str) -> list[str]:
-    return [part.strip() for part in str(text).split(",") if part.strip()]
-
-
-def _to_int(text: str, what: str) -> int:
-    try:
-        number = float(text)
+        seconds = float(value)
     except ValueError:
-        raise ConfigError(f"{what}: {text.strip()!r} is not a number") from None
-    if number != int(number):
-        raise ConfigError(f"{what}: {text.strip()!r} is not an integer")
-    return int(number)
+        raise ValueError(f"{label}expected seconds (a number), got {value!r}") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{label}must be a finite number of seconds > 0, got {value!r}")
+    return seconds
 
 
-def _to_float(text: str, what: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"{what}: {text.strip()!r} is not a number") from None
+Count = Annotated[int, Strict(), Field(ge=1)]  # strict: no bools, floats or strings
+NonNegInt = Annotated[int, Strict(), Field(ge=0)]
+Dim = Annotated[int, Strict(), Field(ge=1, le=MAX_DIM)]
+Number = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
+Positive = Annotated[Number, Field(gt=0)]
+NonNegative = Annotated[Number, Field(ge=0)]
+LearningRate = Annotated[Number, Field(gt=0, le=MAX_LR)]
+Alpha = Annotated[Number, Field(gt=0, le=1)]  # slope of the smooth leaky ReLU: invertible for α > 0
+MethodName = Annotated[str, Strict(), AfterValidator(_method)]
+Budget = Annotated[float | dict[str, float] | None, PlainValidator(_budget)]
 
 
-# --------------------------------------------------------------------------------------------
-# Config dataclasses
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Resources:
+# pydantic calls a custom __init__ for nested sections too: only the outermost turns errors into one line.
+_NESTED: ContextVar[bool] = ContextVar("relgrad_config_nested", default=False)
+
+
+def _nonempty(item: Any) -> Any:
+    return Annotated[list[item], Field(min_length=1, max_length=MAX_LIST_ITEMS)]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys refused; building one with bad values raises ConfigError."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+    where: ClassVar[str] = "config"  # prefix of the field names in messages
+
+    def __init__(self, /, **data: Any) -> None:
+        if _NESTED.get():  # a section built while its parent validates: the parent reports the error
+            super().__init__(**data)
+            return
+        token = _NESTED.set(True)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(describe(exc, self.where, type(self))) from None
+        finally:
+            _NESTED.reset(token)
+
+
+class Resources(Section):
     """What one trial asks Ray for."""
 
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None  # None: as many as the resources allow
-    max_failures: int = 2  # retries of a trial whose worker died (FailureConfig)
+    where: ClassVar[str] = "resources"
+    cpus_per_trial: Positive = 1.0
+    gpus_per_trial: NonNegative = 0.0
+    max_concurrent: Count | None = None  # None: as many as the resources allow
+    max_failures: NonNegInt = 2  # retries of a trial whose worker died (FailureConfig)
 
 
-@dataclass
-class DataConfig:
-    """The data a trial trains on; ``teacher``/``noise`` are generated at the trial's dimension."""
+class DataConfig(Section):
+    """The data a trial trains on; ``teacher``/``noise`` are generated at the trial's dimension.
 
-    dataset: str = "teacher"
-    n_train: int = 2000
-    n_val: int = 500
-    n_test: int = 500
-    teacher_depth: int = 2
+    ``file`` (an absolute path to .npy/.npz/.csv, from ``--data-file``) replaces the named data set;
+    ``dataset`` is then recorded as ``"file"``.
+    """
+
+    where: ClassVar[str] = "data"
+    dataset: Annotated[str, Strict(), AfterValidator(_dataset)] = "teacher"
+    n_train: Count = 2000
+    n_val: Count = 500
+    n_test: Count = 500
+    teacher_depth: Count = 2
     root: str | None = None  # local files of the real data sets ($RELGRAD_DATA otherwise)
-    dim: int | None = None  # dimension of synthetic data in an HPO sweep
+    dim: Dim | None = None  # dimension of synthetic data in an HPO sweep
+    file: str | None = None
+    standardize: bool = True  # of a data file: train mean/sd, the log-det term carried by the loader
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_names_the_data(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("file") is not None:
+            return {**raw, "dataset": FILE_DATASET}
+        return raw
+
+    @model_validator(mode="after")
+    def _file(self) -> DataConfig:
+        if self.file is None and self.dataset == FILE_DATASET:
+            raise ValueError(f"dataset {FILE_DATASET!r} needs a file (--data-file PATH)")
+        if self.file is not None and not Path(self.file).is_absolute():
+            raise ValueError(f"file must be an absolute path, got {self.file!r}")
+        return self
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(Section):
     """How long and how a trial trains after it has been timed."""
 
-    epochs: int = 5
-    steps_per_epoch: int | None = 50  # evaluation cadence; None: a full pass over train
-    max_steps: int | None = None
-    time_budget_s: float | None = 60.0  # wall-clock cap on training per trial
-    patience: int | None = None
-    optimizer: str = "adam"
-    timing_warmup: int = 2
-    timing_repeats: int = 5
-    dtype: str = "float32"
-    device: str = "auto"
+    where: ClassVar[str] = "train"
+    epochs: Count = 5
+    steps_per_epoch: Count | None = 50  # evaluation cadence; None: a full pass over train
+    max_steps: Count | None = None
+    time_budget_s: Positive | None = 60.0  # wall-clock cap on training per trial
+    patience: Count | None = None
+    optimizer: Annotated[str, Strict(), AfterValidator(_optimizer)] = "adam"
+    timing_warmup: NonNegInt = 2
+    timing_repeats: Count = 5
+    dtype: Literal["float32", "float64"] = "float32"
+    device: Annotated[str, Strict(), AfterValidator(_device)] = "auto"
 
 
-@dataclass
-class ScalingConfig:
+class ScalingConfig(Section):
     """A grid over method × dim × depth × batch size × learning rate."""
 
-    methods: list[str] = field(default_factory=lambda: ["relative", "ordinary"])
-    dims: list[int] = field(default_factory=lambda: [32, 64, 128])
-    depths: list[int] = field(default_factory=lambda: [2])
-    batch_sizes: list[int] = field(default_factory=lambda: [64])
-    lrs: list[float] = field(default_factory=lambda: [1e-3])
-    alpha: float = 0.3
-    seed: int = 0
+    where: ClassVar[str] = "scaling"
+    methods: _nonempty(MethodName) = Field(default_factory=lambda: ["relative", "ordinary"])
+    dims: _nonempty(Dim) = Field(default_factory=lambda: [32, 64, 128])
+    depths: _nonempty(Count) = Field(default_factory=lambda: [2])
+    batch_sizes: _nonempty(Count) = Field(default_factory=lambda: [64])
+    lrs: _nonempty(LearningRate) = Field(default_factory=lambda: [1e-3])
+    alpha: Alpha = 0.3
+    seed: NonNegInt = 0
     # Per-step budget in seconds: once a method's median step exceeds it at some D, larger D of
     # that curve are skipped. A number for every method, or a mapping method -> seconds.
-    budget_s: float | dict[str, float] | None = None
-    max_dim: dict[str, int] = field(default_factory=dict)  # per-method cap (jacobian is O(B·D³))
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    resources: Resources = field(default_factory=Resources)
+    budget_s: Budget = None
+    max_dim: dict[MethodName, Dim] = Field(default_factory=dict)  # per-method cap (jacobian is O(B·D³))
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    resources: Resources = Field(default_factory=Resources)
     inject_worker_kill: str | None = None  # testing only: marker file; first trial kills itself
+
+    @model_validator(mode="after")
+    def _grid(self) -> ScalingConfig:
+        if self.data.file is None and self.data.dataset not in SYNTHETIC_DATASETS:
+            raise ValueError(
+                f"data.dataset must be 'teacher' or 'noise' (scaling sweeps generate data at every D) "
+                f"or come from --data-file, got {self.data.dataset!r}"
+            )
+        size = self.grid_size()
+        if size == 0:
+            raise ValueError("the grid is empty (every dim is above the methods' max_dim)")
+        if size > MAX_GRID_POINTS:
+            raise ValueError(f"the grid has {size} points; at most {MAX_GRID_POINTS} per sweep")
+        return self
 
     def budget_for(self, method: str) -> float | None:
         if isinstance(self.budget_s, dict):
@@ -214,67 +279,127 @@ class ScalingConfig:
             return None if value is None else float(value)
         return None if self.budget_s is None else float(self.budget_s)
 
+    def dims_of(self, method: str) -> list[int]:
+        """The grid's dimensions for ``method``, ascending, under its ``max_dim`` cap."""
+        cap = self.max_dim.get(method)
+        return [d for d in sorted(set(self.dims)) if cap is None or d <= cap]
+
+    def grid_size(self) -> int:
+        """Number of points, counted without building the grid."""
+        per_curve = len(self.depths) * len(self.batch_sizes) * len(self.lrs)
+        return per_curve * sum(len(self.dims_of(m)) for m in self.methods)
+
     def points(self) -> list[dict[str, Any]]:
         """The grid, as trial parameter dicts, in (method, depth, batch, lr, dim) order."""
-        grid: list[dict[str, Any]] = []
-        for method in self.methods:
-            cap = self.max_dim.get(method)
-            for depth in self.depths:
-                for batch_size in self.batch_sizes:
-                    for lr in self.lrs:
-                        for dim in sorted(set(self.dims)):
-                            if cap is not None and dim > cap:
-                                continue
-                            grid.append(
-                                {
-                                    "method": method,
-                                    "dim": dim,
-                                    "depth": depth,
-                                    "batch_size": batch_size,
-                                    "lr": lr,
-                                    "alpha": self.alpha,
-                                    "seed": self.seed,
-                                }
-                            )
-        return grid
+        return [
+            {
+                "method": method,
+                "dim": dim,
+                "depth": depth,
+                "batch_size": batch_size,
+                "lr": lr,
+                "alpha": self.alpha,
+                "seed": self.seed,
+            }
+            for method in self.methods
+            for depth in self.depths
+            for batch_size in self.batch_sizes
+            for lr in self.lrs
+            for dim in self.dims_of(method)
+        ]
 
 
-@dataclass
-class TuneSpace:
+class TuneSpace(Section):
     """The HPO search space (Optuna TPE) and the ASHA schedule."""
 
-    method: str = "relative"
-    lr_min: float = 1e-4
-    lr_max: float = 1e-2
-    depths: list[int] = field(default_factory=lambda: [1, 2, 3])
-    alpha_min: float = 0.01
-    alpha_max: float = 0.5
-    batch_sizes: list[int] = field(default_factory=lambda: [32, 64, 128])
-    samples: int = 20
-    grace_period: int = 1  # ASHA: evaluations before a trial can be stopped
-    reduction_factor: int = 3
-    seed: int = 0
+    where: ClassVar[str] = "space"
+    method: MethodName = "relative"
+    lr_min: LearningRate = 1e-4
+    lr_max: LearningRate = 1e-2
+    depths: _nonempty(Count) = Field(default_factory=lambda: [1, 2, 3])
+    alpha_min: Alpha = 0.01
+    alpha_max: Alpha = 0.5
+    batch_sizes: _nonempty(Count) = Field(default_factory=lambda: [32, 64, 128])
+    samples: Annotated[int, Strict(), Field(ge=1, le=MAX_GRID_POINTS)] = 20
+    grace_period: Count = 1  # ASHA: evaluations before a trial can be stopped
+    reduction_factor: Annotated[int, Strict(), Field(ge=2)] = 3
+    seed: NonNegInt = 0
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TuneSpace:
+        if self.lr_min > self.lr_max:
+            raise ValueError(f"need lr_min <= lr_max, got {self.lr_min:g} > {self.lr_max:g}")
+        if self.alpha_min > self.alpha_max:
+            raise ValueError(f"need alpha_min <= alpha_max, got {self.alpha_min:g} > {self.alpha_max:g}")
+        return self
 
 
-@dataclass
-class HpoConfig:
-    space: TuneSpace = field(default_factory=TuneSpace)
-    data: DataConfig = field(default_factory=lambda: DataConfig(dataset="digits"))
-    train: TrainConfig = field(default_factory=TrainConfig)
-    resources: Resources = field(default_factory=Resources)
+class HpoConfig(Section):
+    where: ClassVar[str] = "tune"
+    space: TuneSpace = Field(default_factory=TuneSpace)
+    data: DataConfig = Field(default_factory=lambda: DataConfig(dataset="digits"))
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    resources: Resources = Field(default_factory=Resources)
     retrain_best: bool = True
 
+    @model_validator(mode="after")
+    def _synthetic_needs_dim(self) -> HpoConfig:
+        if self.data.file is None and self.data.dataset in SYNTHETIC_DATASETS and self.data.dim is None:
+            raise ValueError(f"data.dim is required for the synthetic {self.data.dataset!r} data (--dim)")
+        return self
 
-@dataclass
-class Preset:
+
+class SingleRun(Section):
+    """One training run (``relgrad train``): one point of a grid, its data and its schedule."""
+
+    where: ClassVar[str] = "run"
+    method: MethodName = "relative"
+    dim: Dim = 64  # of teacher/noise data; a named data set or a file brings its own
+    depth: Count = 2
+    batch_size: Count = 100
+    lr: LearningRate = 1e-3
+    alpha: Alpha = 0.3
+    seed: NonNegInt = 0
+    data: DataConfig = Field(default_factory=lambda: DataConfig(n_train=10_000))
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(epochs=50, steps_per_epoch=None, time_budget_s=None, patience=30)
+    )
+
+    def point(self) -> dict[str, Any]:
+        keys = ("method", "dim", "depth", "batch_size", "lr", "alpha", "seed")
+        return {k: getattr(self, k) for k in keys}
+
+
+class Preset(BaseModel):
     name: str
     scaling: ScalingConfig
     tune: HpoConfig
 
 
 # --------------------------------------------------------------------------------------------
-# Loading and overriding
+# Building, loading and overriding
 # --------------------------------------------------------------------------------------------
+def from_dict(cls: type[Section], raw: Any, where: str | None = None) -> Any:
+    """Build and validate ``cls`` from a nested dict; ConfigError (one line) on any problem."""
+    where = where or cls.where
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__} {raw!r:.60}")
+    token = _NESTED.set(True)
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, where, cls)) from None
+    finally:
+        _NESTED.reset(token)
+
+
+def with_overrides(config: Section, overrides: list[tuple[str, Any]], where: str | None = None) -> Any:
+    """A validated copy of ``config`` with ``(dotted.path, value)`` pairs applied; the original is kept."""
+    raw = config.model_dump()
+    apply_overrides(raw, overrides, where or config.where)
+    return from_dict(type(config), raw, where)
+
+
 # Next to this module (package data); a plain path also works under editable installs.
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -284,49 +409,43 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name_or_path: str) -> Preset:
-    """Load a preset by name (``study/presets/<name>.yaml``) or from a YAML file path."""
+    """Load a preset by name (``study/presets/<name>.yaml``) or from a YAML file path (safe_load only)."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        text, name = path.read_text(), path.stem
+    if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        name = path.stem
+        if not path.is_file():
+            raise ConfigError(f"preset: no such file {name_or_path!r}")
     else:
-        resource = PRESET_DIR / f"{name_or_path}.yaml"
-        if not resource.is_file():
+        name, path = name_or_path, PRESET_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
             raise ConfigError(f"preset: unknown preset {name_or_path!r}; known: {', '.join(preset_names())}")
-        text, name = resource.read_text(), name_or_path
-    raw = yaml.safe_load(text) or {}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"preset {name!r}: invalid YAML{at}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"preset {name!r}: cannot read {path}: {exc}") from None
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"preset {name!r}: expected a mapping at the top level")
-    unknown = set(raw) - {"scaling", "tune"}
+        raise ConfigError(f"preset {name!r}: expected a mapping at the top level, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - {"scaling", "tune"})
     if unknown:
-        raise ConfigError(f"preset {name!r}: unknown sections {sorted(unknown)}")
-    scaling = from_dict(ScalingConfig, raw.get("scaling") or {}, "scaling")
-    tune = from_dict(HpoConfig, raw.get("tune") or {}, "tune")
+        raise ConfigError(f"preset {name!r}: unknown sections {unknown}; known: scaling, tune")
+    for section in ("scaling", "tune"):
+        if section in raw and not isinstance(raw[section], dict):
+            got = "null" if raw[section] is None else type(raw[section]).__name__
+            raise ConfigError(f"preset {name!r}: section {section!r} must be a mapping, got {got}")
+    scaling = from_dict(ScalingConfig, raw.get("scaling", {}))
+    tune = from_dict(HpoConfig, raw.get("tune", {}))
     return Preset(name=name, scaling=scaling, tune=tune)
 
 
-def from_dict(cls: type, raw: dict[str, Any], where: str) -> Any:
-    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys by name."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(raw) - set(fields)
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(fields)}")
-    kwargs: dict[str, Any] = {}
-    nested = {"data": DataConfig, "train": TrainConfig, "resources": Resources, "space": TuneSpace}
-    for key, value in raw.items():
-        if key in nested and isinstance(value, dict):
-            kwargs[key] = from_dict(nested[key], value, f"{where}.{key}")
-        else:
-            kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # pragma: no cover - guarded by the key check above
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+def to_dict(config: BaseModel) -> dict[str, Any]:
+    return config.model_dump()
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -344,112 +463,12 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Validation
+# Validation of configs that may have been changed after they were built
 # --------------------------------------------------------------------------------------------
-def _check_positive_ints(values: list[int], what: str, minimum: int = 1) -> None:
-    if not values:
-        raise ConfigError(f"{what}: empty list")
-    for v in values:
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise ConfigError(f"{what}: {v!r} is not an integer")
-        if v < minimum:
-            raise ConfigError(f"{what}: {v} < {minimum}")
+def validate_scaling(cfg: ScalingConfig) -> ScalingConfig:
+    """Validate (again) every field and the grid; returns the validated copy."""
+    return from_dict(ScalingConfig, cfg.model_dump())
 
 
-def _check_method(method: str, where: str) -> None:
-    methods = known_methods()
-    if method not in methods:
-        raise ConfigError(f"{where}: unknown method {method!r}; known: {', '.join(methods)}")
-
-
-def _check_data(data: DataConfig, where: str) -> None:
-    datasets = known_datasets()
-    if data.dataset not in datasets:
-        raise ConfigError(f"{where}.dataset: unknown dataset {data.dataset!r}; known: {', '.join(datasets)}")
-    for name in ("n_train", "n_val", "n_test", "teacher_depth"):
-        value = getattr(data, name)
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where}.{name}: must be an integer >= 1, got {value!r}")
-    if data.dim is not None and (not isinstance(data.dim, int) or data.dim < 1):
-        raise ConfigError(f"{where}.dim: must be an integer >= 1, got {data.dim!r}")
-
-
-def _check_train(train: TrainConfig, where: str) -> None:
-    if not isinstance(train.epochs, int) or train.epochs < 1:
-        raise ConfigError(f"{where}.epochs: must be an integer >= 1, got {train.epochs!r}")
-    for name in ("steps_per_epoch", "max_steps", "patience"):
-        value = getattr(train, name)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{where}.{name}: must be an integer >= 1 or null, got {value!r}")
-    if train.time_budget_s is not None and not train.time_budget_s > 0:
-        raise ConfigError(f"{where}.time_budget_s: must be > 0, got {train.time_budget_s!r}")
-    if train.timing_repeats < 1 or train.timing_warmup < 0:
-        raise ConfigError(f"{where}: timing_repeats must be >= 1 and timing_warmup >= 0")
-    if train.dtype not in ("float32", "float64"):
-        raise ConfigError(f"{where}.dtype: must be float32 or float64, got {train.dtype!r}")
-    if train.optimizer not in ("adam", "sgd"):
-        raise ConfigError(f"{where}.optimizer: must be adam or sgd, got {train.optimizer!r}")
-
-
-def _check_resources(res: Resources, where: str) -> None:
-    if not res.cpus_per_trial > 0:
-        raise ConfigError(f"{where}.cpus_per_trial: must be > 0, got {res.cpus_per_trial!r}")
-    if res.gpus_per_trial < 0:
-        raise ConfigError(f"{where}.gpus_per_trial: must be >= 0, got {res.gpus_per_trial!r}")
-    if res.max_concurrent is not None and res.max_concurrent < 1:
-        raise ConfigError(f"{where}.max_concurrent: must be >= 1, got {res.max_concurrent!r}")
-    if res.max_failures < 0:
-        raise ConfigError(f"{where}.max_failures: must be >= 0, got {res.max_failures!r}")
-
-
-def validate_scaling(cfg: ScalingConfig) -> None:
-    if not cfg.methods:
-        raise ConfigError("scaling.methods: empty list")
-    for method in cfg.methods:
-        _check_method(method, "scaling.methods")
-    _check_positive_ints(cfg.dims, "scaling.dims")
-    _check_positive_ints(cfg.depths, "scaling.depths")
-    _check_positive_ints(cfg.batch_sizes, "scaling.batch_sizes")
-    if not cfg.lrs:
-        raise ConfigError("scaling.lrs: empty list")
-    for lr in cfg.lrs:
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"scaling.lrs: learning rate {lr!r} must be a finite number > 0")
-    if not 0.0 < cfg.alpha <= 1.0:
-        raise ConfigError(f"scaling.alpha: must be in (0, 1], got {cfg.alpha!r}")
-    for method, cap in cfg.max_dim.items():
-        _check_method(method, "scaling.max_dim")
-        if cap < 1:
-            raise ConfigError(f"scaling.max_dim.{method}: must be >= 1, got {cap}")
-    budgets = cfg.budget_s.values() if isinstance(cfg.budget_s, dict) else [cfg.budget_s]
-    for budget in budgets:
-        if budget is not None and not float(budget) > 0:
-            raise ConfigError(f"scaling.budget_s: must be > 0, got {budget!r}")
-    _check_data(cfg.data, "scaling.data")
-    if cfg.data.dataset not in SYNTHETIC_DATASETS:
-        raise ConfigError(
-            "scaling.data.dataset: scaling sweeps generate data at every D; use 'teacher' or "
-            f"'noise', got {cfg.data.dataset!r}"
-        )
-    _check_train(cfg.train, "scaling.train")
-    _check_resources(cfg.resources, "scaling.resources")
-    if not cfg.points():
-        raise ConfigError("scaling: the grid is empty (every dim is above the methods' max_dim)")
-
-
-def validate_hpo(cfg: HpoConfig) -> None:
-    space = cfg.space
-    _check_method(space.method, "tune.space.method")
-    if not 0 < space.lr_min <= space.lr_max:
-        raise ConfigError(f"tune.space: need 0 < lr_min <= lr_max, got {space.lr_min}, {space.lr_max}")
-    if not 0 < space.alpha_min <= space.alpha_max <= 1:
-        raise ConfigError("tune.space: need 0 < alpha_min <= alpha_max <= 1")
-    _check_positive_ints(space.depths, "tune.space.depths")
-    _check_positive_ints(space.batch_sizes, "tune.space.batch_sizes")
-    if space.samples < 1:
-        raise ConfigError(f"tune.space.samples: must be >= 1, got {space.samples}")
-    if space.grace_period < 1 or space.reduction_factor < 2:
-        raise ConfigError("tune.space: need grace_period >= 1 and reduction_factor >= 2")
-    _check_data(cfg.data, "tune.data")
-    _check_train(cfg.train, "tune.train")
-    _check_resources(cfg.resources, "tune.resources")
+def validate_hpo(cfg: HpoConfig) -> HpoConfig:
+    return from_dict(HpoConfig, cfg.model_dump())

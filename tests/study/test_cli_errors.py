@@ -37,7 +37,7 @@ def _scaling(store: dict[str, str], *extra: str) -> list[str]:
     [
         (["--methods", "relative,newton"], "unknown method 'newton'"),
         (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-        (["--dims", "0,8"], "scaling.dims: 0 < 1"),
+        (["--dims", "0,8"], "scaling.dims[0]: must be >= 1, got 0"),
         (["--dims", "64:32:x2"], "ends before it starts"),
         (["--methods", "jacobian", "--dims", "4096", "--preset", "quick"], "grid is empty"),
         (["--cpus-per-trial", "0"], "cpus_per_trial"),

@@ -1,0 +1,197 @@
+"""Checks a run must pass before Ray or MLflow are touched: its name, its device, its memory, its data file.
+
+Each failure is a :class:`~study.config.ConfigError` with one line that says what to change.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from study.config import SYNTHETIC_DATASETS, ConfigError, DataConfig, TrainConfig
+
+#: Sweep names: they become MLflow tags, Tune folder names and parts of shell commands.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+#: A trial whose estimated peak memory exceeds this fraction of its device's memory is refused.
+MEMORY_FRACTION = 0.8
+#: Rows of one evaluation chunk (``relgrad_core.evaluate_nll``'s batch size).
+EVAL_ROWS = 1024
+
+
+def check_name(name: str) -> str:
+    """A sweep name: 1-100 of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit (no paths, no quotes)."""
+    if not NAME.fullmatch(name):
+        raise ConfigError(
+            f"--name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def default_name(*parts: str) -> str:
+    """``parts`` joined by ``-``, anything outside the name charset replaced (e.g. a preset file's stem)."""
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)).lstrip("._-")
+    return check_name((text or "sweep")[:100])
+
+
+# --------------------------------------------------------------------------------------------
+# Device
+# --------------------------------------------------------------------------------------------
+def check_device(device: str, where: str) -> None:
+    """``cuda``/``cuda:N``/``mps`` must exist on this machine (where embedded runs execute)."""
+    import torch
+
+    head, _, index = device.partition(":")
+    if head == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"{where}={device!r} but CUDA is not available on this machine; use --device cpu or auto "
+                "(or --address to run on a GPU cluster)"
+            )
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"{where}={device!r} but this machine has {torch.cuda.device_count()} GPU(s)")
+    if head == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{where}={device!r} but MPS is not available on this machine")
+
+
+def check_cluster_device(device: str, gpus_per_trial: float) -> None:
+    """On a cluster (after Ray starts): a CUDA device needs GPUs in the cluster and a GPU per trial."""
+    import ray
+
+    if not device.startswith("cuda"):
+        return
+    if float(ray.cluster_resources().get("GPU", 0.0)) <= 0:
+        raise ConfigError(f"train.device={device!r} but the Ray cluster has no GPU")
+    if gpus_per_trial <= 0:
+        raise ConfigError(
+            f"train.device={device!r} on a cluster needs resources.gpus_per_trial > 0, so that each trial "
+            "is placed on a node with a GPU"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shape:
+    """The sizes that set a trial's memory."""
+
+    method: str
+    dim: int
+    depth: int
+    batch_size: int
+    rows: int  # of train + val + test
+
+    def label(self) -> str:
+        return f"{self.method} at D={self.dim}, depth {self.depth}, batch {self.batch_size}"
+
+
+def trial_floats(shape: Shape) -> int:
+    """Peak floats one trial holds (an estimate, meant to be within a factor of about two).
+
+    Per layer ``W`` is D×D (+ a D bias): weights, gradients, Adam's two moments, ``time_step``'s snapshot
+    and the teacher that generates the data, ``6·L·(D² + D)``; the data, ``rows·D``; activations of a
+    batch or of an evaluation chunk, ``4·L·max(B, 1024)·D``; and the method's own extra: an inverse or
+    LU factors per layer for ``ordinary``/``autodiff``/``lu`` (``2·L·D²``), every sample's Jacobian and
+    its tangents for ``jacobian`` (``(L + 1)·B·D²``).
+    """
+    d, layers, batch = shape.dim, shape.depth, shape.batch_size
+    floats = 6 * layers * (d * d + d) + shape.rows * d + 4 * layers * max(batch, EVAL_ROWS) * d
+    if shape.method in ("ordinary", "autodiff", "lu"):
+        floats += 2 * layers * d * d
+    elif shape.method == "jacobian":
+        floats += (layers + 1) * batch * d * d
+    return floats
+
+
+def device_memory(device: str) -> tuple[int, str]:
+    """(bytes, description) of the memory of ``device`` on this machine: a GPU's total, or the RAM."""
+    import torch
+
+    from relgrad_core import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        total = int(torch.cuda.mem_get_info(resolved)[1])
+        return total, f"{torch.cuda.get_device_name(resolved)}'s {total / 2**30:.1f} GiB"
+    total = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return total, f"this machine's {total / 2**30:.1f} GiB of RAM"
+
+
+def check_memory(shapes: Iterable[Shape], train: TrainConfig) -> None:
+    """Refuse a run whose largest trial would not fit in :data:`MEMORY_FRACTION` of its device's memory."""
+    shapes = list(shapes)
+    if not shapes or train.device == "mps":
+        return
+    itemsize = 8 if train.dtype == "float64" else 4
+    worst = max(shapes, key=trial_floats)
+    need = trial_floats(worst) * itemsize
+    total, what = device_memory(train.device)
+    if need > MEMORY_FRACTION * total:
+        raise ConfigError(
+            f"{worst.label()} needs about {_size(need)} ({train.dtype}), more than "
+            f"{MEMORY_FRACTION:.0%} of {what}; lower the dimension or batch size (or cap it with max_dim)"
+        )
+
+
+def _size(n_bytes: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{math.ceil(n_bytes / 2**10)} KiB"
+
+
+def data_rows(data: DataConfig) -> int:
+    return data.n_train + data.n_val + data.n_test
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataFile:
+    path: str  # absolute
+    dim: int
+    rows: int
+
+
+def read_data_file(path: str, *, seed: int, standardize: bool) -> DataFile:
+    """Load a ``.npy``/``.npz``/``.csv`` file once on the driver: its problems end here, in one line."""
+    absolute = Path(path).expanduser().resolve()
+    try:
+        stat = absolute.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = None  # missing: load_data_file names the problem
+    return _read(str(absolute), version, seed, standardize)
+
+
+@functools.lru_cache(maxsize=8)  # the CLI reads a file for its shape, then for its rows: load it once
+def _read(absolute: str, version: tuple[int, int] | None, seed: int, standardize: bool) -> DataFile:
+    from relgrad_core import load_data_file
+
+    try:
+        data = load_data_file(absolute, seed=seed, standardize=standardize)
+    except (ValueError, TypeError, OSError) as exc:
+        message = str(exc).strip().splitlines()
+        raise ConfigError(
+            message[0] if message else f"data file {absolute!r}: {type(exc).__name__}"
+        ) from None
+    rows = sum(int(split.shape[0]) for split in (data.train, data.val, data.test))
+    return DataFile(absolute, int(data.dim), rows)
+
+
+def named_dataset_dim(data: DataConfig, seed: int) -> int:
+    """The dimension of a named (not generated) data set, loaded once here (a clear error if absent)."""
+    from relgrad_core import load_dataset
+
+    if data.dataset in SYNTHETIC_DATASETS:
+        raise ValueError(f"{data.dataset!r} is generated at any dimension")
+    try:
+        return int(load_dataset(data.dataset, root=data.root, seed=seed).dim)
+    except (FileNotFoundError, OSError, ValueError, TypeError, ImportError) as exc:
+        raise ConfigError(f"data.dataset {data.dataset!r}: {str(exc).strip().splitlines()[0]}") from None
