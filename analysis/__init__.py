@@ -1,8 +1,11 @@
-"""Scaling reports from MLflow sweeps: exponent fits, speedups, learning curves, HPO views.
+"""Scaling reports from MLflow sweeps: cost models and the order of each method's step, predictions,
+speedups, learning curves, HPO views.
 
 Reads only MLflow (and pandas/numpy/matplotlib); never imports torch, ray or the `study` package.
 """
 
+from analysis.cost_model import CostFit, fit_cost_model, half_dim, order_rule
+from analysis.cost_tables import GroupFit, cost_table, fit_groups, flag_disturbed, method_orders
 from analysis.errors import ReportError
 from analysis.learning import best_configs, kl_gap_table, time_to_target
 from analysis.loading import SweepData, SweepInfo, load_histories, load_runs, load_sweep_data
@@ -19,21 +22,30 @@ from analysis.scaling import (
 )
 
 __all__ = [
+    "CostFit",
     "ExponentFit",
+    "GroupFit",
     "Report",
     "ReportError",
     "SweepData",
     "SweepInfo",
     "best_configs",
     "build_report",
+    "cost_table",
     "crossover_table",
     "default_min_dim",
+    "fit_cost_model",
     "fit_exponent",
+    "fit_groups",
     "fit_table",
+    "flag_disturbed",
+    "half_dim",
     "kl_gap_table",
     "load_histories",
     "load_runs",
     "load_sweep_data",
+    "method_orders",
+    "order_rule",
     "overhead_table",
     "speedup_table",
     "time_to_target",

@@ -11,16 +11,25 @@ adds O(B·D³) (B per-sample D×D Jacobians), cubic in D at a fixed B. ``relativ
 The fit: non-negative least squares on relative error, i.e. rows divided by the measured time
 (timings spread multiplicatively, and a point at 1 ms should count as much as one at 1 s).
 
-Intervals: a seeded **pairs bootstrap** over the points (resample (D, t) rows, refit, percentiles).
-Chosen over a residual bootstrap because it assumes neither that the three-term model is exact nor
-that the noise is the same at every D: a machine whose step jumps once the weights leave the cache
-looks like a D³ term at a single point, and the pairs bootstrap, which often leaves that point out,
-then does not exclude c = 0, whereas a residual bootstrap would trust the misspecified fit.
-Resamples with fewer than three distinct D (three coefficients) are redrawn out of the count.
+Intervals: a seeded **residual bootstrap** (Davison & Hinkley, 1997, §6.2): the relative residuals
+of the fit, leverage-adjusted and centred, are resampled onto the fitted curve and the model refitted;
+percentile intervals. Chosen over a bootstrap of the (D, t) pairs because the D³ term is an
+extrapolative one: a pairs resample that happens to leave out the largest D carries no information on
+c, and with one timing per D that happens in a third of the resamples, which left c's interval
+touching 0 even for steps half made of D³ work.
 
-Order rule: ``cubic`` when the 95% interval of c excludes 0 *and* the D³ term is at least
-:data:`CUBIC_SHARE_MIN` of the fitted step at the largest measured D; ``quadratic`` otherwise;
-``not fitted`` (with the reason) when the points cannot carry three coefficients.
+Order rule (``cubic`` needs all three):
+
+1. c > 0 is significant: a bootstrap test of c = 0 *under the null* (:func:`c_pvalue`) at the 5%
+   level, and c's 95% interval excludes 0. An interval of a coefficient held at the boundary c ≥ 0
+   alone calls a pure a·D² + t0 with 10% noise "cubic" too often; the test keeps that rate at ~5%.
+2. The D³ term is material: at least :data:`CUBIC_SHARE_MIN` of the fitted step at the largest D.
+3. It is not carried by the largest D alone: refitted without it, the D³ share at the next D is at
+   least half that threshold. A step that jumps once the weights leave the cache (O(D²) memory traffic
+   at a lower bandwidth) looks like a D³ term at one point; O(D³) work shows at every D.
+
+``quadratic`` otherwise; ``not fitted`` (with the reason) when the points cannot carry three
+coefficients (fewer than three distinct D, missing timings).
 """
 
 from __future__ import annotations
@@ -48,8 +57,10 @@ _POWERS = np.array([0.0, 2.0, 3.0])
 def order_rule() -> str:
     """The order rule in words, for the report."""
     return (
-        f"cubic when the 95% interval of c excludes 0 and c·D³ is at least {CUBIC_SHARE_MIN:.0%} of "
-        "the fitted step at the largest measured D; quadratic otherwise"
+        "cubic when c > 0 is significant (bootstrap test at the 5% level, and c's 95% interval excludes "
+        f"0), c·D³ is at least {CUBIC_SHARE_MIN:.0%} of the fitted step at the largest measured D, and "
+        f"without that D the D³ share at the next D is still ≥ {CUBIC_SHARE_MIN / 2:.0%} (not a "
+        "one-point cache cliff); quadratic otherwise"
     )
 
 
@@ -65,6 +76,12 @@ def _nnls_relative(dims: np.ndarray, values: np.ndarray, powers: np.ndarray = _P
     scale[scale == 0] = 1.0
     coef, _ = nnls(design / scale, np.ones_like(values), maxiter=50 * design.shape[1])
     return coef / scale
+
+
+def point_fit(dims: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The fitted (t0, a, c) alone, without bootstrap (inputs as for :func:`fit_cost_model`)."""
+    check_points(dims, values)
+    return _nnls_relative(np.asarray(dims, dtype=float).ravel(), np.asarray(values, dtype=float).ravel())
 
 
 def _residuals(dims: np.ndarray, values: np.ndarray, powers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,21 +22,22 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from analysis.schema import REFERENCE_METHOD, flop_ratio, method_sort_key
+from analysis.schema import METHOD_ORDER, REFERENCE_METHOD, method_sort_key
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
 _PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
-_KNOWN = ("relative", "ordinary", "autodiff", "jacobian", "lu", "mlp")
+_DEFAULT_COLOUR = _PALETTE[-1]
 _MARKERS = ("o", "s", "^", "D", "v", "P")
 _DPI = 150
 MAX_LEARNING_PANELS = 4
 
 
 def method_colour(method: str) -> str:
-    """A fixed colour per method, the same in every figure."""
-    if method in _KNOWN:
-        return _PALETTE[_KNOWN.index(method)]
-    return _PALETTE[6 + sum(map(ord, method)) % 2]  # str hash is salted per process
+    """A fixed colour per method, the same in every figure; methods the schema does not know (a
+    user-registered one) share the default colour."""
+    if method in METHOD_ORDER and METHOD_ORDER.index(method) < len(_PALETTE) - 1:
+        return _PALETTE[METHOD_ORDER.index(method)]
+    return _DEFAULT_COLOUR
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,11 @@ class FigureContext:
         )
 
 
-def _sweep_marker(sweeps: Sequence[str], sweep: str) -> str:
+def sweep_marker(sweeps: Sequence[str], sweep: str) -> str:
     return _MARKERS[list(sweeps).index(sweep) % len(_MARKERS)] if sweep in sweeps else "o"
 
 
-def _panels(n: int, width: float = 5.2, height: float = 3.9) -> tuple[Figure, list[Axes]]:
+def panels(n: int, width: float = 5.2, height: float = 3.9) -> tuple[Figure, list[Axes]]:
     cols = min(n, 2)
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 2.2, height * rows + 0.6))
@@ -88,11 +89,15 @@ def _tidy_log_axes(fig: Figure) -> None:
             axis.set_minor_formatter(FuncFormatter(_plain) if narrow else NullFormatter())
 
 
-def _save(fig: Figure, ctx: FigureContext, out_dir: Path, name: str, title: str) -> list[Path]:
+def save_figure(
+    fig: Figure, ctx: FigureContext, out_dir: Path, name: str, title: str, *, right: float = 1.0
+) -> list[Path]:
+    """Title, provenance footer, tidy log axes; PNG and SVG under ``out_dir``; ``right``: the
+    fraction of the width left to the axes (the rest holds a figure-level legend)."""
     _tidy_log_axes(fig)
     fig.suptitle(title, fontsize=11)
     fig.text(0.01, 0.005, ctx.footer(), fontsize=7, color="0.35", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout(rect=(0, 0.03, right, 1))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
     fig.savefig(paths[0], dpi=_DPI, metadata={"Software": None})
@@ -107,107 +112,13 @@ def _config_label(depth: object, batch: object) -> str:
     return f"depth {depth}, batch {batch}"
 
 
-def _guides(ax: Axes, dims: np.ndarray, values: np.ndarray) -> list[Line2D]:
-    """Slope-2 and slope-3 reference lines through the geometric mean at the smallest D."""
-    d0, d1 = float(dims.min()), float(dims.max())
-    at_d0 = values[dims == d0]
-    v0 = float(np.exp(np.log(at_d0).mean()))
-    span = np.array([d0, d1])
-    lines = []
-    for slope, style in ((2, (0, (5, 3))), (3, (0, (1, 2)))):
-        (line,) = ax.plot(
-            span,
-            v0 * (span / d0) ** slope,
-            color="0.45",
-            lw=1.0,
-            ls=style,
-            label=f"∝ D{'²' if slope == 2 else '³'} (guide)",
-            zorder=1,
-        )
-        lines.append(line)
-    return lines
-
-
-def plot_power_law(
-    medians: pd.DataFrame,
-    fits: pd.DataFrame,
-    ctx: FigureContext,
-    out_dir: Path,
-    *,
-    name: str,
-    ylabel: str,
-    title: str,
-) -> list[Path]:
-    """Log-log ``median`` vs D per method (bars: min–max over seeds), fitted power laws over
-    their fit range, and slope-2/slope-3 guides; one panel per depth × batch size."""
-    configs = sorted(medians.groupby(["depth", "batch_size"]).groups)
-    fig, axes = _panels(len(configs))
-    sweeps = list(dict.fromkeys(medians["sweep"].tolist()))  # sweeps actually plotted
-    for ax, (depth, batch) in zip(axes, configs, strict=True):
-        part = medians[(medians["depth"] == depth) & (medians["batch_size"] == batch)]
-        handles: list[Line2D] = []
-        for (sweep, method), rows in sorted(
-            part.groupby(["sweep", "method"]), key=lambda kv: (kv[0][0], method_sort_key(kv[0][1]))
-        ):
-            rows = rows.sort_values("dim")
-            d = rows["dim"].astype(float).to_numpy()
-            m = rows["median"].to_numpy(dtype=float)
-            colour = method_colour(method)
-            err = np.vstack([m - rows["min"].to_numpy(float), rows["max"].to_numpy(float) - m])
-            ax.errorbar(
-                d,
-                m,
-                yerr=err,
-                color=colour,
-                marker=_sweep_marker(sweeps, sweep),
-                ms=4,
-                lw=0.8,
-                alpha=0.55,
-                capsize=2,
-                ls=":",
-            )
-            fit = fits[
-                (fits["sweep"] == sweep)
-                & (fits["method"] == method)
-                & (fits["depth"] == depth)
-                & (fits["batch_size"] == batch)
-            ]
-            label = method + (f" [{sweep}]" if len(sweeps) > 1 else "")
-            if len(fit) and np.isfinite(fit["k"].iloc[0]):
-                f = fit.iloc[0]
-                span = np.geomspace(f["fit_min_dim"], f["fit_max_dim"], 20)
-                label += f": k = {f['k']:.2f} [{f['ci_low']:.2f}, {f['ci_high']:.2f}]"
-                (line,) = ax.plot(span, np.exp(f["log_c"]) * span ** f["k"], color=colour, lw=2)
-            else:
-                label += ": not fitted"
-                (line,) = ax.plot([], [], color=colour, lw=2)
-            line.set_label(label)
-            handles.append(line)
-        handles.extend(_guides(ax, part["dim"].astype(float).to_numpy(), part["median"].to_numpy(float)))
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("dimension D")
-        ax.set_ylabel(ylabel)
-        ax.set_title(_config_label(depth, batch), fontsize=9)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(
-            handles=handles,
-            fontsize=7,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            title="fit over large D (95% CI)",
-            title_fontsize=7,
-        )
-    return _save(fig, ctx, out_dir, name, title)
-
-
 def plot_speedup(
     speedups: pd.DataFrame, crossovers: pd.DataFrame, ctx: FigureContext, out_dir: Path
 ) -> list[Path]:
     """``t_baseline / t_relative`` vs D per baseline (log-log), with the break-even line and
     each interpolated crossover D."""
     configs = sorted(speedups.groupby(["depth", "batch_size"]).groups)
-    fig, axes = _panels(len(configs))
+    fig, axes = panels(len(configs))
     sweeps = list(dict.fromkeys(speedups["sweep"].tolist()))  # sweeps actually plotted
     for ax, (depth, batch) in zip(axes, configs, strict=True):
         part = speedups[(speedups["depth"] == depth) & (speedups["batch_size"] == batch)]
@@ -223,7 +134,7 @@ def plot_speedup(
                 rows["speedup"],
                 color=colour,
                 lw=1.5,
-                marker=_sweep_marker(sweeps, sweep),
+                marker=sweep_marker(sweeps, sweep),
                 ms=4,
                 label=label,
             )
@@ -243,13 +154,13 @@ def plot_speedup(
         ax.set_title(_config_label(depth, batch) + "  (dashed: crossover D)", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, ctx, out_dir, "speedup_vs_dim", "Speedup of the relative gradient per step")
+    return save_figure(fig, ctx, out_dir, "speedup_vs_dim", "Speedup of the relative gradient per step")
 
 
 def plot_overhead(overhead: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> list[Path]:
-    """``t_relative / t_mlp`` vs D with the matrix-FLOP ratio at that depth."""
+    """``t_relative / t_mlp`` vs D with the matrix-FLOP ratio logged by the runs (when they did)."""
     configs = sorted(overhead.groupby(["depth", "batch_size"]).groups)
-    fig, axes = _panels(len(configs), height=3.4)
+    fig, axes = panels(len(configs), height=3.4)
     sweeps = list(dict.fromkeys(overhead["sweep"].tolist()))  # sweeps actually plotted
     for ax, (depth, batch) in zip(axes, configs, strict=True):
         part = overhead[(overhead["depth"] == depth) & (overhead["batch_size"] == batch)]
@@ -259,13 +170,14 @@ def plot_overhead(overhead: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> 
                 rows["dim"].astype(float),
                 rows["overhead"],
                 color=method_colour(REFERENCE_METHOD),
-                marker=_sweep_marker(sweeps, str(sweep)),
+                marker=sweep_marker(sweeps, str(sweep)),
                 ms=4,
                 lw=1.5,
                 label=f"{REFERENCE_METHOD} / mlp" + (f" [{sweep}]" if len(sweeps) > 1 else ""),
             )
-        floor = flop_ratio(int(depth))
-        ax.axhline(floor, color="0.3", ls="--", lw=1.0, label=f"matrix-FLOP ratio {floor:.2f}")
+        floors = part["flop_floor"].dropna().unique() if "flop_floor" in part else []
+        for floor in floors:
+            ax.axhline(floor, color="0.3", ls="--", lw=1.0, label=f"matrix-FLOP ratio {floor:.3g}")
         ax.axhline(1.0, color="0.6", ls=":", lw=1.0, label="mlp (no log-det)")
         ax.set_xscale("log", base=2)
         ax.set_ylim(bottom=0)
@@ -274,7 +186,9 @@ def plot_overhead(overhead: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> 
         ax.set_title(_config_label(depth, batch), fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, ctx, out_dir, "overhead_vs_mlp", "Cost of the relative gradient over a plain MLP step")
+    return save_figure(
+        fig, ctx, out_dir, "overhead_vs_mlp", "Cost of the relative gradient over a plain MLP step"
+    )
 
 
 def learning_panel_dims(dims: Sequence[int]) -> list[int]:
@@ -300,7 +214,7 @@ def plot_learning(
         data["y"] = data["val_ll"]
     data = data[data["train_time_s"] > 0]
     dims = learning_panel_dims(data["dim"].dropna().astype(int).tolist())
-    fig, axes = _panels(len(dims), height=3.5)
+    fig, axes = panels(len(dims), height=3.5)
     for ax, dim in zip(axes, dims, strict=True):
         part = data[data["dim"] == dim]
         seen: set[str] = set()
@@ -335,13 +249,13 @@ def plot_learning(
         )
     title = "KL gap to the true model against wall-clock" if kl_gap else "Validation LL against wall-clock"
     name = "kl_gap_vs_time" if kl_gap else "ll_vs_time"
-    return _save(fig, ctx, out_dir, name, title)
+    return save_figure(fig, ctx, out_dir, name, title)
 
 
 def plot_hpo(trials: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> list[Path]:
     """Final val LL against learning rate; colour = method, marker = depth."""
     data = trials[trials["val_ll"].notna() & (trials["lr"] > 0)]
-    fig, axes = _panels(1, width=5.6)
+    fig, axes = panels(1, width=5.6)
     ax = axes[0]
     depths = sorted(data["depth"].dropna().unique().tolist())
     for (method, depth), rows in data.groupby(["method", "depth"]):
@@ -367,4 +281,4 @@ def plot_hpo(trials: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> list[Pa
     ax.set_ylabel("final validation LL (nats/sample)")
     ax.grid(True, alpha=0.3)
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, ctx, out_dir, "hpo_ll_vs_lr", "Hyper-parameter search: val LL against lr")
+    return save_figure(fig, ctx, out_dir, "hpo_ll_vs_lr", "Hyper-parameter search: val LL against lr")

@@ -23,13 +23,23 @@ from analysis.schema import (
     INT_PARAMS,
     METRICS,
     REQUIRED_METRIC,
+    ROLE_BEST,
+    ROLE_PARENT,
+    ROLE_TRIAL,
+    STATUS_FAILED,
     STATUS_OK,
+    STATUS_RUNNING,
     STR_PARAMS,
     TAG_COLUMNS,
+    TAG_KIND,
+    TAG_ROLE,
+    TAG_STATUS,
+    TAG_STATUS_REASON,
+    TAG_SWEEP,
 )
 
 _PAGE = 1000
-_MLFLOW_STATUS_TO_TRIAL = {"FINISHED": "ok", "FAILED": "failed", "KILLED": "failed"}
+_MLFLOW_STATUS_TO_TRIAL = {"FINISHED": STATUS_OK, "FAILED": STATUS_FAILED, "KILLED": STATUS_FAILED}
 
 
 @dataclass(frozen=True)
@@ -122,8 +132,8 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> lis
 
 
 def _known_sweeps(client: MlflowClient, experiment_id: str) -> list[str]:
-    parents = _search(client, experiment_id, "tags.role = 'parent'")
-    return sorted({r.data.tags.get("sweep", "") for r in parents} - {""})
+    parents = _search(client, experiment_id, f"tags.{TAG_ROLE} = '{ROLE_PARENT}'")
+    return sorted({r.data.tags.get(TAG_SWEEP, "") for r in parents} - {""})
 
 
 def _run_row(run: Run) -> dict[str, Any]:
@@ -132,19 +142,19 @@ def _run_row(run: Run) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run_id": run.info.run_id,
         "run_name": run.info.run_name or "",
-        "sweep": tags.get("sweep", ""),
-        "role": tags.get("role", ""),
+        "sweep": tags.get(TAG_SWEEP, ""),
+        "role": tags.get(TAG_ROLE, ""),
         "parent_run_id": tags.get("mlflow.parentRunId", ""),
         "start_time_ms": run.info.start_time,
         "mlflow_status": run.info.status,
     }
     for key in TAG_COLUMNS:
         row[key] = tags.get(key)
-    if row["status"] is None:
+    if row[TAG_STATUS] is None:
         # The study always tags its trials; an untagged run (e.g. killed mid-write) is described
         # from MLflow's own run status rather than dropped.
-        row["status"] = _MLFLOW_STATUS_TO_TRIAL.get(run.info.status, "running")
-        row["status_reason"] = f"no status tag; MLflow run status {run.info.status}"
+        row[TAG_STATUS] = _MLFLOW_STATUS_TO_TRIAL.get(run.info.status, STATUS_RUNNING)
+        row[TAG_STATUS_REASON] = f"no status tag; MLflow run status {run.info.status}"
     for key in (*INT_PARAMS, *FLOAT_PARAMS, *STR_PARAMS):
         row[key] = params.get(key)
     for key in METRICS:
@@ -206,10 +216,11 @@ def _collect(
     trial_runs: list[Run] = []
     best_runs: list[Run] = []
     for name in names:
-        parents = _search(client, experiment_id, f"tags.sweep = '{name}' AND tags.role = 'parent'")
+        scope = f"tags.{TAG_SWEEP} = '{name}' AND tags.{TAG_ROLE}"
+        parents = _search(client, experiment_id, f"{scope} = '{ROLE_PARENT}'")
         parents.sort(key=lambda r: r.info.start_time or 0, reverse=True)
-        trials = _search(client, experiment_id, f"tags.sweep = '{name}' AND tags.role = 'trial'")
-        best = _search(client, experiment_id, f"tags.sweep = '{name}' AND tags.role = 'best'")
+        trials = _search(client, experiment_id, f"{scope} = '{ROLE_TRIAL}'")
+        best = _search(client, experiment_id, f"{scope} = '{ROLE_BEST}'")
         if not parents and not trials:
             known = _known_sweeps(client, experiment_id)
             raise ReportError(
@@ -226,7 +237,7 @@ def _collect(
             raise ReportError(f"sweep {name!r} is empty: {where} has no trial runs (role=trial)")
         info = SweepInfo(
             name=name,
-            kind=_infer_kind(parent.data.tags.get("kind") if parent else None, trials),
+            kind=_infer_kind(parent.data.tags.get(TAG_KIND) if parent else None, trials),
             parent_run_id=parent.info.run_id if parent else None,
             ignored_parent_ids=tuple(p.info.run_id for p in parents[1:]),
             params=dict(parent.data.params) if parent else {},

@@ -23,6 +23,7 @@ class Section:
     paragraphs: list[str] = field(default_factory=list)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     figures: list[tuple[str, Path]] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)  # shown as a list after the paragraphs
 
 
 def _cell(value: object) -> str:
@@ -64,6 +65,8 @@ def render_markdown(title: str, sections: list[Section]) -> str:
         lines += [f"## {section.title}", ""]
         for para in section.paragraphs:
             lines += [para, ""]
+        if section.bullets:
+            lines += [*(f"- {item}" for item in section.bullets), ""]
         for caption, path in section.figures:
             lines += [f"![{caption}](figures/{path.name})", "", f"*{caption}*", ""]
         for caption, frame in section.tables:
@@ -100,6 +103,8 @@ def render_html(title: str, sections: list[Section]) -> str:
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
+        if section.bullets:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in section.bullets) + "</ul>")
         for caption, path in section.figures:
             parts.append(
                 f'<figure><img alt="{html.escape(caption)}" src="{_data_uri(path)}">'

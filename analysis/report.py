@@ -20,19 +20,15 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from analysis import cost_sections, learning, predictions, scaling
 from analysis import figures as fig
-from analysis import learning, scaling
+from analysis.builder import Builder, method_key
+from analysis.cost_model import DEFAULT_BOOT
+from analysis.cost_tables import RUNTIME_FALLBACK, RUNTIME_STAT
 from analysis.errors import ReportError
 from analysis.loading import SweepData, SweepInfo, learning_curves, load_sweep_data
 from analysis.render import Section, render_html, render_markdown
-from analysis.schema import (
-    FLOOR_METHOD,
-    FLOP_FLOOR_RATIO,
-    REFERENCE_METHOD,
-    STATUS_OK,
-    flop_ratio,
-    method_sort_key,
-)
+from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, STATUS_OK, method_sort_key
 
 ARTIFACT_PATH = "report"
 _OWNED = ("report.html", "report.md", "figures", "tables")
@@ -65,29 +61,6 @@ class Report:
             )
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
-
-
-@dataclass
-class _Builder:
-    """Collects sections, figures and tables while the report is assembled."""
-
-    out_dir: Path
-    ctx: fig.FigureContext
-    sections: list[Section] = field(default_factory=list)
-    figures: list[Path] = field(default_factory=list)
-    tables: dict[str, Path] = field(default_factory=dict)
-    headline: list[str] = field(default_factory=list)
-
-    def table(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
-        path = self.out_dir / "tables" / f"{name}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path, index=False)
-        self.tables[name] = path
-        return frame
-
-    def figure(self, paths: list[Path]) -> Path:
-        self.figures.extend(paths)
-        return paths[0]
 
 
 def _prepare_out_dir(out_dir: str | Path) -> Path:
@@ -179,7 +152,7 @@ def _overview(data: SweepData, ctx: fig.FigureContext) -> Section:
     return Section("Overview", paras, [("Sweeps", sweeps), ("Machines and software", env)])
 
 
-def _trials(b: _Builder, runs: pd.DataFrame) -> Section:
+def _trials(b: Builder, runs: pd.DataFrame) -> Section:
     counts = pd.crosstab([runs["sweep"], runs["method"]], runs["status"]).reset_index()
     counts.columns.name = None
     problems = runs.loc[
@@ -218,87 +191,16 @@ def _trials(b: _Builder, runs: pd.DataFrame) -> Section:
     return Section("Trials", paras, tables)
 
 
-def _threshold_text(thresholds: dict[str, float], min_dim: int | None) -> str:
-    how = (
-        f"D ≥ {min_dim} (given)"
-        if min_dim is not None
-        else "D ≥ the lower edge of the upper half of each sweep's distinct D (at least 3 values)"
-    )
-    per = "; ".join(f"{s}: D ≥ {t:g}" for s, t in thresholds.items()) or "none"
-    return f"Fit range: {how}. Thresholds used: {per}."
+def _speed_metric(runs: pd.DataFrame) -> str:
+    """The contention-robust minimum when every timed run logged it, else the median."""
+    timed = runs[runs["status"] == STATUS_OK]
+    timed = timed[timed[RUNTIME_FALLBACK].notna()]
+    if len(timed) and RUNTIME_STAT in timed and timed[RUNTIME_STAT].notna().all():
+        return RUNTIME_STAT
+    return RUNTIME_FALLBACK
 
 
-def _fit_section(
-    b: _Builder,
-    runs: pd.DataFrame,
-    *,
-    metric: str,
-    label: str,
-    ylabel: str,
-    key: str,
-    min_dim: int | None,
-) -> Section:
-    title = "Runtime scaling" if key == "runtime" else "Peak memory"
-    if runs[metric].notna().sum() == 0:
-        return Section(title, [f"No {label} was recorded ({metric!r} missing), so nothing to fit."])
-    fits = b.table(f"exponents_{key}", scaling.fit_table(runs, metric, min_dim=min_dim))
-    verdicts = b.table(f"verdicts_{key}", scaling.method_verdicts(fits))
-    medians = scaling.median_times(runs, metric)
-    thresholds = scaling.sweep_thresholds(runs, metric, min_dim)
-    paras = [
-        f"Exponent k in {metric} ∝ Dᵏ, least squares in log-log over the large-D range, with a "
-        "seeded bootstrap 95% interval over the points in that range (widened by √(n/(n−2))). "
-        "Per method the verdict is that of the median k over its depth × batch-size groups.",
-        _threshold_text(thresholds, min_dim),
-        f"Verdict thresholds: {scaling.verdict_rule()}.",
-    ]
-    notes = fits[fits["note"] != ""]
-    paras += [
-        f"{r.method} (depth {r.depth}, batch {r.batch_size}, {r.sweep}): {r.note}."
-        for r in notes.itertuples()
-    ]
-    figure = b.figure(
-        fig.plot_power_law(
-            medians,
-            fits,
-            b.ctx,
-            b.out_dir / "figures",
-            name=f"{key}_vs_dim",
-            ylabel=ylabel,
-            title=f"{label.capitalize()} against dimension (log-log)",
-        )
-    )
-    verdicts = verdicts.sort_values(["sweep", "device_name", "method"], key=_method_key, kind="stable")
-    shown = fits.drop(columns=["metric", "log_c"]).sort_values(
-        ["sweep", "device_name", "method"], key=_method_key, kind="stable"
-    )
-    for r in verdicts.itertuples():
-        if key == "runtime":
-            b.headline.append(
-                f"{r.method}: runtime k = {r.k_median:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] → "
-                f"{r.verdict}" + (f" ({r.sweep})" if verdicts["sweep"].nunique() > 1 else "")
-            )
-    return Section(
-        title,
-        paras,
-        [("Verdict per method", verdicts), ("Exponent per method × depth × batch size", shown)],
-        [
-            (
-                f"{label.capitalize()} against D; lines: power-law fits over their fit range; grey: "
-                "slope-2 and slope-3 guides; bars: min–max over seeds.",
-                figure,
-            )
-        ],
-    )
-
-
-def _method_key(column: pd.Series) -> pd.Series:
-    if column.name == "method" or column.name == "baseline":
-        return column.map(method_sort_key)
-    return column
-
-
-def _speedup_section(b: _Builder, runs: pd.DataFrame) -> list[Section]:
+def _speedup_section(b: Builder, runs: pd.DataFrame) -> tuple[list[Section], pd.DataFrame]:
     methods = set(runs.loc[runs["sec_per_iter"].notna(), "method"])
     if REFERENCE_METHOD not in methods or len(methods) < 2:
         return [
@@ -309,16 +211,12 @@ def _speedup_section(b: _Builder, runs: pd.DataFrame) -> list[Section]:
                     f"report has: {sorted(methods) or 'none'}."
                 ],
             )
-        ]
-    speed = b.table("speedup", scaling.speedup_table(runs))
+        ], scaling.speedup_table(runs.iloc[0:0])
+    metric = _speed_metric(runs)
+    speed = b.table("speedup", scaling.speedup_table(runs, metric=metric))
     cross = b.table("crossover", scaling.crossover_table(speed))
     figure = b.figure(fig.plot_speedup(speed, cross, b.ctx, b.out_dir / "figures"))
-    cross = cross.sort_values(["baseline"], key=_method_key, kind="stable")
-    for r in cross.itertuples():
-        b.headline.append(
-            f"relative vs {r.baseline}: crossover {r.crossover}; speedup ×{r.speedup_at_max_dim:.3g} "
-            f"at D = {r.max_dim}"
-        )
+    cross = cross.sort_values(["baseline"], key=method_key, kind="stable")
     wide = speed.pivot_table(
         index=["sweep", "depth", "batch_size", "dim"], columns="baseline", values="speedup"
     ).reset_index()
@@ -331,33 +229,35 @@ def _speedup_section(b: _Builder, runs: pd.DataFrame) -> list[Section]:
         Section(
             "Speedup and crossover",
             [
-                f"Speedup = t_baseline / t_{REFERENCE_METHOD} (median over seeds; > 1 means the "
-                "relative gradient is faster). The crossover is the D from which on relative stays "
+                f"Speedup = t_baseline / t_{REFERENCE_METHOD} on {metric} (median over seeds; > 1 means "
+                "the relative gradient is faster). The crossover is the D from which on relative stays "
                 "faster, interpolated linearly in log-log between the neighbouring measured D; "
-                "'always' / 'never in range' when no crossing lies within the measured D.",
+                "'always' / 'never in range' when no crossing lies within the measured D (the "
+                "Predictions section gives the crossover of the fitted models).",
             ],
             [("Crossover D per baseline", cross), ("Speedup per D", wide)],
             [("Speedup of the relative gradient over each baseline; dashed: crossover D.", figure)],
         )
     ]
     if FLOOR_METHOD in methods:
-        over = b.table("overhead_mlp", scaling.overhead_table(runs))
+        over = b.table("overhead_mlp", scaling.overhead_table(runs, metric=metric))
         ofig = b.figure(fig.plot_overhead(over, b.ctx, b.out_dir / "figures"))
+        logged = over["flop_floor"].notna().any()
+        flop_text = (
+            "The flop_floor column is the matrix-FLOP ratio relative/mlp that the runs logged "
+            "(flop_ratio, from the core's method registry): the level a step bound by its matrix "
+            "products would reach. The rest of a step (Adam, elementwise work) costs the same for both."
+            if logged
+            else "These runs did not log flop_ratio (they predate it), so the matrix-FLOP ratio is not shown."
+        )
         sections.append(
             Section(
                 "Overhead over the MLP floor",
                 [
-                    f"t_{REFERENCE_METHOD} / t_{FLOOR_METHOD}: the same network trained without the "
-                    "log-determinant term. Per hidden layer an MLP step does three B×D by D×D products "
-                    "(forward, backward through the input, weight gradient); the relative "
-                    f"gradient adds one more (the floor {FLOP_FLOOR_RATIO:.3f} = 4/3 of deep flows). The "
-                    "first layer needs no input gradient and the last layer, fused with the Gaussian "
-                    "base, gets its input gradient for free, so the matrix-FLOP ratio is "
-                    f"{flop_ratio(2):.2f} at depth 2 (the flop_floor column). The rest of a step (Adam, "
-                    "elementwise work) costs the same for both. Ratios near the floor mean little "
-                    "overhead beyond the unavoidable products."
+                    f"t_{REFERENCE_METHOD} / t_{FLOOR_METHOD} on {metric}: the same network trained "
+                    "without the log-determinant term. " + flop_text
                 ],
-                [("Overhead per D", over)],
+                [("Overhead per D", over if logged else over.drop(columns=["flop_floor"]))],
                 [("Relative-gradient step time over the MLP step, with the matrix-FLOP ratio.", ofig)],
             )
         )
@@ -365,10 +265,10 @@ def _speedup_section(b: _Builder, runs: pd.DataFrame) -> list[Section]:
         sections.append(
             Section("Overhead over the MLP floor", [f"No '{FLOOR_METHOD}' trials in this report."])
         )
-    return sections
+    return sections, speed
 
 
-def _learning_section(b: _Builder, runs: pd.DataFrame, curves: pd.DataFrame, tolerance: float) -> Section:
+def _learning_section(b: Builder, runs: pd.DataFrame, curves: pd.DataFrame, tolerance: float) -> Section:
     section = Section("Learning: log-likelihood against wall-clock")
     curves = learning.scaling_curves(curves)
     if curves.empty:
@@ -412,7 +312,7 @@ def _learning_section(b: _Builder, runs: pd.DataFrame, curves: pd.DataFrame, tol
     return section
 
 
-def _hpo_section(b: _Builder, runs: pd.DataFrame, best: pd.DataFrame) -> Section:
+def _hpo_section(b: Builder, runs: pd.DataFrame, best: pd.DataFrame) -> Section:
     trials = learning.hpo_trials(runs)
     if trials.empty:
         return Section("Hyper-parameter search", ["No HPO sweep (kind=hpo) in this report."])
@@ -455,6 +355,29 @@ def _log_artifacts(tracking_uri: str, sweeps: list[SweepInfo], out: Path) -> tup
     return logged, problems
 
 
+def _headline(
+    b: Builder,
+    runs: pd.DataFrame,
+    runtime: cost_sections.CostResult,
+    speed: pd.DataFrame,
+    pred: pd.DataFrame,
+    cross_pred: pd.DataFrame,
+) -> Section:
+    """The report's opening: trial counts, each method's order with its evidence, the speedups."""
+    counts = runs["status"].value_counts().sort_index()
+    lines = [f"{len(runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
+    if runtime.groups:
+        lines += cost_sections.method_lines(runtime)
+        cross = b.frames.get("crossover", pd.DataFrame(columns=["sweep", "depth", "batch_size", "baseline"]))
+        lines += cost_sections.speedup_lines(speed, cross, pred, cross_pred)
+        lines += cost_sections.flag_line(runtime)
+    else:
+        lines.append("No step timings in this report, so no cost model.")
+    b.headline = lines
+    figures = [("Step time against D with the fitted cost models (details below).", b.headline_figure)]
+    return Section("Headline", [], [], figures if b.headline_figure is not None else [], bullets=list(lines))
+
+
 def build_report(
     sweeps: str | Sequence[str],
     *,
@@ -462,8 +385,10 @@ def build_report(
     out_dir: str | Path,
     experiment: str = "relgrad",
     min_dim: int | None = None,
+    predict_dims: Sequence[int] | None = None,
     log_to_mlflow: bool = True,
     tolerance: float = learning.DEFAULT_TOLERANCE,
+    n_boot: int = DEFAULT_BOOT,
 ) -> Report:
     """Build the scaling report of one or several sweeps (several: to compare machines).
 
@@ -472,9 +397,13 @@ def build_report(
         tracking_uri: MLflow tracking URI, e.g. ``sqlite:////abs/path/mlflow.db``.
         out_dir: directory for report.html, report.md, figures/ and tables/ (rebuilt).
         experiment: MLflow experiment name.
-        min_dim: fit exponents over D ≥ min_dim; default the upper half of each sweep's D.
+        min_dim: range of the secondary log-log slope: D ≥ min_dim; default the upper half of each
+            sweep's D. The cost models always use every D.
+        predict_dims: D at which to predict step time and speedup (e.g. ``[8192, 23552]``); default
+            the sweep's largest D × 4 and the paper's largest D, 23 552.
         log_to_mlflow: log out_dir as artifacts ``report/`` of each sweep's parent run.
         tolerance: nats below the best final val LL that count as reaching the target.
+        n_boot: bootstrap resamples per cost-model fit.
 
     Raises:
         ReportError: unknown or empty sweep, missing required metrics, bad arguments.
@@ -483,6 +412,9 @@ def build_report(
         raise ReportError(f"min_dim must be a positive integer or None, got {min_dim!r}")
     if not tolerance >= 0:
         raise ReportError(f"tolerance must be a non-negative number of nats, got {tolerance!r}")
+    dims = predictions.check_predict_dims(predict_dims)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
+        raise ReportError(f"n_boot must be an integer >= 100, got {n_boot!r}")
     data = load_sweep_data(sweeps, tracking_uri=tracking_uri, experiment=experiment)
     out = _prepare_out_dir(out_dir)
     runs = data.runs
@@ -494,37 +426,25 @@ def build_report(
     )
     timed = runs[runs["kind"] != "hpo"]
     # Figure footers name only the sweeps and devices whose runs the figure shows.
-    b = _Builder(out, _restricted(ctx, timed))
-    sections = [_overview(data, ctx), _trials(b, runs)]
-    sections.append(
-        _fit_section(
-            b,
-            timed,
-            metric="sec_per_iter",
-            label="seconds per training step",
-            ylabel="seconds per training step (s)",
-            key="runtime",
-            min_dim=min_dim,
-        )
-    )
+    b = Builder(out, _restricted(ctx, timed))
+    fit_args = {"predict_dims": dims, "min_dim": min_dim, "n_boot": n_boot, "seed": 0}
+    runtime = cost_sections.analyse(timed, "runtime", **fit_args)
+    memory = cost_sections.analyse(timed, "memory", **fit_args)
+    body = [_overview(data, ctx), _trials(b, runs), cost_sections.cost_section(b, runtime, timed)]
+    speed, pred, cross_pred = scaling.speedup_table(timed.iloc[0:0]), pd.DataFrame(), pd.DataFrame()
+    if runtime.groups:
+        prediction, pred, cross_pred = cost_sections.prediction_section(b, runtime, dims is not None)
+        body += [prediction, cost_sections.timing_section(b, runtime, timed)]
     if timed["sec_per_iter"].notna().any():
-        sections += _speedup_section(b, timed)
+        speed_sections, speed = _speedup_section(b, timed)
+        body += speed_sections
     else:
-        sections.append(Section("Speedup and crossover", ["No timing data in this report."]))
-    sections.append(
-        _fit_section(
-            b,
-            timed,
-            metric="peak_mem_mb",
-            label="peak memory",
-            ylabel="peak memory (MB)",
-            key="memory",
-            min_dim=min_dim,
-        )
-    )
-    sections.append(_learning_section(b, runs, learning_curves(data), tolerance))
+        body.append(Section("Speedup and crossover", ["No timing data in this report."]))
+    body.append(cost_sections.cost_section(b, memory, timed))
+    body.append(_learning_section(b, runs, learning_curves(data), tolerance))
     b.ctx = _restricted(ctx, runs[runs["kind"] == "hpo"])
-    sections.append(_hpo_section(b, runs, data.best))
+    body.append(_hpo_section(b, runs, data.best))
+    sections = [_headline(b, runs, runtime, speed, pred, cross_pred), *body]
     title = f"relgrad report: {', '.join(ctx.sweeps)}"
     html_path, md_path = out / "report.html", out / "report.md"
     md_path.write_text(render_markdown(title, sections), encoding="utf-8")
@@ -538,8 +458,6 @@ def build_report(
         sweeps=list(ctx.sweeps),
         headline=b.headline,
     )
-    counts = runs["status"].value_counts().sort_index()
-    report.headline.insert(0, f"{len(runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if log_to_mlflow:
         report.logged_to_runs, report.warnings = _log_artifacts(tracking_uri, data.sweeps, out)
     return report

@@ -1,9 +1,10 @@
-"""Power-law exponents of runtime and memory in D, speedups, crossovers, overhead over the MLP.
+"""Local log-log slopes of runtime and memory in D, speedups, crossovers, overhead over the MLP.
 
-The exponent ``k`` in ``t ≈ c·Dᵏ`` is the least-squares slope of ``log t`` on ``log D`` over the
-large-D range ``D ≥ threshold`` (small D is dominated by fixed per-step overheads, which flatten the
-curve). Its 95% interval is a seeded percentile bootstrap over the (D, t) points in that range,
-widened by √(n/(n−2)) for the two fitted parameters.
+The slope ``k`` in ``t ≈ c·Dᵏ`` is the least-squares slope of ``log t`` on ``log D`` over the
+large-D range ``D ≥ threshold``. It is a secondary, range-dependent number: small D are dominated by
+fixed per-step overheads and B·D² products, which flatten it, so the order of a method's cost comes
+from the cost model of :mod:`analysis.cost_model` instead. Its 95% interval is a seeded percentile
+bootstrap over the (D, t) points in that range, widened by √(n/(n−2)) for the two fitted parameters.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import ReportError
-from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, STATUS_OK, flop_ratio
+from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, STATUS_OK
 
 #: Below this exponent a method is called quadratic, above CUBIC_MIN cubic.
 QUADRATIC_MAX = 2.3
@@ -362,8 +363,8 @@ def overhead_table(
     floor: str = FLOOR_METHOD,
     metric: str = "sec_per_iter",
 ) -> pd.DataFrame:
-    """``t_reference / t_floor`` per configuration and D, next to the matrix-FLOP ratio at that depth
-    (:func:`analysis.schema.flop_ratio`: 1.2 at depth 2, → 4/3 for deep flows)."""
+    """``t_reference / t_floor`` per configuration and D, next to the matrix-FLOP ratio the reference's
+    runs logged (``flop_ratio``, from the core's method registry); NaN for runs that predate it."""
     columns = [*CONFIG_GROUP, "dim", "t_reference_s", "t_mlp_s", "overhead", "flop_floor"]
     speedups = speedup_table(runs, reference, metric)
     part = speedups[speedups["baseline"] == floor]
@@ -371,5 +372,12 @@ def overhead_table(
         return pd.DataFrame(columns=columns)
     out = part.rename(columns={"t_baseline_s": "t_mlp_s"}).copy()
     out["overhead"] = out["t_reference_s"] / out["t_mlp_s"]
-    out["flop_floor"] = [flop_ratio(int(d)) for d in out["depth"]]
+    keys = [*CONFIG_GROUP, "dim"]
+    if "flop_ratio" in runs:
+        ref = _usable(runs, metric)
+        ref = ref[ref["method"] == reference]
+        logged = ref.groupby(keys, sort=True)["flop_ratio"].median().rename("flop_floor").reset_index()
+        out = out.merge(logged, on=keys, how="left")
+    else:
+        out["flop_floor"] = float("nan")
     return out[columns].reset_index(drop=True)

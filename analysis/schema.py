@@ -7,24 +7,6 @@ METHOD_ORDER: tuple[str, ...] = ("relative", "ordinary", "autodiff", "jacobian",
 REFERENCE_METHOD = "relative"
 #: The plain MLP (no log-det term): the cost floor that the relative gradient is compared with.
 FLOOR_METHOD = "mlp"
-#: Relative-gradient step / MLP step in matrix FLOPs for deep flows: per hidden layer an MLP does three
-#: B×D by D×D products (forward, input gradient, weight gradient), the relative gradient four.
-FLOP_FLOOR_RATIO = 4.0 / 3.0
-
-
-def flop_ratio(depth: int, gaussian_base: bool = True) -> float:
-    """Matrix-FLOP ratio relative/mlp of relgrad_core's gradients at ``depth`` (units of B·D²).
-
-    MLP: forward 2 per layer, weight gradient 2 per layer, input gradient 2 on all but the first layer.
-    Relative: forward 2, ``yW`` and ``δᵀ(yW)`` 4 per layer, input gradient 2 on hidden layers but the first;
-    with a Gaussian base the last layer's input gradient comes free (``δ = y/B``). So 12/10 at depth 2,
-    and → 4/3 as the depth grows.
-    """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    mlp = 4 * depth + 2 * (depth - 1)
-    relative = 6 * depth + 2 * max(depth - 2, 0) + (0 if gaussian_base or depth == 1 else 2)
-    return relative / mlp
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,6 +36,8 @@ TAG_TRIAL_ID = "trial_id"
 TAG_GIT_COMMIT = "git_commit"
 ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
+#: The retrained best configuration of an HPO sweep.
+ROLE_BEST = "best"
 KINDS: tuple[str, ...] = ("scaling", "hpo")
 
 INT_PARAMS: tuple[str, ...] = ("dim", "depth", "batch_size", "seed")

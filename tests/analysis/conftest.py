@@ -179,6 +179,8 @@ def build_store(
                     "sec_per_iter": sec,
                     "sec_per_iter_min": 0.9 * sec,
                     "sec_per_iter_iqr": 0.05 * sec,
+                    "flop_ratio": 1.2 if method == "relative" else 1.0,
+                    "load_avg_1m": 0.5,
                     "peak_mem_mb": 2.0 + 1.2e-4 * dim**2 * (3 if method == "autodiff" else 1),
                     "test_ll": history[-1][1]["val_ll"] - 0.01,
                     "true_test_ll": true_ll,

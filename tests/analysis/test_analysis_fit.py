@@ -147,15 +147,3 @@ def test_fit_table_falls_back_to_largest_three_dims_and_notes_it() -> None:
     strict = fit_table(runs, min_dim=512, n_boot=200).set_index("method")
     assert np.isnan(strict.loc["autodiff", "k"])
     assert "at least 3 distinct D" in strict.loc["autodiff", "note"]
-
-
-def test_flop_ratio_counts():
-    from analysis.schema import flop_ratio
-
-    assert flop_ratio(1) == pytest.approx(6 / 4)
-    assert flop_ratio(2) == pytest.approx(12 / 10)
-    assert flop_ratio(2, gaussian_base=False) == pytest.approx(14 / 10)
-    assert flop_ratio(4) == pytest.approx(28 / 22)
-    assert flop_ratio(1000) == pytest.approx(4 / 3, rel=1e-3)
-    with pytest.raises(ValueError):
-        flop_ratio(0)

@@ -15,9 +15,12 @@ from analysis import Report, build_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = (
+    "Headline",
     "Overview",
     "Trials",
     "Runtime scaling",
+    "Predictions",
+    "Timing quality",
     "Speedup and crossover",
     "Overhead over the MLP floor",
     "Peak memory",
@@ -39,11 +42,19 @@ TABLES = (
     "problem_trials",
     "exponents_runtime",
     "verdicts_runtime",
+    "cost_model_runtime",
+    "d3_share_runtime",
+    "predictions",
+    "crossover_predicted",
+    "predicted_vs_measured",
+    "flagged_timings",
     "speedup",
     "crossover",
     "overhead_mlp",
     "exponents_memory",
     "verdicts_memory",
+    "cost_model_memory",
+    "d3_share_memory",
     "kl_gap",
     "time_to_target",
     "hpo_trials",
@@ -78,7 +89,7 @@ def test_every_section_figure_and_table(report: Report) -> None:
 def test_html_is_self_contained(report: Report) -> None:
     html = report.html.read_text(encoding="utf-8")
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == len(FIGURES)
+    assert len(sources) == len(FIGURES) + 1  # the main figure is shown again under the headline
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.findall(r'href="([^"]*)"', html)
     assert "<table" in html
@@ -87,18 +98,31 @@ def test_html_is_self_contained(report: Report) -> None:
 def test_findings_match_the_fake_power_laws(report: Report) -> None:
     verdicts = pd.read_csv(report.tables["verdicts_runtime"]).set_index("method")
     for method in ("relative", "lu", "mlp"):
-        assert verdicts.loc[method, "verdict"] == "quadratic"
-        assert verdicts.loc[method, "ci_low"] <= 2.0 <= verdicts.loc[method, "ci_high"]
+        assert verdicts.loc[method, "order"] == "quadratic"
+        assert verdicts.loc[method, "slope_low"] <= 2.0 <= verdicts.loc[method, "slope_high"]
     for method in ("ordinary", "autodiff", "jacobian"):
-        assert verdicts.loc[method, "verdict"] == "cubic"
+        assert verdicts.loc[method, "order"] == "cubic"
+        assert verdicts.loc[method, "c_low"] > 0
+    cost = pd.read_csv(report.tables["cost_model_runtime"]).set_index("method")
+    # fitted on sec_per_iter_min = 0.9 × the median in the fake store: ordinary's c ≈ 0.9 · 4e-11
+    assert cost.loc["ordinary", "c_low"] <= 0.9 * 4e-11 <= cost.loc["ordinary", "c_high"]
+    assert (cost["statistic"] == "sec_per_iter_min").all()
+    assert cost.loc["relative", "c"] == pytest.approx(0.0, abs=1e-13)
+    assert cost.loc["jacobian", "half_dim"] < 64 < cost.loc["relative", "half_dim"]
+    lines = report.headline
+    assert lines[1].startswith("relative: quadratic") and lines[2].startswith("ordinary: cubic")
+    assert any(line.startswith("relative vs ordinary: ×") and "at D = 23552" in line for line in lines)
+    predicted = pd.read_csv(report.tables["predictions"])
+    assert set(predicted["dim"]) == {4096, 23552}  # default: largest D × 4 and the paper's largest
     cross = pd.read_csv(report.tables["crossover"]).set_index("baseline")
     # fake laws: ordinary = relative at D ≈ 100 (noise moves it a little)
     assert 64 < cross.loc["ordinary", "crossover_dim"] < 256
     assert cross.loc["mlp", "crossover"].startswith("never")
     overhead = pd.read_csv(report.tables["overhead_mlp"])
-    assert overhead["flop_floor"].tolist() == pytest.approx([1.2] * len(overhead))  # depth 2
+    assert overhead["flop_floor"].tolist() == pytest.approx([1.2] * len(overhead))  # logged by the runs
     md = report.markdown.read_text(encoding="utf-8")
-    assert "4/3" in md and "D ≥ 256" in md  # the floor and the fit threshold are stated
+    assert md.index("## Headline") < md.index("## Overview") < md.index("## Runtime scaling")
+    assert "D 256–1024" in md  # the range of the secondary slope is stated
     assert "Fake Xeon 9000" in md
 
 
@@ -138,5 +162,5 @@ def test_rerun_overwrites_and_removes_stale_files(fake_store: Any, tmp_path: Pat
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["hpo_ll_vs_lr.png", "hpo_ll_vs_lr.svg"]
     assert other.read_text() == "not ours"  # files the report does not own are left alone
     md = second.markdown.read_text(encoding="utf-8")
-    assert "No timing data" in md or "nothing to fit" in md
+    assert "No timing data" in md and "no cost model" in md
     assert "no KL-gap view" not in md and "fake-scaling" not in md

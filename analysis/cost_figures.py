@@ -1,0 +1,151 @@
+"""The main figure: step cost against D with the fitted cost models, and the D³ share per method.
+
+One row per depth × batch size. Left: measured points (median over seeds of the fitted statistic,
+bars min–max), the fitted ``t0 + a·D² + c·D³`` solid over the measured D and dashed out to the
+largest predicted D, and slope-2 / slope-3 guides through the reference's and the cubic baseline's
+largest measured point (drawn after the axes are set, so they never widen them). Right: the share
+``c·D³ / t(D)`` of each fitted model against D, with the half line and the materiality threshold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+
+from analysis.cost_model import CUBIC_SHARE_MIN, ORDER_CUBIC
+from analysis.cost_tables import GroupFit
+from analysis.figures import FigureContext, method_colour, panels, save_figure, sweep_marker
+from analysis.schema import REFERENCE_METHOD, method_sort_key
+
+
+def _curve_span(g: GroupFit, extend_to: float) -> tuple[np.ndarray, np.ndarray]:
+    assert g.fit is not None
+    lo, hi = g.fit.dims[0], g.fit.max_dim
+    return np.geomspace(lo, hi, 60), np.geomspace(hi, max(hi, extend_to), 40)
+
+
+def _points(ax: Axes, g: GroupFit, colour: str, marker: str) -> None:
+    dims = np.unique(g.dims)
+    per = [g.values[g.dims == d] for d in dims]
+    med = np.array([np.median(v) for v in per])
+    err = np.vstack([med - [v.min() for v in per], [v.max() for v in per] - med])
+    ax.errorbar(dims, med, yerr=err, color=colour, marker=marker, ms=4, lw=0, elinewidth=0.8, capsize=2)
+
+
+def _anchor(groups: list[GroupFit], method: str) -> tuple[float, float] | None:
+    """(D, t) of ``method``'s largest measured point (median over seeds), if it was timed."""
+    for g in groups:
+        if g.labels["method"] == method and len(g.dims):
+            d = float(g.dims.max())
+            return d, float(np.median(g.values[g.dims == d]))
+    return None
+
+
+def _cubic_anchor(groups: list[GroupFit]) -> tuple[float, float] | None:
+    """The first cubic curve in display order (ordinary when it was timed), else the first baseline."""
+    timed = sorted((g for g in groups if len(g.dims)), key=lambda g: method_sort_key(str(g.labels["method"])))
+    cubic = [g for g in timed if g.order == ORDER_CUBIC]
+    others = [g for g in timed if g.labels["method"] != REFERENCE_METHOD]
+    pick = cubic or others
+    return _anchor(pick, str(pick[0].labels["method"])) if pick else None
+
+
+def _guides(ax: Axes, groups: list[GroupFit]) -> list[Line2D]:
+    """Slope-2 and slope-3 lines through the data, drawn without changing the axis limits."""
+    xlim, ylim = ax.get_xlim(), ax.get_ylim()
+    span = np.geomspace(*xlim, 50)
+    lines: list[Line2D] = []
+    for slope, anchor, style in (
+        (2, _anchor(groups, REFERENCE_METHOD), (0, (5, 3))),
+        (3, _cubic_anchor(groups), (0, (1, 2))),
+    ):
+        if anchor is None:
+            continue
+        d0, t0 = anchor
+        (line,) = ax.plot(
+            span,
+            t0 * (span / d0) ** slope,
+            color="0.45",
+            lw=1.0,
+            ls=style,
+            zorder=1,
+            label=f"∝ D{'²' if slope == 2 else '³'} guide",
+        )
+        lines.append(line)
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+    return lines
+
+
+def plot_cost_model(
+    groups: list[GroupFit],
+    ctx: FigureContext,
+    out_dir: Path,
+    *,
+    name: str,
+    ylabel: str,
+    title: str,
+    extend_to: float,
+    unit: str = "s",
+) -> list[Path]:
+    """The cost-model figure (see module docstring); ``extend_to``: largest predicted D."""
+    configs = sorted({(g.labels["depth"], g.labels["batch_size"]) for g in groups if len(g.dims)})
+    fig, axes = panels(2 * len(configs), width=5.0, height=3.8)
+    sweeps = list(dict.fromkeys(str(g.labels["sweep"]) for g in groups))
+    handles: dict[str, Line2D] = {}
+    for row, (depth, batch) in enumerate(configs):
+        ax, share_ax = axes[2 * row], axes[2 * row + 1]
+        part = [g for g in groups if (g.labels["depth"], g.labels["batch_size"]) == (depth, batch)]
+        part.sort(key=lambda g: (str(g.labels["sweep"]), method_sort_key(str(g.labels["method"]))))
+        for g in part:
+            if not len(g.dims):
+                continue
+            method, sweep = str(g.labels["method"]), str(g.labels["sweep"])
+            colour = method_colour(method)
+            _points(ax, g, colour, sweep_marker(sweeps, sweep))
+            label = f"{method}: {g.order}" + (f" [{sweep}]" if len(sweeps) > 1 else "")
+            if g.fit is None:
+                handles.setdefault(label, Line2D([], [], color=colour, marker="o", lw=0))
+                continue
+            inside, beyond = _curve_span(g, extend_to)
+            (line,) = ax.plot(inside, g.fit.predict(inside), color=colour, lw=1.8)
+            ax.plot(beyond, g.fit.predict(beyond), color=colour, lw=1.2, ls="--")
+            share_ax.plot(inside, g.fit.share(inside), color=colour, lw=1.8)
+            share_ax.plot(beyond, g.fit.share(beyond), color=colour, lw=1.2, ls="--")
+            dims = np.array(g.fit.dims)
+            share_ax.plot(dims, g.fit.share(dims), color=colour, marker="o", ms=3, lw=0)
+            handles.setdefault(label, line)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("dimension D")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"depth {depth}, batch {batch}: fitted t0 + a·D² + c·D³", fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        for line in _guides(ax, part):
+            handles.setdefault(str(line.get_label()), line)
+        share_ax.axhline(0.5, color="0.3", lw=0.9, ls="-.")
+        share_ax.axhline(CUBIC_SHARE_MIN, color="0.6", lw=0.9, ls=":")
+        share_ax.set_xscale("log", base=2)
+        share_ax.set_ylim(-0.02, 1.02)
+        share_ax.set_xlabel("dimension D")
+        share_ax.set_ylabel(
+            f"D³ share of the step, c·D³ / t(D)  [{unit}]" if unit != "s" else "D³ share c·D³ / t(D)"
+        )
+        share_ax.set_title(
+            f"depth {depth}, batch {batch}: dash-dot ½ (half-D), dotted {CUBIC_SHARE_MIN:.0%} threshold",
+            fontsize=9,
+        )
+        share_ax.grid(True, which="major", alpha=0.3)
+    handles["measured"] = Line2D([], [], color="0.3", lw=1.8, label="fit over measured D")
+    handles["predicted"] = Line2D([], [], color="0.3", lw=1.2, ls="--", label="extrapolated")
+    labels = list(handles)
+    handles_list = [handles[k] for k in labels]
+    labels = [
+        h.get_label() if k in ("measured", "predicted") else k
+        for k, h in zip(labels, handles_list, strict=True)
+    ]
+    fig.legend(handles_list, labels, loc="center right", fontsize=7, frameon=False)
+    return save_figure(fig, ctx, out_dir, name, title, right=0.87)
