@@ -65,21 +65,17 @@ FILE_DATASET = "file"
 # Names from the core's registries, read when a config is validated
 # --------------------------------------------------------------------------------------------
 def known_methods() -> tuple[str, ...]:
-    """Gradient methods of the core's registry, in display order."""
-    try:
-        from relgrad_core.methods import method_names
-    except ImportError:  # a core without the registry module: its METHODS tuple is the list
-        from relgrad_core import METHODS
+    """Gradient methods of the core's registry now (``register_method`` adds to it), in display order."""
+    from relgrad_core import method_names
 
-        return tuple(METHODS)
     return tuple(method_names())
 
 
 def known_datasets() -> tuple[str, ...]:
-    """Data sets of the core's registry (read from the module now: ``register_dataset`` adds to it)."""
-    from relgrad_core.data import registry
+    """Data sets of the core's registry now (``register_dataset`` adds to it)."""
+    from relgrad_core import dataset_names
 
-    return tuple(registry.DATASETS)
+    return tuple(dataset_names())
 
 
 def known_optimizers() -> tuple[str, ...]:

@@ -271,8 +271,8 @@ def test_missing_preset_file_is_named(tmp_path) -> None:
 def test_names_come_from_the_core_registries() -> None:
     import dataclasses
 
-    from relgrad_core.data.registry import register_dataset, unregister_dataset
-    from relgrad_core.methods import get_method, register_method, unregister_method
+    from relgrad_core import get_method, register_dataset, register_method, unregister_method
+    from relgrad_core.data import unregister_dataset
 
     with pytest.raises(ConfigError, match="unknown method 'twin'"):
         ScalingConfig(methods=["twin"])
