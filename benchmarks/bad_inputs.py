@@ -96,8 +96,9 @@ CLI_CASES: list[Case] = [
     Case(("scaling", "--set", "epochs"), "expected section.field=value"),
     Case(("scaling", "--frobnicate"), "unrecognized arguments"),
     # names and devices
-    Case(("scaling", "--name", "o'b"), '--name "o\'b": use 1-100 letters, digits'),
-    Case(("scaling", "--name", "../escape"), "--name '../escape': use 1-100 letters, digits"),
+    Case(("scaling", "--name", "o'b"), 'sweep name "o\'b": use 1-128 letters, digits'),
+    Case(("scaling", "--name", "../escape"), "sweep name '../escape': use 1-128 letters, digits"),
+    Case(("train", "--name", "a/b"), "sweep name 'a/b': use 1-128 letters, digits"),
     Case(("scaling", "--device", "cuda"), "CUDA is not available on this machine", needs_no_cuda=True),
     Case(("scaling", "--device", "gpu"), "unknown device 'gpu'"),
     Case(("tune", "--device", "cuda"), "CUDA is not available on this machine", needs_no_cuda=True),

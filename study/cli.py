@@ -36,7 +36,7 @@ from study.config import (
     with_overrides,
 )
 from study.parsing import parse_assignment, parse_yaml_value
-from study.tracking import DEFAULT_EXPERIMENT, check_tracking_uri, default_tracking_uri
+from study.tracking import DEFAULT_EXPERIMENT, check_sweep_name, check_tracking_uri, default_tracking_uri
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SWEEPS, RUNS = ("scaling", "tune"), ("scaling", "tune", "train")
@@ -291,7 +291,7 @@ def _sweep_config(command: str, args: argparse.Namespace, storage: str) -> tuple
 
     if not args.name:
         raise ConfigError("--resume needs the --name of the sweep to continue")
-    saved = load_saved_config(storage, preflight.check_name(args.name))
+    saved = load_saved_config(storage, check_sweep_name(args.name))
     kind, cls = ("scaling", ScalingConfig) if command == "scaling" else ("hpo", HpoConfig)
     if saved.get("kind") != kind:
         raise ConfigError(f"--resume: sweep {args.name!r} is a {saved.get('kind')!r} sweep, not {kind}")
@@ -309,7 +309,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         label = f"tune-{cfg.data.dataset}-{cfg.space.method}"
         name = args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S"))
-    preflight.check_name(name)
+    check_sweep_name(name)
     _preflight(command, cfg, args)
     uri = _tracking_uri(args)
     _start_ray(args, cfg.train, cfg.resources.gpus_per_trial)
@@ -363,7 +363,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg: SingleRun = build_config("train", args)
     point = train_point(cfg)
     label = f"train-{cfg.data.dataset}-{cfg.method}"
-    name = preflight.check_name(args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S")))
+    name = check_sweep_name(args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S")))
     if not args.address:
         preflight.check_device(cfg.train.device, f"{cfg.where}.train.device")
         rows = _rows(cfg)

@@ -1,4 +1,4 @@
-"""Checks a run must pass before Ray or MLflow are touched: its name, its device, its memory, its data file.
+"""Checks a run must pass before Ray or MLflow are touched: its device, its memory, its data file.
 
 Each failure is a :class:`~study.config.ConfigError` with one line that says what to change.
 """
@@ -14,28 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study.config import SYNTHETIC_DATASETS, ConfigError, DataConfig, TrainConfig
+from study.tracking import check_sweep_name
 
-#: Sweep names: they become MLflow tags, Tune folder names and parts of shell commands.
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 #: A trial whose estimated peak memory exceeds this fraction of its device's memory is refused.
 MEMORY_FRACTION = 0.8
 #: Rows of one evaluation chunk (``relgrad_core.evaluate_nll``'s batch size).
 EVAL_ROWS = 1024
 
 
-def check_name(name: str) -> str:
-    """A sweep name: 1-100 of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit (no paths, no quotes)."""
-    if not NAME.fullmatch(name):
-        raise ConfigError(
-            f"--name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return name
-
-
 def default_name(*parts: str) -> str:
     """``parts`` joined by ``-``, anything outside the name charset replaced (e.g. a preset file's stem)."""
-    text = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)).lstrip("._-")
-    return check_name((text or "sweep")[:100])
+    text = re.sub(r"[^A-Za-z0-9._-]+|\.{2,}", "-", "-".join(parts)).lstrip("._-")
+    return check_sweep_name((text or "sweep")[:100])
 
 
 # --------------------------------------------------------------------------------------------
