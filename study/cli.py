@@ -18,7 +18,6 @@ from typing import Any
 
 from study import preflight, ray_runtime  # ray_runtime first: it keeps an embedded Ray on loopback
 from study.config import (
-    FILE_DATASET,
     SYNTHETIC_DATASETS,
     ConfigError,
     HpoConfig,
@@ -217,34 +216,39 @@ def _seed(cfg: Any) -> int:
     return int(cfg.space.seed if isinstance(cfg, HpoConfig) else cfg.seed)
 
 
-def _rows(cfg: Any) -> int:
+def _data_shape(command: str, cfg: Any) -> preflight.DataShape:
+    """Dimension and rows of the run's data: a file or a named set is read (once); generated data sized."""
     if cfg.data.file is not None:
-        return preflight.read_data_file(cfg.data.file, seed=_seed(cfg), standardize=cfg.data.standardize).rows
-    return preflight.data_rows(cfg.data)
+        return preflight.read_data_file(cfg.data.file, seed=_seed(cfg), standardize=cfg.data.standardize)
+    if cfg.data.dataset not in SYNTHETIC_DATASETS:
+        return preflight.named_dataset(cfg.data, _seed(cfg), f"{cfg.where}.data.dataset")
+    dim = {"scaling": None, "tune": cfg.data.dim, "train": getattr(cfg, "dim", None)}[command]
+    return preflight.DataShape(dim or 0, preflight.data_rows(cfg.data))
 
 
-def _shapes(command: str, cfg: Any) -> list[preflight.Shape]:
+def _shapes(command: str, cfg: Any, data: preflight.DataShape) -> list[preflight.Shape]:
     """The largest trial of each method (the memory check needs no other)."""
-    rows = _rows(cfg)
     if command == "scaling":
         depth, batch = max(cfg.depths), max(cfg.batch_sizes)
         return [
-            preflight.Shape(m, max(cfg.dims_of(m)), depth, batch, rows) for m in cfg.methods if cfg.dims_of(m)
+            preflight.Shape(m, max(cfg.dims_of(m)), depth, batch, data.rows)
+            for m in cfg.methods
+            if cfg.dims_of(m)
         ]
     if command == "tune":
-        if cfg.data.dim is None:  # a named data set: at most MNIST's 784, loaded by the sweep itself
-            return []
         space = cfg.space
-        return [preflight.Shape(space.method, cfg.data.dim, max(space.depths), max(space.batch_sizes), rows)]
-    return [preflight.Shape(cfg.method, cfg.dim, cfg.depth, cfg.batch_size, rows)]
+        return [preflight.Shape(space.method, data.dim, max(space.depths), max(space.batch_sizes), data.rows)]
+    return [preflight.Shape(cfg.method, data.dim, cfg.depth, cfg.batch_size, data.rows)]
 
 
-def _preflight(command: str, cfg: Any, args: argparse.Namespace) -> None:
-    """Device and memory on this machine (embedded runs; a cluster is checked once Ray is up)."""
-    if args.address:
-        return
-    preflight.check_device(cfg.train.device, f"{cfg.where}.train.device")
-    preflight.check_memory(_shapes(command, cfg), cfg.train)
+def _preflight(command: str, cfg: Any, args: argparse.Namespace) -> preflight.DataShape:
+    """The data's shape (a file or a named set read once), then device and memory on this machine (for
+    embedded runs; a cluster's device is checked once Ray is up)."""
+    data = _data_shape(command, cfg)
+    if not args.address:
+        preflight.check_device(cfg.train.device, f"{cfg.where}.train.device")
+        preflight.check_memory(_shapes(command, cfg, data), cfg.train)
+    return data
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:
@@ -347,28 +351,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # One training run
 # --------------------------------------------------------------------------------------------
-def train_point(cfg: SingleRun) -> dict[str, Any]:
-    """The run's grid point; a named data set or a file brings its own dimension (loaded once here)."""
-    point = cfg.point()
-    if cfg.data.dataset not in (*SYNTHETIC_DATASETS, FILE_DATASET):
-        point["dim"] = preflight.named_dataset_dim(cfg.data, cfg.seed)
-    return point
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from study import tracking
     from study.sweep import prepare_tracking
     from study.trial import SweepContext, run_logged
 
     cfg: SingleRun = build_config("train", args)
-    point = train_point(cfg)
     label = f"train-{cfg.data.dataset}-{cfg.method}"
     name = check_sweep_name(args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S")))
-    if not args.address:
-        preflight.check_device(cfg.train.device, f"{cfg.where}.train.device")
-        rows = _rows(cfg)
-        shape = preflight.Shape(cfg.method, point["dim"], cfg.depth, cfg.batch_size, rows)
-        preflight.check_memory([shape], cfg.train)
+    point = cfg.point() | {"dim": _preflight("train", cfg, args).dim}  # a data set's own dimension
     uri = _tracking_uri(args)
     if args.address:  # run it on the cluster (where the GPUs are), no progress bar
         _start_ray(args, cfg.train, 1.0)

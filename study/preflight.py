@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from study.config import SYNTHETIC_DATASETS, ConfigError, DataConfig, TrainConfig
 from study.tracking import check_sweep_name
@@ -143,13 +144,25 @@ def data_rows(data: DataConfig) -> int:
 # Data
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class DataFile:
-    path: str  # absolute
+class DataShape:
+    """What the checks need of a data set: its dimension and its rows (train + val + test)."""
+
     dim: int
     rows: int
+    path: str | None = None  # of a data file, absolute
 
 
-def read_data_file(path: str, *, seed: int, standardize: bool) -> DataFile:
+def _shape(data: Any, path: str | None = None) -> DataShape:
+    rows = sum(int(split.shape[0]) for split in (data.train, data.val, data.test))
+    return DataShape(int(data.dim), rows, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def read_data_file(path: str, *, seed: int, standardize: bool) -> DataShape:
     """Load a ``.npy``/``.npz``/``.csv`` file once on the driver: its problems end here, in one line."""
     absolute = Path(path).expanduser().resolve()
     try:
@@ -160,28 +173,27 @@ def read_data_file(path: str, *, seed: int, standardize: bool) -> DataFile:
     return _read(str(absolute), version, seed, standardize)
 
 
-@functools.lru_cache(maxsize=8)  # the CLI reads a file for its shape, then for its rows: load it once
-def _read(absolute: str, version: tuple[int, int] | None, seed: int, standardize: bool) -> DataFile:
+@functools.lru_cache(maxsize=8)  # the CLI reads a file for its dimension, then for its rows: load it once
+def _read(absolute: str, version: tuple[int, int] | None, seed: int, standardize: bool) -> DataShape:
     from relgrad_core import load_data_file
 
     try:
-        data = load_data_file(absolute, seed=seed, standardize=standardize)
+        return _shape(load_data_file(absolute, seed=seed, standardize=standardize), absolute)
     except (ValueError, TypeError, OSError) as exc:
-        message = str(exc).strip().splitlines()
-        raise ConfigError(
-            message[0] if message else f"data file {absolute!r}: {type(exc).__name__}"
-        ) from None
-    rows = sum(int(split.shape[0]) for split in (data.train, data.val, data.test))
-    return DataFile(absolute, int(data.dim), rows)
+        raise ConfigError(_first_line(exc)) from None
 
 
-def named_dataset_dim(data: DataConfig, seed: int) -> int:
-    """The dimension of a named (not generated) data set, loaded once here (a clear error if absent)."""
+def named_dataset(data: DataConfig, seed: int, where: str) -> DataShape:
+    """A named (not generated) data set, loaded here once: a missing file or package is one line."""
     from relgrad_core import load_dataset
 
     if data.dataset in SYNTHETIC_DATASETS:
         raise ValueError(f"{data.dataset!r} is generated at any dimension")
     try:
-        return int(load_dataset(data.dataset, root=data.root, seed=seed).dim)
-    except (FileNotFoundError, OSError, ValueError, TypeError, ImportError) as exc:
-        raise ConfigError(f"data.dataset {data.dataset!r}: {str(exc).strip().splitlines()[0]}") from None
+        return _shape(load_dataset(data.dataset, root=data.root, seed=seed))
+    except (OSError, ValueError, TypeError, ImportError) as exc:
+        raise ConfigError(f"{where} {data.dataset!r}: {_first_line(exc)}") from None
+
+
+def named_dataset_dim(data: DataConfig, seed: int, where: str) -> int:
+    return named_dataset(data, seed, where).dim

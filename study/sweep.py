@@ -350,12 +350,9 @@ def dataset_dim(cfg: HpoConfig) -> int:
         if cfg.data.dim is None:
             raise ConfigError(f"tune.data.dim: required for the synthetic {cfg.data.dataset!r} data")
         return int(cfg.data.dim)
-    from relgrad_core import load_dataset
+    from study.preflight import named_dataset_dim
 
-    try:
-        return int(load_dataset(cfg.data.dataset, root=cfg.data.root, seed=cfg.space.seed).dim)
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        raise ConfigError(f"tune.data.dataset {cfg.data.dataset!r}: {exc}") from None
+    return named_dataset_dim(cfg.data, cfg.space.seed, "tune.data.dataset")
 
 
 def optuna_storage_uri(tracking_uri: str) -> str:

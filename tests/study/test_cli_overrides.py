@@ -14,6 +14,7 @@ from study import cli
 from study.cli import FLAGS, build_config, build_parser, main
 from study.config import HpoConfig, ScalingConfig, SingleRun, load_preset
 from study.finalise import SweepSummary
+from tests.study.conftest import runs_of
 
 
 def _args(*argv: str) -> Any:
@@ -56,11 +57,12 @@ def test_every_flag_path_is_a_field_of_its_command() -> None:
                 node = getattr(node, part)
 
 
-def test_train_builds_its_own_config_for_a_named_dataset() -> None:
-    run = build_config("train", _args("train", "--dataset", "digits", "--dim", "8"))
-    point = cli.train_point(run)
-    assert point["dim"] == 64 and run.dim == 8  # the data set's own dimension; the config is untouched
-    assert run.data.dataset == "digits"
+def test_train_on_a_named_dataset_takes_its_dimension(store: dict[str, str]) -> None:
+    argv = ["train", "--dataset", "digits", "--dim", "8", "--epochs", "1", "--steps-per-epoch", "2"]
+    argv += ["--device", "cpu", "--name", "digits-one", "--tracking-uri", store["uri"]]
+    assert main(argv) == 0
+    [child] = [r for r in runs_of(store["uri"], "digits-one") if r.data.tags["role"] == "trial"]
+    assert (child.data.params["dataset"], child.data.params["dim"]) == ("digits", "64")  # not --dim
 
 
 def _summary(code_statuses: dict[str, int], complete: bool = True) -> SweepSummary:
