@@ -107,8 +107,8 @@ CLI_CASES: list[Case] = [
     Case(("tune", "--samples", "0"), "tune.space.samples: must be >= 1"),
     Case(("tune", "--method", "newton"), "unknown method 'newton'"),
     Case(("train", "--dataset", "imagenet"), "unknown dataset 'imagenet'"),
-    Case(("train", "--dataset", "power", "--set", "data.root={tmp}"), "run.data.dataset 'power': power: data"),
-    Case(("tune", "--dataset", "power", "--set", "data.root={tmp}"), "tune.data.dataset 'power': power: data"),
+    Case(("train", "--dataset", "power", "--set", "data.root={tmp}"), "run.data.dataset 'power': power"),
+    Case(("tune", "--dataset", "power", "--set", "data.root={tmp}"), "tune.data.dataset 'power': power"),
     # presets
     Case(("scaling", "--preset", "nope"), "unknown preset 'nope'"),
     Case(
