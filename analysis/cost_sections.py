@@ -69,6 +69,8 @@ def analyse(
     )
     old = old.rename(columns={"verdict": "slope_verdict"}).drop(columns=["n_groups"])
     orders = orders.merge(old, on=["sweep", "device_name", "method"], how="left")
+    orders = sort_methods(orders, ["sweep", "device_name", "method"]).reset_index(drop=True)
+    table = sort_methods(table, [*FIT_GROUP]).reset_index(drop=True)
     max_dim = float(max((g.dims.max() for g in groups if len(g.dims)), default=0.0))
     dims = list(predict_dims) if predict_dims else predictions.default_predict_dims(max_dim)
     return CostResult(key, groups, table, orders, flagged, dims, float(max([*dims, max_dim])))
