@@ -101,6 +101,8 @@ CLI_CASES: list[Case] = [
     Case(("train", "--name", "a/b"), "sweep name 'a/b': use 1-128 letters, digits"),
     Case(("scaling", "--device", "cuda"), "CUDA is not available on this machine", needs_no_cuda=True),
     Case(("scaling", "--device", "gpu"), "unknown device 'gpu'"),
+    Case(("scaling", "--gpus-per-trial", "1"), "but this machine has no GPU", needs_no_cuda=True),
+    Case(("tune", "--cpus-per-trial", "4", "--num-cpus", "2"), "exceeds the 2 CPUs of embedded Ray"),
     Case(("tune", "--device", "cuda"), "CUDA is not available on this machine", needs_no_cuda=True),
     Case(("train", "--device", "cuda"), "CUDA is not available on this machine", needs_no_cuda=True),
     Case(("train", "--dim", "1000000"), "needs about"),

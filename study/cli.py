@@ -247,6 +247,9 @@ def _preflight(command: str, cfg: Any, args: argparse.Namespace) -> preflight.Da
     data = _data_shape(command, cfg)
     if not args.address:
         preflight.check_device(cfg.train.device, f"{cfg.where}.train.device")
+        if command in SWEEPS:
+            res = cfg.resources
+            preflight.check_local_resources(res.cpus_per_trial, res.gpus_per_trial, args.num_cpus)
         preflight.check_memory(_shapes(command, cfg, data), cfg.train)
     return data
 

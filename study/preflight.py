@@ -49,6 +49,25 @@ def check_device(device: str, where: str) -> None:
         raise ConfigError(f"{where}={device!r} but MPS is not available on this machine")
 
 
+def check_local_resources(cpus_per_trial: float, gpus_per_trial: float, num_cpus: int | None) -> None:
+    """An embedded Ray has this machine's CPUs (or ``--num-cpus``) and GPUs: a trial asking for more would
+    wait forever, so say so before Ray starts."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus_per_trial > gpus:
+        have = f"{gpus} GPU(s)" if gpus else "no GPU"
+        raise ConfigError(
+            f"resources.gpus_per_trial={gpus_per_trial:g} but this machine has {have}; use "
+            "--gpus-per-trial 0 or connect to a GPU cluster with --address"
+        )
+    cpus = num_cpus or os.cpu_count() or 1
+    if cpus_per_trial > cpus:
+        raise ConfigError(
+            f"resources.cpus_per_trial={cpus_per_trial:g} exceeds the {cpus} CPUs of embedded Ray"
+        )
+
+
 def check_cluster_device(device: str, gpus_per_trial: float) -> None:
     """On a cluster (after Ray starts): a CUDA device needs GPUs in the cluster and a GPU per trial."""
     import ray

@@ -73,7 +73,7 @@ def test_gpus_requested_on_a_cpu_cluster(ray_session, store: dict[str, str], cap
     if ray.cluster_resources().get("GPU", 0) > 0:
         pytest.skip("this machine has a GPU")
     assert main(_scaling(store, "--gpus-per-trial", "1")) == 2
-    assert "the Ray cluster has no GPU" in capsys.readouterr().err
+    assert "gpus_per_trial=1 but this machine has no GPU" in capsys.readouterr().err
     assert runs_of(store["uri"], "bad") == []
 
 
