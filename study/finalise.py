@@ -8,6 +8,8 @@ step, resumable, instead of a traceback out of Tune's callback loop.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +59,11 @@ class SweepSummary:
 
     def lines(self) -> list[str]:
         """The summary as text lines, for the CLI."""
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "no trials recorded"
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
+        if not counts:
+            counts = (
+                "trial statuses unknown (the tracking store is unreachable)" if self.problem else "no trials"
+            )
         out = [f"sweep {self.sweep}: {counts}"]
         if self.problem:
             out.append(f"sweep stopped: {self.problem}")
@@ -88,8 +94,8 @@ class MlflowFinaliser(Callback):
         try:
             action(trial)
         except Exception as exc:  # the store is down beyond its client's retries
-            tracking.note_problem(self.ctx.tracking.sweep, exc)
             logger.warning("tracking failed while finalising trial %s: %s", trial.trial_id, exc)
+            stop_for_problem(self.ctx.tracking.sweep, exc)
 
     def _find(self, trial: Any):
         return tracking.find_child(self.ctx.tracking, trial.trial_id, self.ctx.point_key(trial.config))
@@ -144,8 +150,31 @@ class MlflowFinaliser(Callback):
         )
 
 
+#: Sweeps whose Tune run was asked to end as on Ctrl-C (see :func:`stop_for_problem`).
+_SIGNALLED: set[str] = set()
+
+
+def stop_for_problem(sweep: str, exc: BaseException) -> None:
+    """Note a tracking failure and end the sweep's Tune run the way Ctrl-C does.
+
+    Tune ends a run on SIGUSR1 exactly as on a first Ctrl-C: it saves the experiment with unfinished
+    trials still pending or running, so ``--resume`` runs them. Stopping through a Stopper instead
+    would mark pending trials terminated, and a resume would never run them. The signal is only sent
+    while Tune's own handler is installed (``Tuner.fit`` in the main thread); otherwise
+    :class:`TrackingOutageStopper` ends the run.
+    """
+    tracking.note_problem(sweep, exc)
+    usr1 = getattr(signal, "SIGUSR1", None)
+    if sweep in _SIGNALLED or usr1 is None:
+        return
+    handler = signal.getsignal(usr1)
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        _SIGNALLED.add(sweep)
+        signal.raise_signal(usr1)
+
+
 class TrackingOutageStopper(Stopper):
-    """Stops the whole sweep once the driver noted a tracking failure for it."""
+    """Stops the whole sweep once the driver noted a tracking failure it could not signal to Tune."""
 
     def __init__(self, sweep: str) -> None:
         self.sweep = sweep
@@ -154,4 +183,10 @@ class TrackingOutageStopper(Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return tracking.problem(self.sweep) is not None
+        return tracking.problem(self.sweep) is not None and self.sweep not in _SIGNALLED
+
+
+def reset_problem(sweep: str) -> None:
+    """Forget an earlier tracking failure of ``sweep`` (a new run of it starts)."""
+    tracking.clear_problem(sweep)
+    _SIGNALLED.discard(sweep)

@@ -18,6 +18,7 @@ from ray.tune.search import Searcher
 
 from analysis.schema import STATUS_SKIPPED
 from study import tracking
+from study.finalise import stop_for_problem
 from study.trial import SweepContext, run_name, trial_params
 
 #: The searcher's progress, saved as JSON with Tune's experiment state (the context is not state).
@@ -125,8 +126,8 @@ class BudgetedGridSearcher(Searcher):
                 ctx.tracking, skip_id, params, role=ctx.role, run_name=run_name(point)
             )
             tracking.finish_child(ctx.tracking.tracking_uri, run_id, STATUS_SKIPPED, reason)
-        except Exception as exc:  # the store is down: the sweep stops (see study.finalise), resumably
-            tracking.note_problem(ctx.tracking.sweep, exc)
+        except Exception as exc:  # the store is down: the sweep stops, resumably
+            stop_for_problem(ctx.tracking.sweep, exc)
             return
         self.skipped.append(skip_id)
 

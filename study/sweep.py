@@ -48,7 +48,7 @@ from study.config import (
     validate_hpo,
     validate_scaling,
 )
-from study.finalise import MlflowFinaliser, SweepSummary, TrackingOutageStopper
+from study.finalise import MlflowFinaliser, SweepSummary, TrackingOutageStopper, reset_problem
 from study.searcher import BudgetedGridSearcher
 from study.tracking import TrackingContext
 from study.trial import SweepContext, run_logged, tune_trial
@@ -226,7 +226,7 @@ def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus:
     """
     tctx = plan.ctx.tracking
     sweep = tctx.sweep
-    tracking.clear_problem(sweep)
+    reset_problem(sweep)
     trainable = _trainable(plan.ctx, cpus, gpus)
     if resume:
         tuner = Tuner.restore(

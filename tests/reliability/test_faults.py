@@ -332,7 +332,9 @@ def test_tracking_outage_ends_the_sweep_cleanly_and_resume_finishes_it(
     _stop(server)
     output, _ = proc.communicate(timeout=240)
     assert proc.returncode == 130, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
+    # Tune prints the trials' own errors; the driver itself must not crash in its callbacks
+    assert "on_trial_error" not in output and "MlflowFinaliser" not in output, output[-3000:]
+    assert "Traceback" not in output.split("sweep outage:", 1)[1], output[-3000:]
     assert "relgrad scaling --name outage --resume" in output and "tracking store" in output
 
     _server(port, tmp_path, session_procs)  # the server is back, same database

@@ -15,7 +15,7 @@ import pytest
 from analysis.schema import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, STATUS_RUNNING, STATUSES
 from study import tracking
 from study.config import ConfigError, DataConfig, TrainConfig
-from study.finalise import MlflowFinaliser, SweepSummary
+from study.finalise import MlflowFinaliser, SweepSummary, reset_problem
 from study.searcher import BudgetedGridSearcher
 from study.sweep import _check_storage, prepare_tracking
 from study.trial import SweepContext, point_key, run_logged
@@ -228,11 +228,11 @@ def test_finaliser_notes_a_dead_store_instead_of_raising(
         train=ctx.train,
     )
     trial = SimpleNamespace(trial_id="t1", config=POINT, last_result={}, error_msg="boom")
-    tracking.clear_problem("outage")
+    reset_problem("outage")
     MlflowFinaliser(down).on_trial_error(0, [], trial)  # must not raise
     MlflowFinaliser(down).on_trial_complete(0, [], trial)
     assert tracking.problem("outage") is not None
-    tracking.clear_problem("outage")
+    reset_problem("outage")
 
 
 def test_finish_child_takes_exactly_the_schema_statuses(store: dict[str, str]) -> None:
