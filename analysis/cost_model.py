@@ -11,7 +11,7 @@ adds O(B·D³) (B per-sample D×D Jacobians), cubic in D at a fixed B. ``relativ
 The fit: non-negative least squares on relative error, i.e. rows divided by the measured time
 (timings spread multiplicatively, and a point at 1 ms should count as much as one at 1 s).
 
-Intervals: a seeded **residual bootstrap** (Davison & Hinkley, 1997, §6.2): the relative residuals
+Intervals: a seeded **residual bootstrap** (Davison & Hinkley, 1997, §6.2): the log residuals
 of the fit, leverage-adjusted and centred, are resampled onto the fitted curve and the model refitted;
 percentile intervals. Chosen over a bootstrap of the (D, t) pairs because the D³ term is an
 extrapolative one: a pairs resample that happens to leave out the largest D carries no information on
@@ -89,7 +89,10 @@ def point_fit(dims: Sequence[float] | np.ndarray, values: Sequence[float] | np.n
 
 
 def _residuals(dims: np.ndarray, values: np.ndarray, powers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fitted values and leverage-adjusted, centred relative residuals ``(t/t̂ − 1)/√(1−h)``.
+    """Fitted values and leverage-adjusted, centred log residuals ``log(t/t̂)/√(1−h)``.
+
+    On the log scale a resampled residual always gives a positive time (``t̂·exp(r)``), however large;
+    to first order it is the relative error the fit minimises.
 
     ``h`` is the hat-matrix diagonal of the weighted design, so that the residuals have the noise's
     variance (Davison & Hinkley, 1997, §6.2) before they are resampled.
@@ -97,9 +100,9 @@ def _residuals(dims: np.ndarray, values: np.ndarray, powers: np.ndarray) -> tupl
     coef = _nnls_relative(dims, values, powers)
     design = _design(dims, powers) / values[:, None]
     q, _ = np.linalg.qr(design / np.abs(design).max(axis=0))
-    lev = np.clip((q**2).sum(axis=1), 0.0, 0.99)
+    lev = np.clip((q**2).sum(axis=1), 0.0, 0.9)  # capped: √(1−h) ≥ 0.32
     fitted = _design(dims, powers) @ coef
-    resid = (values / fitted - 1.0) / np.sqrt(1.0 - lev)
+    resid = np.log(values / np.maximum(fitted, 1e-300)) / np.sqrt(1.0 - lev)
     return fitted, resid - resid.mean()
 
 
@@ -129,7 +132,7 @@ def c_pvalue(dims: np.ndarray, values: np.ndarray, *, n_boot: int, rng: np.rando
     null_fit = _design(dims, _POWERS[:2]) @ _nnls_relative(dims, values, _POWERS[:2])
     _, resid = _residuals(dims, values, _POWERS)
     draws = resid[rng.integers(0, dims.size, size=(n_boot, dims.size))]
-    exceed = sum(_f_stat(dims, null_fit * np.maximum(1.0 + r, 1e-3)) >= observed for r in draws)
+    exceed = sum(_f_stat(dims, null_fit * np.exp(r)) >= observed for r in draws)
     return (exceed + 1) / (n_boot + 1)
 
 
@@ -291,7 +294,7 @@ def fit_cost_model(
     rng = np.random.default_rng(seed)
     fitted, resid = _residuals(d, v, _POWERS)
     draws = resid[rng.integers(0, d.size, size=(n_boot, d.size))]
-    boot = np.array([_nnls_relative(d, fitted * np.maximum(1.0 + r, 1e-3)) for r in draws])
+    boot = np.array([_nnls_relative(d, fitted * np.exp(r)) for r in draws])
     p_c = c_pvalue(d, v, n_boot=n_boot, rng=rng) if coef[2] > 0 else 1.0
     top_out: float | None = None
     below = d < d.max()

@@ -1,12 +1,13 @@
 """The cost model t0 + a·D² + c·D³: order recovered from synthetic timings with known truth, interval
 coverage over seeded repetitions, predictions, half-D and crossover algebra, and bad input.
 
-Measured rates (n_boot = 400, 30 seeded repetitions each, 7 D from 64 to 4096 unless stated):
-pure t0 + a·D² with 10% noise → called cubic in 0% of repetitions over 64–4096, 256–4096, 512–4096,
-1024–4096; a·D² + c·D³ with a 30% D³ share at the largest D (below the half-D) and 3% noise → cubic in
-93% (one timing per D) and 97% (two per D); over 64–1024 with two per D in 60%, over 256–2048 in 73%.
+Measured rates (n_boot = 400, 30 seeded repetitions each, 7 D from 64 to 4096 unless stated; 100
+repetitions for the false-cubic rate): pure t0 + a·D² with 10% noise → called cubic in 0% of
+repetitions over 64–4096, 1–3% over 256–4096 and 512–4096 (three D only: not fitted, see below);
+a·D² + c·D³ with a 30% D³ share at the largest D (below the half-D) and 3% noise → cubic in 83% (one
+timing per D) and 97% (two per D); over 64–1024 with two per D in 50%, over 256–2048 in 70%.
 Coverage of the 95% intervals over 7 D, one timing per D, 10% noise: t0 97%, a 80%, c 97%, the
-prediction at the largest D 97%; with only 3–4 D coverage drops to 57–80% (few residuals to resample).
+prediction at the largest D 97%; over 4 D 70–93% (few residuals to resample).
 """
 
 from __future__ import annotations
