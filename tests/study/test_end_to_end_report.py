@@ -53,5 +53,8 @@ def test_scaling_sweep_with_report(ray_session, store: dict[str, str], tmp_path:
 
     # and the report landed as artifacts of the sweep's parent run
     (parent,) = [r for r in runs_of(store["uri"], "e2e") if r.data.tags.get("role") == "parent"]
-    names = {a.path for a in MlflowClient(tracking_uri=store["uri"]).list_artifacts(parent.info.run_id)}
-    assert any("report.html" in n or "report" in n for n in names)
+    client = MlflowClient(tracking_uri=store["uri"])
+    (folder,) = client.list_artifacts(parent.info.run_id)  # the report's folder, nothing else
+    assert folder.is_dir
+    names = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, folder.path)}
+    assert {"report.html", "report.md", "tables", "figures"} <= names
