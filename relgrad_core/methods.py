@@ -280,3 +280,6 @@ for _spec in (
     ),
 ):
     register_method(_spec)
+
+#: The methods this module defines, in display order (others may be registered later, by users).
+BUILTIN_METHODS: tuple[str, ...] = method_names()
