@@ -111,6 +111,11 @@ def test_interrupt_then_resume_runs_nothing_twice(ray_session, store: dict[str, 
         r.info.run_id: r.info.end_time for r in _children(store["uri"], "res") if r.info.status == "FINISHED"
     }
     assert 0 < len(before) < 6
+    # a trial cut by the interrupt is recorded as such, never as a truncated `ok`
+    for run in _children(store["uri"], "res"):
+        assert run.info.status != "RUNNING"
+        assert run.data.tags["status"] in ("ok", "interrupted")
+        assert (run.data.tags["status"] == "ok") == ("test_ll" in run.data.metrics)
 
     code = main(
         [
