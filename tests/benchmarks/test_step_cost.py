@@ -63,3 +63,24 @@ def test_tiny_run_end_to_end(tmp_path):
 def test_bad_method_list_is_rejected():
     with pytest.raises(SystemExit):
         step_cost.main(["--methods", "relative,newton"])
+
+
+def test_a_registered_method_is_benchmarked_with_no_other_edit(tmp_path):
+    import dataclasses
+
+    from relgrad_core import get_method, method_names, register_method, unregister_method
+
+    register_method(dataclasses.replace(get_method("mlp"), name="floor_copy", order=60))
+    tiny = ["--dims", "8,16", "--batch-sizes", "4", "--repeats", "2", "--warmup", "1"]
+    tiny += ["--jacobian-max-dim", "8"]
+    try:
+        everything = step_cost.main([*tiny, "--out", str(tmp_path / "all.json")])  # default: every method
+        pair = ["--methods", "relative,floor_copy", "--out", str(tmp_path / "sc.json")]
+        result = step_cost.main([*tiny, *pair])
+    finally:
+        unregister_method("floor_copy")
+    assert {r["method"] for r in everything["rows"]} == set(method_names()) | {"floor_copy"}
+    assert {r["method"] for r in result["rows"]} == {"relative", "floor_copy"}
+    assert all(r["step_min_s"] <= r["step_median_s"] for r in result["rows"])
+    assert "floor_copy/relative" in result["ratios"][0]
+    assert "floor_copy" not in method_names()
