@@ -26,8 +26,9 @@ Order rule (``cubic`` needs all three):
    that rate is 0–3% (tests/analysis/test_cost_model.py states the measured rates).
 2. The D³ term is material: at least :data:`CUBIC_SHARE_MIN` of the fitted step at the largest D.
 3. It is not carried by the largest D alone: refitted without it, the D³ share at the next D is at
-   least half that threshold. A step that jumps once the weights leave the cache (O(D²) memory traffic
-   at a lower bandwidth) looks like a D³ term at one point; O(D³) work shows at every D.
+   least half that threshold and the same test finds c > 0 at :data:`CONFIRM_LEVEL`. A step that jumps
+   once the weights leave the cache (O(D²) memory traffic at a lower bandwidth) looks like a D³ term at
+   one point; O(D³) work shows at every D.
 
 ``quadratic`` otherwise; ``not fitted`` (with the reason) when the points cannot carry the test: fewer
 than three distinct D, missing timings, or only three timings (they fix t0, a, c exactly).
@@ -53,6 +54,8 @@ ORDERS: tuple[str, ...] = (ORDER_QUADRATIC, ORDER_CUBIC, ORDER_NOT_FITTED)
 DEFAULT_LEVEL = 0.95
 #: Level of the bootstrap test of c = 0 (false "cubic" calls on pure a·D² + t0 data stay below it).
 TEST_LEVEL = 0.01
+#: Level of the same test on the points below the largest D (evidence not carried by one point).
+CONFIRM_LEVEL = 0.05
 DEFAULT_BOOT = 1000
 _POWERS = np.array([0.0, 2.0, 3.0])
 
@@ -63,8 +66,8 @@ def order_rule() -> str:
         f"cubic when c > 0 is significant (bootstrap test at the {TEST_LEVEL:.0%} level, and c's 95% "
         f"interval excludes 0), c·D³ is at least {CUBIC_SHARE_MIN:.0%} of the fitted step at the largest "
         "measured D, and "
-        f"without that D the D³ share at the next D is still ≥ {CUBIC_SHARE_MIN / 2:.0%} (not a "
-        "one-point cache cliff); quadratic otherwise"
+        f"without that D the D³ share at the next D is still ≥ {CUBIC_SHARE_MIN / 2:.0%} and significant "
+        f"at {CONFIRM_LEVEL:.0%} (not a one-point cache cliff); quadratic otherwise"
     )
 
 
@@ -112,13 +115,15 @@ def _rss(dims: np.ndarray, values: np.ndarray, powers: np.ndarray) -> float:
 
 
 def _f_stat(dims: np.ndarray, values: np.ndarray) -> float:
-    """(RSS₀ − RSS₁) / RSS₁ between ``t0 + a·D²`` and ``t0 + a·D² + c·D³`` (relative residuals)."""
-    full = _rss(dims, values, _POWERS)
-    return (_rss(dims, values, _POWERS[:2]) - full) / max(full, 1e-300)
+    """RSS₀ − RSS₁: the drop in relative RSS from ``t0 + a·D²`` to ``t0 + a·D² + c·D³``.
+
+    Not divided by RSS₁: resamples whose residuals nearly coincide fit both models almost exactly,
+    and a ratio of two near-zero sums would then be arbitrary."""
+    return _rss(dims, values, _POWERS[:2]) - _rss(dims, values, _POWERS)
 
 
 def c_pvalue(dims: np.ndarray, values: np.ndarray, *, n_boot: int, rng: np.random.Generator) -> float:
-    """Bootstrap test of ``c = 0`` against ``c > 0`` with the F-like statistic of :func:`_f_stat`.
+    """Bootstrap test of ``c = 0`` against ``c > 0`` with the statistic of :func:`_f_stat`.
 
     Its null distribution: data simulated from the quadratic fit ``t0 + a·D²`` with the residuals of
     the *full* model resampled onto it (Davison & Hinkley, 1997, §6.3: residuals of the null fit carry
@@ -173,6 +178,8 @@ class CostFit:
     level: float = DEFAULT_LEVEL
     #: D³ share at the second-largest D of the fit without the largest D (None: < 3 D would remain).
     top_out_share: float | None = None
+    #: p-value of the test of c = 0 on the points below the largest D.
+    top_out_p: float = 1.0
     #: p-value of the bootstrap test of c = 0 against c > 0 (:func:`c_pvalue`).
     p_c: float = 1.0
 
@@ -227,7 +234,9 @@ class CostFit:
         c_low, _ = self.interval("c")
         material = float(self.share([self.max_dim])[0]) >= CUBIC_SHARE_MIN
         # A D³ term seen at the largest D alone may be a cache or bandwidth cliff, not O(D³) work.
-        beyond_top = self.top_out_share is None or self.top_out_share >= CUBIC_SHARE_MIN / 2
+        beyond_top = self.top_out_share is None or (
+            self.top_out_share >= CUBIC_SHARE_MIN / 2 and self.top_out_p < CONFIRM_LEVEL
+        )
         significant = self.p_c < TEST_LEVEL and c_low > 0
         return ORDER_CUBIC if significant and material and beyond_top else ORDER_QUADRATIC
 
@@ -297,12 +306,16 @@ def fit_cost_model(
     boot = np.array([_nnls_relative(d, fitted * np.exp(r)) for r in draws])
     p_c = c_pvalue(d, v, n_boot=n_boot, rng=rng) if coef[2] > 0 else 1.0
     top_out: float | None = None
+    top_out_p = 1.0
     below = d < d.max()
     if np.unique(d[below]).size >= MIN_DISTINCT_DIMS:
         sub = _nnls_relative(d[below], v[below])
         second = d[below].max()
         top_out = float(sub[2] * second**3 / (_design(np.array([second])) @ sub)[0])
+        if below.sum() > MIN_DISTINCT_DIMS and sub[2] > 0:
+            top_out_p = c_pvalue(d[below], v[below], n_boot=n_boot, rng=rng)
     return CostFit(
+        top_out_p=top_out_p,
         top_out_share=top_out,
         p_c=p_c,
         t0=float(coef[0]),

@@ -2,10 +2,11 @@
 coverage over seeded repetitions, predictions, half-D and crossover algebra, and bad input.
 
 Measured rates (n_boot = 400, 30 seeded repetitions each, 7 D from 64 to 4096 unless stated; 100
-repetitions for the false-cubic rate): pure t0 + a·D² with 10% noise → called cubic in 0% of
-repetitions over 64–4096, 1–3% over 256–4096 and 512–4096 (three D only: not fitted, see below);
+repetitions for the false-cubic rate): pure t0 + a·D² with 10% noise → called cubic in 1% of
+repetitions over 64–4096, 2% over 256–4096, 0% over 512–4096 (three D only: not fitted, see below);
 a·D² + c·D³ with a 30% D³ share at the largest D (below the half-D) and 3% noise → cubic in 83% (one
-timing per D) and 97% (two per D); over 64–1024 with two per D in 50%, over 256–2048 in 70%.
+timing per D) and 93% (two per D); with two per D over 64–1024 in 27%, over 256–2048 in 50%: a 30%
+share over a short range is at the edge of what 3% noise lets one see.
 Coverage of the 95% intervals over 7 D, one timing per D, 10% noise: t0 97%, a 80%, c 97%, the
 prediction at the largest D 97%; over 4 D 70–93% (few residuals to resample).
 """
@@ -51,10 +52,14 @@ def test_pure_quadratic_with_10pct_noise_is_quadratic_at_every_range(low: int) -
     assert orders == ["quadratic"] * 10
 
 
-@pytest.mark.parametrize(("low", "high", "repeats"), [(64, 4096, 1), (64, 4096, 2), (128, 2048, 2)])
-def test_d3_share_of_30pct_below_the_half_dim_is_cubic(low: int, high: int, repeats: int) -> None:
+@pytest.mark.parametrize(
+    ("low", "high", "repeats", "share"), [(64, 4096, 1, 0.3), (64, 4096, 2, 0.3), (128, 2048, 2, 0.45)]
+)
+def test_d3_share_of_30pct_or_more_below_the_half_dim_is_cubic(
+    low: int, high: int, repeats: int, share: float
+) -> None:
     dims = np.repeat(DIMS[(low <= DIMS) & (high >= DIMS)], repeats)
-    c = _c_for_share(0.3, high)
+    c = _c_for_share(share, high)
     assert half_dim(T0, A, c) > high  # the largest D is below the half-D
     orders = [fit_cost_model(dims, _timings(dims, c, 0.03, s), n_boot=200, seed=s) for s in range(10)]
     cubic = sum(f.order == "cubic" for f in orders)
