@@ -38,7 +38,9 @@ class Case:
 
     @property
     def label(self) -> str:
-        return "relgrad " + " ".join(_quote(a).replace("{tmp}/", "") for a in self.argv)
+        return "relgrad " + " ".join(
+            _quote(a).replace("{tmp}/", "").replace("{tmp}", "<tmp>") for a in self.argv
+        )
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ def run_case(case: Case, folder: Path) -> Row:
     return Row(
         input=case.label,
         outcome=f"exit {code}",
-        message=text.removeprefix("relgrad: error: ").replace(f"{folder}/", ""),
+        message=text.removeprefix("relgrad: error: ").replace(f"{folder}/", "").replace(str(folder), "<tmp>"),
         lines=len(text.splitlines()),
         traceback="Traceback" in text,
         runs=_runs(folder),
