@@ -2,7 +2,8 @@
 
 One row per depth × batch size. Left: measured points (median over seeds of the fitted statistic,
 bars min–max), the fitted ``t0 + a·D² + c·D³`` solid over the measured D and dashed out to the
-largest predicted D, and slope-2 / slope-3 guides through the reference's and the cubic baseline's
+largest predicted D (the model the order accepts: t0 + a·D² for a
+quadratic curve), and slope-2 / slope-3 guides through the reference's and the cubic baseline's
 largest measured point (drawn after the axes are set, so they never widen them). Right: the share
 ``c·D³ / t(D)`` of each fitted model against D, with the half line and the materiality threshold.
 """
@@ -111,18 +112,21 @@ def plot_cost_model(
                 handles.setdefault(label, Line2D([], [], color=colour, marker="o", lw=0))
                 continue
             inside, beyond = _curve_span(g, extend_to)
-            (line,) = ax.plot(inside, g.fit.predict(inside), color=colour, lw=1.8)
-            ax.plot(beyond, g.fit.predict(beyond), color=colour, lw=1.2, ls="--")
-            share_ax.plot(inside, g.fit.share(inside), color=colour, lw=1.8)
-            share_ax.plot(beyond, g.fit.share(beyond), color=colour, lw=1.2, ls="--")
+            (line,) = ax.plot(inside, g.fit.predict_model(inside), color=colour, lw=1.8)
+            ax.plot(beyond, g.fit.predict_model(beyond), color=colour, lw=1.2, ls="--")
+            # A quadratic curve's D³ term was rejected: its share is shown thin, and not extrapolated.
+            cubic = g.order == ORDER_CUBIC
+            share_ax.plot(inside, g.fit.share(inside), color=colour, lw=1.8 if cubic else 0.9)
+            if cubic:
+                share_ax.plot(beyond, g.fit.share(beyond), color=colour, lw=1.2, ls="--")
             dims = np.array(g.fit.dims)
-            share_ax.plot(dims, g.fit.share(dims), color=colour, marker="o", ms=3, lw=0)
+            share_ax.plot(dims, g.fit.share(dims), color=colour, marker="o", ms=3 if cubic else 2, lw=0)
             handles.setdefault(label, line)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("dimension D")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"depth {depth}, batch {batch}: fitted t0 + a·D² + c·D³", fontsize=9)
+        ax.set_title(f"depth {depth}, batch {batch}: measured and fitted model", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
         for line in _guides(ax, part):
             handles.setdefault(str(line.get_label()), line)
@@ -131,12 +135,9 @@ def plot_cost_model(
         share_ax.set_xscale("log", base=2)
         share_ax.set_ylim(-0.02, 1.02)
         share_ax.set_xlabel("dimension D")
-        share_ax.set_ylabel(
-            f"D³ share of the step, c·D³ / t(D)  [{unit}]" if unit != "s" else "D³ share c·D³ / t(D)"
-        )
+        share_ax.set_ylabel("D³ share c·D³ / t(D)" if unit == "s" else "D³ share c·D³ / m(D)")
         share_ax.set_title(
-            f"depth {depth}, batch {batch}: dash-dot ½ (half-D), dotted {CUBIC_SHARE_MIN:.0%} threshold",
-            fontsize=9,
+            f"D³ share of the full fit (thin: rejected; dash-dot ½, dotted {CUBIC_SHARE_MIN:.0%})", fontsize=9
         )
         share_ax.grid(True, which="major", alpha=0.3)
     handles["measured"] = Line2D([], [], color="0.3", lw=1.8, label="fit over measured D")

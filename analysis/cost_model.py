@@ -182,6 +182,10 @@ class CostFit:
     top_out_p: float = 1.0
     #: p-value of the bootstrap test of c = 0 against c > 0 (:func:`c_pvalue`).
     p_c: float = 1.0
+    #: The quadratic model t0 + a·D² (c = 0) and its bootstrap: what predictions use when the order
+    #: is quadratic, so that a D³ term the order rule rejected is not extrapolated.
+    quad_coef: np.ndarray = field(default_factory=lambda: np.zeros(3), repr=False)
+    quad_boot: np.ndarray = field(default_factory=lambda: np.zeros((1, 3)), repr=False)
 
     @property
     def coef(self) -> np.ndarray:
@@ -192,15 +196,28 @@ class CostFit:
         return self.dims[-1]
 
     def predict(self, dims: Sequence[float] | np.ndarray) -> np.ndarray:
-        """Fitted step cost at ``dims``."""
+        """Fitted step cost at ``dims`` (the full three-term model)."""
         return _design(np.asarray(dims, dtype=float).ravel()) @ self.coef
 
+    @property
+    def model_coef(self) -> np.ndarray:
+        """Coefficients of the model the order accepts: all three if cubic, else t0 + a·D²."""
+        return self.coef if self.order == ORDER_CUBIC else self.quad_coef
+
+    @property
+    def model_boot(self) -> np.ndarray:
+        return self.boot if self.order == ORDER_CUBIC else self.quad_boot
+
+    def predict_model(self, dims: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Step cost at ``dims`` under the model the order accepts (what predictions use)."""
+        return _design(np.asarray(dims, dtype=float).ravel()) @ self.model_coef
+
     def predict_boot(self, dims: Sequence[float] | np.ndarray) -> np.ndarray:
-        """Bootstrap predictions: one row per resample, one column per D."""
-        return self.boot @ _design(np.asarray(dims, dtype=float).ravel()).T
+        """Bootstrap predictions of the accepted model: one row per resample, one column per D."""
+        return self.model_boot @ _design(np.asarray(dims, dtype=float).ravel()).T
 
     def predict_interval(self, dims: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile interval of the prediction at each D."""
+        """Percentile interval of the accepted model's prediction at each D."""
         boot = self.predict_boot(dims)
         bounds = np.array([_quantiles(boot[:, j], self.level) for j in range(boot.shape[1])])
         return bounds[:, 0], bounds[:, 1]
@@ -217,7 +234,7 @@ class CostFit:
 
     def share_interval(self, dim: float) -> tuple[float, float]:
         """Percentile interval of the D³ share at ``dim``."""
-        boot = self.predict_boot([dim])[:, 0]
+        boot = (self.boot @ _design(np.array([float(dim)])).T)[:, 0]
         shares = np.where(boot > 0, self.boot[:, 2] * dim**3 / np.where(boot > 0, boot, 1.0), 0.0)
         return _quantiles(shares, self.level)
 
@@ -231,14 +248,26 @@ class CostFit:
     @property
     def order(self) -> str:
         """``cubic`` or ``quadratic`` by the rule of :func:`order_rule`."""
+        return ORDER_QUADRATIC if self.order_reason else ORDER_CUBIC
+
+    @property
+    def order_reason(self) -> str:
+        """Why the D³ term does not count ("" when the order is cubic), naming the failed condition."""
         c_low, _ = self.interval("c")
-        material = float(self.share([self.max_dim])[0]) >= CUBIC_SHARE_MIN
+        share = float(self.share([self.max_dim])[0])
+        if not (self.p_c < TEST_LEVEL and c_low > 0):
+            return f"c not significant (test p = {self.p_c:.2g}, interval low {c_low:.2g})"
+        if share < CUBIC_SHARE_MIN:
+            return f"D³ share {share:.0%} < {CUBIC_SHARE_MIN:.0%} at D = {self.max_dim:g}"
         # A D³ term seen at the largest D alone may be a cache or bandwidth cliff, not O(D³) work.
-        beyond_top = self.top_out_share is None or (
+        if self.top_out_share is not None and not (
             self.top_out_share >= CUBIC_SHARE_MIN / 2 and self.top_out_p < CONFIRM_LEVEL
-        )
-        significant = self.p_c < TEST_LEVEL and c_low > 0
-        return ORDER_CUBIC if significant and material and beyond_top else ORDER_QUADRATIC
+        ):
+            return (
+                f"D³ term carried by D = {self.max_dim:g} alone (without it: share "
+                f"{self.top_out_share:.0%}, test p = {self.top_out_p:.2g})"
+            )
+        return ""
 
 
 def check_points(
@@ -305,6 +334,11 @@ def fit_cost_model(
     draws = resid[rng.integers(0, d.size, size=(n_boot, d.size))]
     boot = np.array([_nnls_relative(d, fitted * np.exp(r)) for r in draws])
     p_c = c_pvalue(d, v, n_boot=n_boot, rng=rng) if coef[2] > 0 else 1.0
+    quad_fitted, quad_resid = _residuals(d, v, _POWERS[:2])
+    quad_draws = quad_resid[rng.integers(0, d.size, size=(n_boot, d.size))]
+    quad_boot = np.array(
+        [[*_nnls_relative(d, quad_fitted * np.exp(r), _POWERS[:2]), 0.0] for r in quad_draws]
+    )
     top_out: float | None = None
     top_out_p = 1.0
     below = d < d.max()
@@ -315,6 +349,8 @@ def fit_cost_model(
         if below.sum() > MIN_DISTINCT_DIMS and sub[2] > 0:
             top_out_p = c_pvalue(d[below], v[below], n_boot=n_boot, rng=rng)
     return CostFit(
+        quad_coef=np.array([*_nnls_relative(d, v, _POWERS[:2]), 0.0]),
+        quad_boot=quad_boot,
         top_out_p=top_out_p,
         top_out_share=top_out,
         p_c=p_c,

@@ -157,7 +157,8 @@ def cost_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
         [
             (
                 f"{label.capitalize()} against D (points: median over seeds, bars min–max); solid: fitted "
-                "t0 + a·D² + c·D³ over the measured D, dashed: extrapolated to the largest predicted D; "
+                "model the order accepts (t0 + a·D² + c·D³ if cubic, t0 + a·D² if quadratic) over the "
+                "measured D, dashed: extrapolated to the largest predicted D; "
                 "grey: slope-2 / slope-3 guides through the largest measured point of "
                 f"{REFERENCE_METHOD} / the first cubic method. Right: the D³ share of each fitted model.",
                 figure,
@@ -268,7 +269,8 @@ def method_lines(res: CostResult) -> list[str]:
             half = f"dominates from D ≈ {_dim(r.half_dim)} [{_dim(r.half_dim_low)}, {_dim(r.half_dim_high)}]"
             line = f"{r.method}{where}: cubic — {c}, {share}, {half}"
         else:
-            line = f"{r.method}{where}: quadratic — no significant, material D³ term: {c}, {share}"
+            why = str(r.order_reason) if isinstance(r.order_reason, str) and r.order_reason else ""
+            line = f"{r.method}{where}: quadratic — {why}: {c}, {share}"
         if r.n_groups > 1:
             line += f"; cubic in {r.n_cubic} of {r.n_groups} depth × batch curves"
         lines.append(line)

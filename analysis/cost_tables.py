@@ -214,6 +214,7 @@ def cost_table(
             "min_dim": float(g.dims.min()) if len(g.dims) else np.nan,
             "max_dim": float(g.dims.max()) if len(g.dims) else np.nan,
             "order": g.order,
+            "order_reason": g.fit.order_reason if g.fit is not None else "",
             "reason": g.reason,
         }
         f = g.fit
@@ -241,6 +242,7 @@ def cost_table(
     columns = [
         *FIT_GROUP,
         "order",
+        "order_reason",
         "statistic",
         *coef_cols,
         "d3_share_at_max",
@@ -306,6 +308,7 @@ def method_orders(table: pd.DataFrame) -> pd.DataFrame:
         "half_dim",
         "half_dim_low",
         "half_dim_high",
+        "order_reason",
         "reason",
     ]
     rows: list[dict[str, object]] = []

@@ -1,7 +1,9 @@
 """Predictions from the fitted cost models: step time and speedup at D the user names, the crossover
 D beyond the measured range, and predicted-vs-measured at D the sweep did measure.
 
-Intervals come from the bootstrap resamples of each curve's fit (:class:`analysis.cost_model.CostFit`):
+Every prediction uses the model the curve's order accepts (:attr:`CostFit.model_coef`: t0 + a·D² for a
+quadratic curve, so that a D³ term the order rule rejected is not extrapolated). Intervals come from the
+bootstrap resamples of each curve's fit (:class:`analysis.cost_model.CostFit`):
 a speedup pairs the k-th resample of the baseline with the k-th of the reference, which is a draw from
 the product of the two (independent) bootstrap distributions.
 """
@@ -74,8 +76,8 @@ def _by_config(groups: list[GroupFit]) -> dict[tuple[object, ...], dict[str, Gro
 
 
 def _paired(a: CostFit, b: CostFit) -> tuple[np.ndarray, np.ndarray]:
-    n = min(len(a.boot), len(b.boot))
-    return a.boot[:n], b.boot[:n]
+    n = min(len(a.model_boot), len(b.model_boot))
+    return a.model_boot[:n], b.model_boot[:n]
 
 
 def prediction_table(groups: list[GroupFit], predict_dims: Sequence[int], reference: str) -> pd.DataFrame:
@@ -99,7 +101,7 @@ def prediction_table(groups: list[GroupFit], predict_dims: Sequence[int], refere
         for method, g in methods.items():
             if g.fit is None:
                 continue
-            pred = g.fit.predict(predict_dims)
+            pred = g.fit.predict_model(predict_dims)
             low, high = g.fit.predict_interval(predict_dims)
             for j, d in enumerate(predict_dims):
                 row = dict(zip(CONFIG_GROUP, key, strict=True))
@@ -111,7 +113,7 @@ def prediction_table(groups: list[GroupFit], predict_dims: Sequence[int], refere
                     dv = np.array([1.0, float(d) ** 2, float(d) ** 3])
                     ratio = (b_boot @ dv) / np.maximum(r_boot @ dv, 1e-300)
                     s_low, s_high = _quantiles(ratio, g.fit.level)
-                    speed = float(pred[j] / ref.fit.predict([d])[0])
+                    speed = float(pred[j] / ref.fit.predict_model([d])[0])
                     row.update(speedup_of_reference=speed, speedup_low=s_low, speedup_high=s_high)
                 row["order"] = g.order
                 rows.append(row)
@@ -133,7 +135,9 @@ def crossover_predictions(groups: list[GroupFit], reference: str) -> pd.DataFram
             draws = np.array([crossover_dim(r, b) for r, b in zip(r_boot, b_boot, strict=True)])
             low, high = _quantiles(draws, g.fit.level)
             row = dict(zip(CONFIG_GROUP, key, strict=True))
-            row.update(baseline=method, crossover_pred_dim=crossover_dim(ref.fit.coef, g.fit.coef))
+            row.update(
+                baseline=method, crossover_pred_dim=crossover_dim(ref.fit.model_coef, g.fit.model_coef)
+            )
             row.update(crossover_pred_low=low, crossover_pred_high=high)
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
@@ -175,7 +179,7 @@ def holdout_table(
                 rows.append(row)
                 continue
             fit = fit_cost_model(g.dims[below], g.values[below], n_boot=n_boot, seed=seed)
-            pred = float(fit.predict([d])[0])
+            pred = float(fit.predict_model([d])[0])
             low, high = fit.predict_interval([d])
             row.update(t_pred_s=pred, t_low_s=float(low[0]), t_high_s=float(high[0]))
             row.update(
