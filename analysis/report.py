@@ -137,9 +137,11 @@ def _overview(data: SweepData, ctx: fig.FigureContext) -> Section:
     paras = [
         f"Runs dated {ctx.run_dates}; report generated {ctx.generated}. "
         f"Device(s): {'; '.join(ctx.devices) or 'unknown'}.",
-        "Timings are the median seconds of one full training step (gradient and optimizer step) "
-        "per trial; across seeds the median is shown. Log-likelihoods are in nats per sample "
-        "(higher is better).",
+        "Timings are seconds of one full training step (gradient and optimizer step). Each trial logs the "
+        "median, the fastest (sec_per_iter_min) and the IQR of its timed repeats; cost models and "
+        "speedups use the fastest, which contention on a shared machine disturbs least (as timeit does), "
+        "falling back to the median for runs without it. Across seeds the median is shown. "
+        "Log-likelihoods are in nats per sample (higher is better).",
     ]
     for s in data.sweeps:
         if s.ignored_parent_ids:
