@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow
 LONG = {
     "methods": ["relative"],
     "dims": [4, 8],
-    "train": {"epochs": 4, "steps_per_epoch": 4000, "time_budget_s": 8},
+    "train": {"epochs": 20, "steps_per_epoch": 1500, "time_budget_s": 6},
     "resources": {"max_concurrent": 1, "max_failures": 0},
 }
 
@@ -314,29 +315,77 @@ def _server(port: int, tmp_path: Path, procs: list) -> subprocess.Popen:
     pytest.fail("mlflow server did not come up")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)  # the server and its own workers
-    proc.wait(timeout=30)
+class Relay:
+    """A loopback TCP relay in front of the tracking server that can go down: while down it cuts
+    every open connection and resets new ones, as a server outage does to its clients."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream, self.up = upstream, True
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.open: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            with self.lock:
+                self.open |= {client, server}
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def set_up(self, up: bool) -> None:
+        self.up = up
+        if not up:
+            with self.lock:
+                for end in self.open:
+                    with contextlib.suppress(OSError):
+                        end.shutdown(socket.SHUT_RDWR)
+                self.open.clear()
+
+    def close(self) -> None:
+        self.set_up(False)
+        self.listener.close()
 
 
 def test_tracking_outage_ends_the_sweep_cleanly_and_resume_finishes_it(
     ray_session, tmp_path: Path, session_procs: list
 ) -> None:
-    port = _free_port()
-    store = {"uri": f"http://127.0.0.1:{port}", "storage": str(tmp_path / "ray_results")}
-    server = _server(port, tmp_path, session_procs)
-    preset = write_preset(tmp_path, scaling=LONG)
-    fast_fail = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-    proc = _start(_cli(preset, "outage", store), tmp_path, session_procs, **fast_fail)
-    _wait_for(_mid_trial(store["uri"], "outage"), proc, 240, "a trial evaluating")
-    _stop(server)
-    output, _ = proc.communicate(timeout=240)
-    assert proc.returncode == 130, output[-3000:]
-    # Tune prints the trials' own errors; the driver itself must not crash in its callbacks
-    assert "on_trial_error" not in output and "MlflowFinaliser" not in output, output[-3000:]
-    assert "Traceback" not in output.split("sweep outage:", 1)[1], output[-3000:]
-    assert "relgrad scaling --name outage --resume" in output and "tracking store" in output
+    server_port = _free_port()
+    _server(server_port, tmp_path, session_procs)
+    relay = Relay(server_port)
+    try:
+        store = {"uri": f"http://127.0.0.1:{relay.port}", "storage": str(tmp_path / "ray_results")}
+        preset = write_preset(tmp_path, scaling=LONG)
+        fast_fail = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+        proc = _start(_cli(preset, "outage", store), tmp_path, session_procs, **fast_fail)
+        _wait_for(_mid_trial(store["uri"], "outage"), proc, 240, "a trial evaluating")
+        relay.set_up(False)  # the server is gone for longer than the client retries
+        output, _ = proc.communicate(timeout=240)
+        assert proc.returncode == 130, output[-3000:]
+        # Tune prints the trials' own errors; the driver itself must not crash in its callbacks
+        assert "on_trial_error" not in output and "MlflowFinaliser" not in output, output[-3000:]
+        assert "Traceback" not in output.split("sweep outage:", 1)[1], output[-3000:]
+        assert "relgrad scaling --name outage --resume" in output and "tracking store" in output
 
-    _server(port, tmp_path, session_procs)  # the server is back, same database
-    assert _resume("outage", store) == 0
-    _assert_finished(store, "outage", 2)
+        relay.set_up(True)  # the server is back
+        assert _resume("outage", store) == 0
+        _assert_finished(store, "outage", 2)
+    finally:
+        relay.close()

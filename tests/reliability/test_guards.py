@@ -261,8 +261,8 @@ def test_concurrent_first_use_of_a_new_sqlite_store(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/fresh/mlflow.db"
     (tmp_path / "fresh").mkdir()
     context = multiprocessing.get_context("spawn")
-    barrier, errors = context.Barrier(4), context.Queue()
-    procs = [context.Process(target=_open_store, args=(uri, barrier, errors)) for _ in range(4)]
+    barrier, errors = context.Barrier(3), context.Queue()
+    procs = [context.Process(target=_open_store, args=(uri, barrier, errors)) for _ in range(3)]
     for proc in procs:
         proc.start()
     for proc in procs:
