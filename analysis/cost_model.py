@@ -25,13 +25,15 @@ Order rule (``cubic`` needs all three):
    alone called a pure a·D² + t0 with 10% noise "cubic" in up to 16% of repetitions; with the test
    that rate is 0–3% (tests/analysis/test_cost_model.py states the measured rates).
 2. The D³ term is material: at least :data:`CUBIC_SHARE_MIN` of the fitted step at the largest D.
-3. It is not carried by the largest D alone: refitted without it, the D³ share at the next D is at
-   least half that threshold and the same test finds c > 0 at :data:`CONFIRM_LEVEL`. A step that jumps
+3. It is not carried by the largest D alone: refitted without it (so at least four distinct D are
+   needed), the D³ share at the next D is at least half that threshold and the same test finds c > 0
+   at :data:`CONFIRM_LEVEL`. A step that jumps
    once the weights leave the cache (O(D²) memory traffic at a lower bandwidth) looks like a D³ term at
    one point; O(D³) work shows at every D.
 
-``quadratic`` otherwise; ``not fitted`` (with the reason) when the points cannot carry the test: fewer
-than three distinct D, missing timings, or only three timings (they fix t0, a, c exactly).
+``quadratic`` otherwise; ``not fitted`` (with the reason) when the points cannot carry the rule: fewer
+than four distinct D (three fix t0, a, c exactly and leave nothing to test c against), or missing
+timings.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ from analysis.errors import ReportError
 
 #: Minimum share c·D³ / t(D) at the largest measured D for a D³ term to count as material.
 CUBIC_SHARE_MIN = 0.10
-MIN_DISTINCT_DIMS = 3
+MIN_DISTINCT_DIMS = 3  # to fit the three coefficients
+#: To order a curve: the test of c needs residuals, and its confirmation the fit without the largest D.
+ORDER_MIN_DIMS = 4
 ORDER_CUBIC = "cubic"
 ORDER_QUADRATIC = "quadratic"
 ORDER_NOT_FITTED = "not fitted"
@@ -87,7 +91,7 @@ def _nnls_relative(dims: np.ndarray, values: np.ndarray, powers: np.ndarray = _P
 
 def point_fit(dims: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray) -> np.ndarray:
     """The fitted (t0, a, c) alone, without bootstrap (inputs as for :func:`fit_cost_model`)."""
-    check_points(dims, values, min_points=MIN_DISTINCT_DIMS)
+    check_points(dims, values, min_dims=MIN_DISTINCT_DIMS)
     return _nnls_relative(np.asarray(dims, dtype=float).ravel(), np.asarray(values, dtype=float).ravel())
 
 
@@ -260,12 +264,11 @@ class CostFit:
         if share < CUBIC_SHARE_MIN:
             return f"D³ share {share:.0%} < {CUBIC_SHARE_MIN:.0%} at D = {self.max_dim:g}"
         # A D³ term seen at the largest D alone may be a cache or bandwidth cliff, not O(D³) work.
-        if self.top_out_share is not None and not (
-            self.top_out_share >= CUBIC_SHARE_MIN / 2 and self.top_out_p < CONFIRM_LEVEL
-        ):
+        top = self.top_out_share if self.top_out_share is not None else 0.0
+        if not (top >= CUBIC_SHARE_MIN / 2 and self.top_out_p < CONFIRM_LEVEL):
             return (
                 f"D³ term carried by D = {self.max_dim:g} alone (without it: share "
-                f"{self.top_out_share:.0%}, test p = {self.top_out_p:.2g})"
+                f"{top:.0%}, test p = {self.top_out_p:.2g})"
             )
         return ""
 
@@ -274,10 +277,10 @@ def check_points(
     dims: Sequence[float] | np.ndarray,
     values: Sequence[float] | np.ndarray,
     *,
-    min_points: int = MIN_DISTINCT_DIMS + 1,
+    min_dims: int = ORDER_MIN_DIMS,
 ) -> None:
     """Raise :class:`ReportError` naming the problem if (dims, values) cannot carry a cost model
-    (``min_points``: 4 to test c, 3 for the fit alone)."""
+    (``min_dims`` distinct D: 4 to fit and order, 3 for the fit alone)."""
     d = np.asarray(dims, dtype=float).ravel()
     v = np.asarray(values, dtype=float).ravel()
     if d.shape != v.shape:
@@ -289,15 +292,11 @@ def check_points(
     if np.any(d <= 0) or np.any(v <= 0):
         raise ReportError("dims and values must be positive to fit a cost model")
     distinct = np.unique(d)
-    if len(distinct) < MIN_DISTINCT_DIMS:
+    if len(distinct) < min_dims:
+        why = " and test c with and without the largest D" if min_dims > MIN_DISTINCT_DIMS else ""
         raise ReportError(
-            f"need at least {MIN_DISTINCT_DIMS} distinct D to fit t0 + a·D² + c·D³, got "
+            f"need at least {min_dims} distinct D to fit t0 + a·D² + c·D³{why}, got "
             f"{len(distinct)}: {[int(x) if x.is_integer() else x for x in distinct.tolist()]}"
-        )
-    if d.size < min_points:
-        raise ReportError(
-            f"{d.size} timings determine t0, a and c exactly, leaving no residual to test c against: "
-            f"need a 4th D or a second seed"
         )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.cost_model import MIN_DISTINCT_DIMS, CostFit, fit_cost_model
+from analysis.cost_model import ORDER_MIN_DIMS, CostFit, fit_cost_model
 from analysis.cost_tables import CONFIG_GROUP, GroupFit
 from analysis.errors import ReportError
 
@@ -174,7 +174,7 @@ def holdout_table(
             distinct = np.unique(g.dims[below])
             row.update(fitted_on=f"D {distinct.min():g}–{distinct.max():g}" if distinct.size else "")
             row["t_measured_s"] = measured
-            if distinct.size < MIN_DISTINCT_DIMS:
+            if distinct.size < ORDER_MIN_DIMS:
                 row["note"] = f"only {distinct.size} distinct D below {d:g}: no prediction"
                 rows.append(row)
                 continue

@@ -3,7 +3,7 @@ coverage over seeded repetitions, predictions, half-D and crossover algebra, and
 
 Measured rates (n_boot = 400, 30 seeded repetitions each, 7 D from 64 to 4096 unless stated; 100
 repetitions for the false-cubic rate): pure t0 + a·D² with 10% noise → called cubic in 1% of
-repetitions over 64–4096, 2% over 256–4096, 0% over 512–4096 (three D only: not fitted, see below);
+repetitions over 64–4096, 2% over 256–4096, 0% over 512–4096 (fewer than four D: not fitted);
 a·D² + c·D³ with a 30% D³ share at the largest D (below the half-D) and 3% noise → cubic in 83% (one
 timing per D) and 93% (two per D); with two per D over 64–1024 in 27%, over 256–2048 in 50%: a 30%
 share over a short range is at the edge of what 3% noise lets one see.
@@ -99,6 +99,7 @@ def test_a_cliff_at_the_largest_dim_alone_is_not_cubic() -> None:
     assert fit.share([4096.0])[0] > CUBIC_SHARE_MIN  # the fit does put a D³ term there …
     assert fit.top_out_share is not None and fit.top_out_share < CUBIC_SHARE_MIN / 2
     assert fit.order == "quadratic"  # … but nothing below the largest D supports it
+    assert fit.order_reason.startswith("D³ term carried by D = 4096 alone")
 
 
 def test_bootstrap_is_seeded() -> None:
@@ -126,18 +127,18 @@ def test_crossover_of_two_models() -> None:
 @pytest.mark.parametrize(
     ("dims", "values", "message"),
     [
-        ([64, 64, 128, 128], [1.0, 1.1, 4.0, 4.2], "at least 3 distinct D"),
-        ([64, 128, 256], [np.nan] * 3, "all values missing or NaN"),
-        ([64, 128, 256], [1.0, np.nan, 2.0], "finite"),
-        ([64, 128, 256], [1.0, 0.0, 2.0], "positive"),
+        ([64, 64, 128, 128], [1.0, 1.1, 4.0, 4.2], "at least [34] distinct D"),
+        ([64, 128, 256, 512], [np.nan] * 4, "all values missing or NaN"),
+        ([64, 128, 256, 512], [1.0, np.nan, 2.0, 3.0], "finite"),
+        ([64, 128, 256, 512], [1.0, 0.0, 2.0, 3.0], "positive"),
         ([64, 128], [1.0], "differ in length"),
-        ([1024, 2048, 4096], [1.0, 4.0, 16.0], "determine t0, a and c exactly"),
+        ([1024, 1024, 2048, 2048, 4096, 4096], [1.0, 1.1, 4.0, 4.2, 16, 17], "test c with and without"),
     ],
 )
 def test_bad_input_names_the_problem(dims: list[float], values: list[float], message: str) -> None:
     with pytest.raises(ReportError, match=message):
         fit_cost_model(dims, values)
-    if "exactly" not in message:  # three points are enough for the fit alone
+    if "with and without" not in message:  # three distinct D are enough for the fit alone
         with pytest.raises(ReportError, match=message):
             point_fit(dims, values)
 

@@ -99,7 +99,7 @@ def test_bad_curves_become_not_fitted_rows_with_their_reason() -> None:
         sec_per_iter_min=np.nan, sec_per_iter=np.where(runs["method"] == "ordinary", np.nan, 1.0)
     )
     for frame, method, reason in (
-        (two_dims, "ordinary", "at least 3 distinct D"),
+        (two_dims, "ordinary", "at least 4 distinct D"),
         (all_nan, "ordinary", "all missing or NaN"),
     ):
         table = cost_table(fit_groups(frame, n_boot=200), n_boot=200, seed=0).set_index("method")
