@@ -9,17 +9,23 @@ from pathlib import Path
 import pytest
 import yaml
 
+import study.ray_runtime  # noqa: F401  (before anything imports ray: keeps embedded Ray on loopback)
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RELGRAD_TUNE_VERBOSE", "0")
 
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """One local Ray instance for every in-process sweep of the session (start-up is slow)."""
+    """One local Ray instance for every in-process sweep of the session (start-up is slow).
+
+    Started like the CLI's embedded Ray: bound to loopback, since tests run with auth disabled.
+    """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from study.ray_runtime import start_ray
+
+    start_ray(None, num_cpus=2)
     yield
     ray.shutdown()
 
