@@ -1,9 +1,12 @@
 """MLflow tracking for sweeps: the store, parent/child runs and the environment tags.
 
-Schema (shared with ``analysis/``): one parent run per sweep (tags ``sweep``, ``role=parent``,
-``kind``) and one child run per trial (tags ``mlflow.parentRunId``, ``sweep``, ``role``, ``status``,
-``status_reason``, environment tags, ``trial_id``). A child run is looked up by its ``trial_id``
-before it is created, so a retried or resumed trial reuses its run instead of duplicating it.
+The names (tags, statuses, metrics) are those of :mod:`analysis.schema`, the contract that
+``analysis`` reads. One parent run per sweep (tags ``sweep``, ``role=parent``, ``kind``, ``driver``)
+and one child run per trial (``mlflow.parentRunId``, ``sweep``, ``role``, ``status``,
+``status_reason``, environment tags, ``trial_id`` and, for grid points, ``point_key``). A child run
+is looked up by its trial id, then by its point key, before it is created, so a retried, resumed or
+re-suggested trial reuses its run instead of duplicating it. A child starts with status ``running``;
+one still RUNNING when no driver can be running it is reconciled to ``interrupted``.
 """
 
 from __future__ import annotations
