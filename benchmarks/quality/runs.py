@@ -106,7 +106,8 @@ class RunResult:
 @lru_cache(maxsize=4)
 def load(name: str, seed: int, standardize: bool, options: tuple[tuple[str, object], ...]) -> Dataset:
     """The data set of a run (cached per worker: the five seeds of one setting reuse it)."""
-    _register_table()
+    if name == TABLE:
+        _register_table()
     kwargs = dict(options)
     if name in ("digits", TABLE):
         kwargs["standardize"] = standardize

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from benchmarks.quality import __main__ as cli
 from benchmarks.quality.results import Arm, Comparison, Experiment
-from benchmarks.quality.runs import RunResult, RunSpec, load
+from benchmarks.quality.runs import TABLE, RunResult, RunSpec, load
 from benchmarks.quality.stats import paired_difference
 from benchmarks.quality.summary import experiment_markdown
 from benchmarks.quality.variants import WEIGHT_ONLY, ensure_registered, fold_standardization
-from relgrad_core import DenseFlow, backward, gaussian_test_ll
+from relgrad_core import DATASETS, DenseFlow, backward, gaussian_test_ll
+from relgrad_core.data import unregister_dataset
 
 
 def test_paired_difference_matches_hand_computation() -> None:
@@ -120,7 +123,24 @@ def test_bad_cli_arguments_fail_before_any_work() -> None:
             parser.parse_args(argv)
 
 
-def test_quick_run_writes_typed_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def no_leftover_registration() -> Iterator[None]:
+    """The table experiment registers a data set in this process: leave the registry as found."""
+    before = set(DATASETS)
+    yield
+    for name in set(DATASETS) - before:
+        unregister_dataset(name)
+
+
+def test_table_is_reached_through_the_registry(no_leftover_registration: None) -> None:
+    data = load(TABLE, 0, True, ())
+    assert TABLE in DATASETS and data.dim == 30 and data.ll_space.startswith("raw")
+    assert data.ll_offset == pytest.approx(-np.log(data.info["standardization"]["std"]).sum())
+
+
+def test_quick_run_writes_typed_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_leftover_registration: None
+) -> None:
     out = tmp_path / "quality.json"
     log = tmp_path / "progress.log"
     with pytest.warns(UserWarning, match="epoch cap"):  # the quick plan's 3-epoch cap cuts every run
