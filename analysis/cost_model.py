@@ -26,8 +26,7 @@ Order rule (``cubic`` needs all three):
    that rate is 0–3% (tests/analysis/test_cost_model.py states the measured rates).
 2. The D³ term is material: at least :data:`CUBIC_SHARE_MIN` of the fitted step at the largest D.
 3. It is not carried by the largest D alone: refitted without it (so at least four distinct D are
-   needed), the D³ share at the next D is at least half that threshold and the same test finds c > 0
-   at :data:`CONFIRM_LEVEL`. A step that jumps
+   needed), the D³ share at the next D is still at least half that threshold. A step that jumps
    once the weights leave the cache (O(D²) memory traffic at a lower bandwidth) looks like a D³ term at
    one point; O(D³) work shows at every D.
 
@@ -58,8 +57,6 @@ ORDERS: tuple[str, ...] = (ORDER_QUADRATIC, ORDER_CUBIC, ORDER_NOT_FITTED)
 DEFAULT_LEVEL = 0.95
 #: Level of the bootstrap test of c = 0 (false "cubic" calls on pure a·D² + t0 data stay below it).
 TEST_LEVEL = 0.01
-#: Level of the same test on the points below the largest D (evidence not carried by one point).
-CONFIRM_LEVEL = 0.05
 DEFAULT_BOOT = 1000
 _POWERS = np.array([0.0, 2.0, 3.0])
 
@@ -70,8 +67,8 @@ def order_rule() -> str:
         f"cubic when c > 0 is significant (bootstrap test at the {TEST_LEVEL:.0%} level, and c's 95% "
         f"interval excludes 0), c·D³ is at least {CUBIC_SHARE_MIN:.0%} of the fitted step at the largest "
         "measured D, and "
-        f"without that D the D³ share at the next D is still ≥ {CUBIC_SHARE_MIN / 2:.0%} and significant "
-        f"at {CONFIRM_LEVEL:.0%} (not a one-point cache cliff); quadratic otherwise"
+        f"without that D the D³ share at the next D is still ≥ {CUBIC_SHARE_MIN / 2:.0%} (not a one-point "
+        "cache cliff); quadratic otherwise"
     )
 
 
@@ -182,7 +179,8 @@ class CostFit:
     level: float = DEFAULT_LEVEL
     #: D³ share at the second-largest D of the fit without the largest D (None: < 3 D would remain).
     top_out_share: float | None = None
-    #: p-value of the test of c = 0 on the points below the largest D.
+    #: p-value of the test of c = 0 on the points below the largest D: reported, not a condition (one
+    #: point fewer costs much power: real 2-core timings of ordinary, 56% D³ share there, gave p = 0.23).
     top_out_p: float = 1.0
     #: p-value of the bootstrap test of c = 0 against c > 0 (:func:`c_pvalue`).
     p_c: float = 1.0
@@ -265,7 +263,7 @@ class CostFit:
             return f"D³ share {share:.0%} < {CUBIC_SHARE_MIN:.0%} at D = {self.max_dim:g}"
         # A D³ term seen at the largest D alone may be a cache or bandwidth cliff, not O(D³) work.
         top = self.top_out_share if self.top_out_share is not None else 0.0
-        if not (top >= CUBIC_SHARE_MIN / 2 and self.top_out_p < CONFIRM_LEVEL):
+        if top < CUBIC_SHARE_MIN / 2:
             return (
                 f"D³ term carried by D = {self.max_dim:g} alone (without it: share "
                 f"{top:.0%}, test p = {self.top_out_p:.2g})"
