@@ -1,12 +1,11 @@
 """The cost model t0 + a·D² + c·D³: order recovered from synthetic timings with known truth, interval
 coverage over seeded repetitions, predictions, half-D and crossover algebra, and bad input.
 
-Measured rates (n_boot = 400, 30 seeded repetitions each, 7 D from 64 to 4096 unless stated; 100
-repetitions for the false-cubic rate): pure t0 + a·D² with 10% noise → called cubic in 1% of
-repetitions over 64–4096, 2% over 256–4096, 0% over 512–4096 (fewer than four D: not fitted);
-a·D² + c·D³ with a 30% D³ share at the largest D (below the half-D) and 3% noise → cubic in 83% (one
-timing per D) and 93% (two per D); with two per D over 64–1024 in 27%, over 256–2048 in 50%: a 30%
-share over a short range is at the edge of what 3% noise lets one see.
+Measured rates (n_boot = 400; 30 or 100 seeded repetitions; 7 D from 64 to 4096 unless stated):
+pure t0 + a·D² with 10% noise → called cubic in 0–4% of repetitions over 64–4096, 2–10% over
+256–4096, 7–8% over 512–4096 (four D; fewer are not fitted); a·D² + c·D³ with a 30% D³ share at the
+largest D (below the half-D) and 3% noise → cubic in 93% (one timing per D) and 97% (two per D);
+with two per D over 64–1024 in 60%, over 256–2048 in 73%.
 Coverage of the 95% intervals over 7 D, one timing per D, 10% noise: t0 97%, a 80%, c 97%; over 4 D
 70–93% (few residuals to resample). Predictions use the model the order accepts (t0 + a·D² when the
 D³ term is rejected), so their coverage is checked where the order is recovered (3% noise): 80% at
@@ -49,9 +48,12 @@ def test_exact_data_recovers_the_coefficients_and_predicts() -> None:
 
 @pytest.mark.parametrize("low", [64, 128, 256, 512])
 def test_pure_quadratic_with_10pct_noise_is_quadratic_at_every_range(low: int) -> None:
+    """A 1% test plus the share conditions: false "cubic" calls stay rare (rates in the module docstring)."""
     dims = DIMS[low <= DIMS]
-    orders = [fit_cost_model(dims, _timings(dims, 0.0, 0.1, s), n_boot=200, seed=s).order for s in range(10)]
-    assert orders == ["quadratic"] * 10
+    fits = [fit_cost_model(dims, _timings(dims, 0.0, 0.1, s), n_boot=200, seed=s) for s in range(20)]
+    cubic = [s for s, f in enumerate(fits) if f.order == "cubic"]
+    assert len(cubic) <= 2, f"seeds called cubic: {cubic}"
+    assert all(f.order == "quadratic" for f in fits if f.p_c >= 0.01)
 
 
 @pytest.mark.parametrize(
