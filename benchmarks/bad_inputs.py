@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bad_library_inputs import ACCEPTED, library_cases
+
 DEFAULT_PRESET = "smoke"
 
 
@@ -153,10 +155,14 @@ CLI_CASES: list[Case] = [
     Case(("scaling", "--data-file", "{tmp}/words.csv"), "words.csv", _write("words.csv", "a,b\n1,x\n2,y\n")),
     Case(("tune", "--data-file", "{tmp}/bad.npz"), "bad.npz", _npz("bad.npz", train=_GOOD, val=_GOOD[:, :2])),
     Case(("train", "--data-file", "{tmp}/x.txt"), "unknown extension", _write("x.txt", "1,2\n")),
+    # reports
+    Case(("report", "--sweep", "bad", "--predict-dims", "0"), "--predict-dims: each D must be in 1..1000000"),
+    Case(("scaling", "--report", "--predict-dims", "x"), "--predict-dims: 'x' is not"),
+    Case(("report", "--sweep", "bad"), "no MLflow store"),
 ]
 
 #: ``(label, call)``: a library entry point given bad input; the call must raise a clear exception.
-LIBRARY_CASES: list[tuple[str, Callable[[], object]]] = []
+LIBRARY_CASES: list[tuple[str, Callable[[], object]]] = library_cases()
 
 
 def _store_args(folder: Path) -> list[str]:
@@ -183,7 +189,7 @@ def run_case(case: Case, folder: Path) -> Row:
     if case.setup is not None:
         case.setup(folder)
     command, *rest = (a.replace("{tmp}", str(folder)) for a in case.argv)
-    preset = [] if command == "train" else ["--preset", DEFAULT_PRESET]
+    preset = ["--preset", DEFAULT_PRESET] if command in ("scaling", "tune") else []
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = main([command, *_store_args(folder), *preset, *rest])
@@ -201,11 +207,11 @@ def run_case(case: Case, folder: Path) -> Row:
 
 def run_library_case(label: str, call: Callable[[], object]) -> Row:
     try:
-        call()
+        result = call()
     except Exception as exc:  # the point: which exception, and what it says
         lines = str(exc).strip().splitlines()
-        return Row(label, type(exc).__name__, lines[0] if lines else "", lines=len(lines))
-    return Row(label, "accepted", "(no error)", lines=0)
+        return Row(label, type(exc).__name__, lines[0] if lines else "", lines=len(lines), traceback=False)
+    return Row(label, "accepted", str(result) if result is not None else "(no error)", lines=0)
 
 
 def applicable(case: Case) -> bool:
@@ -241,14 +247,16 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(render(library, "call"))
     clean = [r for r in rows if r.outcome == "exit 2" and r.lines == 1 and not r.traceback and not r.runs]
+    refused = [r for r in library if (r.outcome == "accepted") == (r.input in ACCEPTED)]
     print(
-        f"\n{len(clean)}/{len(rows)} CLI cases: exit 2, one line, no traceback, no MLflow run",
+        f"\n{len(clean)}/{len(rows)} CLI cases: exit 2, one line, no traceback, no MLflow run; "
+        f"{len(refused)}/{len(library)} library cases as expected (refused, or cast where stated)",
         file=sys.stderr,
     )
     if args.json:
         payload = {"cli": [asdict(r) for r in rows], "library": [asdict(r) for r in library]}
         Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
-    return 0 if len(clean) == len(rows) else 1
+    return 0 if len(clean) == len(rows) and len(refused) == len(library) else 1
 
 
 if __name__ == "__main__":

@@ -140,6 +140,11 @@ def _splits(flow: Flow, data: object) -> tuple[torch.Tensor, torch.Tensor]:
         pair = (data.train, data.val)
     elif isinstance(data, tuple | list) and len(data) == 2:
         pair = tuple(torch.as_tensor(x) if isinstance(x, np.ndarray) else x for x in data)
+        for split, value in zip(("train", "val"), pair, strict=True):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"{split} split must be a torch.Tensor or a numpy array, got {type(value).__name__}"
+                )
     else:
         raise TypeError(
             "data must be a Dataset or a (train, val) pair of tensors or numpy arrays, got "

@@ -149,6 +149,11 @@ def _config_flags(parser: argparse.ArgumentParser, command: str) -> None:
     )
 
 
+PREDICT_HELP = (
+    "D at which to predict step time and speedups, e.g. 8192,23552 (default: largest D x4 and 23552)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="relgrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -167,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     scaling = sub.choices["scaling"]
     scaling.add_argument("--report", action="store_true", help="build the report afterwards")
     scaling.add_argument("--report-dir", help="default reports/<name>")
-    scaling.add_argument("--min-dim", type=int, help="report: fit exponents over D >= this")
+    scaling.add_argument("--min-dim", type=int, help="report: secondary log-log slope over D >= this")
+    scaling.add_argument("--predict-dims", help=PREDICT_HELP)
 
     ui = sub.add_parser("ui", help="the MLflow UI on the project's store")
     _common(ui)
@@ -178,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(report)
     report.add_argument("--sweep", required=True, help="sweep name(s), comma-separated")
     report.add_argument("--out", help="default reports/<sweep>")
-    report.add_argument("--min-dim", type=int)
+    report.add_argument("--min-dim", type=int, help="secondary log-log slope over D >= this")
+    report.add_argument("--predict-dims", help=PREDICT_HELP)
     return parser
 
 
@@ -309,6 +316,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from study import sweep
 
     command = args.command
+    if command == "scaling" and args.report:
+        _report_options(args)  # a bad report flag ends the run now, not after the sweep
     storage = _storage_path(args)
     cfg, experiment = _sweep_config(command, args, storage)
     if command == "scaling":
@@ -346,7 +355,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if code == EXIT_INTERRUPTED:
         return code
     if command == "scaling" and args.report:
-        code = max(code, _build_report([name], uri, experiment, args.report_dir, args.min_dim))
+        code = max(code, _build_report([name], uri, experiment, args.report_dir, args))
     print(_ui_hint(uri))
     return code
 
@@ -420,10 +429,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     sweeps = parse_str_list(args.sweep)
     if not sweeps:
         raise ConfigError("--sweep: give at least one sweep name")
-    return _build_report(sweeps, _tracking_uri(args), args.experiment, args.out, args.min_dim)
+    from study.tracking import sqlite_path
+
+    path = sqlite_path(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
+    if path is not None and path.is_absolute() and not path.exists():  # reading must not create a store
+        raise ConfigError(f"no MLflow store at {path} yet; run a sweep first (relgrad scaling)")
+    uri = _tracking_uri(args)
+    return _build_report(sweeps, uri, args.experiment, args.out, args)
 
 
-def _build_report(sweeps: list[str], uri: str, experiment: str, out: str | None, min_dim: int | None) -> int:
+def _report_options(args: argparse.Namespace) -> tuple[int | None, list[int] | None]:
+    """``--min-dim`` and ``--predict-dims``, checked before any run is read (one line, exit 2)."""
+    min_dim = args.min_dim
+    if min_dim is not None and min_dim < 1:
+        raise ConfigError(f"--min-dim: must be a positive integer, got {min_dim}")
+    predict = None
+    if args.predict_dims:
+        predict = parse_int_list(args.predict_dims, "--predict-dims")
+        bad = [d for d in predict if d < 1 or d > MAX_PREDICT_DIM]
+        if bad:
+            raise ConfigError(f"--predict-dims: each D must be in 1..{MAX_PREDICT_DIM}, got {bad[0]}")
+    return min_dim, predict
+
+
+#: Largest D the report predicts at (a prediction, not an allocation, but 10⁶ is already 40× the paper's).
+MAX_PREDICT_DIM = 1_000_000
+
+
+def _build_report(
+    sweeps: list[str], uri: str, experiment: str, out: str | None, args: argparse.Namespace
+) -> int:
+    min_dim, predict_dims = _report_options(args)
     try:
         import analysis
     except ImportError as exc:
@@ -431,7 +467,12 @@ def _build_report(sweeps: list[str], uri: str, experiment: str, out: str | None,
     out_dir = Path(out or Path("reports") / "+".join(sweeps)).resolve()
     try:
         report: Any = analysis.build_report(
-            sweeps, tracking_uri=uri, out_dir=out_dir, experiment=experiment, min_dim=min_dim
+            sweeps,
+            tracking_uri=uri,
+            out_dir=out_dir,
+            experiment=experiment,
+            min_dim=min_dim,
+            predict_dims=predict_dims,
         )
     except analysis.ReportError as exc:
         print(f"relgrad report: {exc}", file=sys.stderr)

@@ -88,3 +88,20 @@ def test_the_writer_takes_its_names_from_the_schema() -> None:
         text = path.read_text()
         for status in (schema.STATUS_SKIPPED, schema.STATUS_INTERRUPTED, schema.STATUS_DIVERGED):
             assert not re.search(rf"[\"']{status}[\"']", text), (path.name, status)
+
+
+def test_digits_trial_logs_its_reported_space(tmp_path: Path) -> None:
+    """A standardised set: test LL and yardstick on the tensors, reported LL shifted by the set's offset."""
+    from relgrad_core import load_dataset
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tctx = prepare_tracking(uri, "relgrad", "digits", "train", {"methods": "relative"}, resume=False)
+    train = TrainConfig(epochs=1, steps_per_epoch=2, device="cpu")
+    ctx = SweepContext(tracking=tctx, data=DataConfig(dataset="digits"), train=train)
+    outcome = run_logged({**POINT, "dim": 64, "batch_size": 32}, ctx, "train")
+    offset = load_dataset("digits").ll_offset
+    assert offset < -1.0  # −Σ log sd of the logit pixels: far from 0
+    m = outcome.metrics
+    assert m["ll_offset"] == pytest.approx(offset)
+    assert m["reported_test_ll"] == pytest.approx(m["test_ll"] + offset)
+    assert math.isfinite(m["gaussian_test_ll"])

@@ -16,7 +16,7 @@ from tests.study.conftest import runs_of, write_preset
 def test_scaling_sweep_with_report(ray_session, store: dict[str, str], tmp_path: Path, capsys) -> None:
     preset = write_preset(
         tmp_path,
-        scaling={"methods": ["relative", "ordinary", "mlp"], "dims": [4, 8, 16], "lrs": [0.001]},
+        scaling={"methods": ["relative", "ordinary", "mlp"], "dims": [4, 8, 16, 32], "lrs": [0.001]},
     )
     out = tmp_path / "report"
     code = main(
@@ -33,6 +33,8 @@ def test_scaling_sweep_with_report(ray_session, store: dict[str, str], tmp_path:
             "--report",
             "--report-dir",
             str(out),
+            "--predict-dims",
+            "100,23552",
         ]
     )
     assert code == 0
@@ -47,7 +49,13 @@ def test_scaling_sweep_with_report(ray_session, store: dict[str, str], tmp_path:
     png = base64.b64decode(images[0].split(",", 1)[1])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # the exponent table was fitted from the sweep's own runs: one row per method, over 3 distinct D
+    # the CLI prints the headline first, and the predictions sit at the D the user named
+    assert "Headline" in printed or "relative:" in printed
+    predicted = pd.read_csv(out / "tables" / "predictions.csv")
+    assert {"relative", "ordinary", "mlp"} <= set(predicted["method"])
+    assert set(predicted["dim"]) == {100, 23552}
+
+    # the exponent table was fitted from the sweep's own runs: one row per method, over 4 distinct D
     fits = pd.concat(pd.read_csv(p) for p in (out / "tables").glob("*.csv") if "exponent" in p.name)
     assert {"relative", "ordinary", "mlp"} <= set(fits["method"])
 
