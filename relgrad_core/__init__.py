@@ -30,6 +30,7 @@ from relgrad_core.methods import (
     register_method,
     unregister_method,
 )
+from relgrad_core.plugins import load_plugins
 from relgrad_core.timing import StepTiming, time_step
 from relgrad_core.training import Diverged, EpochRecord, History, evaluate_nll, fit
 
@@ -58,6 +59,7 @@ __all__ = [
     "inverse_smooth_leaky_relu",
     "load_data_file",
     "load_dataset",
+    "load_plugins",
     "log_derivative",
     "make_base",
     "make_flow",
@@ -70,6 +72,9 @@ __all__ = [
     "time_step",
     "unregister_method",
 ]
+
+# last, so that a plugin module can import anything above from relgrad_core
+load_plugins()
 
 
 def __getattr__(name: str) -> object:

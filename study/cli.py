@@ -499,6 +499,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"relgrad: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ImportError as exc:
+        if "RELGRAD_PLUGINS" not in str(exc):  # a broken install is a bug to see in full
+            raise
+        print(f"relgrad: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("relgrad: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

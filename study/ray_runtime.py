@@ -51,7 +51,10 @@ def start_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int
         )
     try:
         if address:
-            ray.init(address=address, log_to_driver=True)
+            # the cluster's workers import relgrad_core afresh: hand them the user's plugin modules
+            plugins = os.environ.get("RELGRAD_PLUGINS")
+            runtime_env = {"env_vars": {"RELGRAD_PLUGINS": plugins}} if plugins else None
+            ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
             return
         # With the switch at "1" the user asked for an outward-facing node: their choice, as --address.
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False)
