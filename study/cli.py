@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study import preflight, ray_runtime  # ray_runtime first: it keeps an embedded Ray on loopback
+from study import preflight, ray_runtime, viewing  # ray_runtime first: it keeps embedded Ray on loopback
 from study.config import (
     SYNTHETIC_DATASETS,
     ConfigError,
@@ -149,11 +148,6 @@ def _config_flags(parser: argparse.ArgumentParser, command: str) -> None:
     )
 
 
-PREDICT_HELP = (
-    "D at which to predict step time and speedups, e.g. 8192,23552 (default: largest D x4 and 23552)"
-)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="relgrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -173,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--report", action="store_true", help="build the report afterwards")
     scaling.add_argument("--report-dir", help="default reports/<name>")
     scaling.add_argument("--min-dim", type=int, help="report: secondary log-log slope over D >= this")
-    scaling.add_argument("--predict-dims", help=PREDICT_HELP)
+    scaling.add_argument("--predict-dims", help=viewing.PREDICT_HELP)
 
     ui = sub.add_parser("ui", help="the MLflow UI on the project's store")
     _common(ui)
@@ -185,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--sweep", required=True, help="sweep name(s), comma-separated")
     report.add_argument("--out", help="default reports/<sweep>")
     report.add_argument("--min-dim", type=int, help="secondary log-log slope over D >= this")
-    report.add_argument("--predict-dims", help=PREDICT_HELP)
+    report.add_argument("--predict-dims", help=viewing.PREDICT_HELP)
     return parser
 
 
@@ -316,8 +310,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from study import sweep
 
     command = args.command
-    if command == "scaling" and args.report:
-        _report_options(args)  # a bad report flag ends the run now, not after the sweep
+    report_options = None
+    if command == "scaling" and args.report:  # a bad report flag ends the run now, not after the sweep
+        report_options = viewing.report_options(args.min_dim, args.predict_dims)
     storage = _storage_path(args)
     cfg, experiment = _sweep_config(command, args, storage)
     if command == "scaling":
@@ -354,8 +349,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     code = int(summary.exit_code)  # 0 all ended ok/diverged/skipped, 1 some failed, 130 cut short
     if code == EXIT_INTERRUPTED:
         return code
-    if command == "scaling" and args.report:
-        code = max(code, _build_report([name], uri, experiment, args.report_dir, args))
+    if report_options is not None:
+        code = max(code, viewing.build_report([name], uri, experiment, args.report_dir, report_options))
     print(_ui_hint(uri))
     return code
 
@@ -401,86 +396,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# UI and reports
+# UI and reports (the work is in study.viewing)
 # --------------------------------------------------------------------------------------------
 def cmd_ui(args: argparse.Namespace) -> int:
-    from study.tracking import default_artifact_root, sqlite_path
-
-    uri = args.tracking_uri or default_tracking_uri()
-    if uri.startswith("http"):
-        print(f"the store is a tracking server: open {uri}")
-        return EXIT_OK
-    path = sqlite_path(uri)
-    if path is not None and not path.exists():
-        raise ConfigError(f"no MLflow store at {path} yet; run a sweep first (relgrad scaling)")
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
-    command += ["--host", args.host, "--port", str(args.port)]
-    artifacts = default_artifact_root(uri)
-    if artifacts is not None:
-        command += ["--default-artifact-root", artifacts]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C to stop")
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return EXIT_OK
+    return viewing.open_ui(args.tracking_uri or default_tracking_uri(), args.host, args.port)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     sweeps = parse_str_list(args.sweep)
     if not sweeps:
         raise ConfigError("--sweep: give at least one sweep name")
-    from study.tracking import sqlite_path
-
-    path = sqlite_path(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
-    if path is not None and path.is_absolute() and not path.exists():  # reading must not create a store
-        raise ConfigError(f"no MLflow store at {path} yet; run a sweep first (relgrad scaling)")
-    uri = _tracking_uri(args)
-    return _build_report(sweeps, uri, args.experiment, args.out, args)
-
-
-def _report_options(args: argparse.Namespace) -> tuple[int | None, list[int] | None]:
-    """``--min-dim`` and ``--predict-dims``, checked before any run is read (one line, exit 2)."""
-    min_dim = args.min_dim
-    if min_dim is not None and min_dim < 1:
-        raise ConfigError(f"--min-dim: must be a positive integer, got {min_dim}")
-    predict = None
-    if args.predict_dims:
-        predict = parse_int_list(args.predict_dims, "--predict-dims")
-        bad = [d for d in predict if d < 1 or d > MAX_PREDICT_DIM]
-        if bad:
-            raise ConfigError(f"--predict-dims: each D must be in 1..{MAX_PREDICT_DIM}, got {bad[0]}")
-    return min_dim, predict
-
-
-#: Largest D the report predicts at (a prediction, not an allocation, but 10⁶ is already 40× the paper's).
-MAX_PREDICT_DIM = 1_000_000
-
-
-def _build_report(
-    sweeps: list[str], uri: str, experiment: str, out: str | None, args: argparse.Namespace
-) -> int:
-    min_dim, predict_dims = _report_options(args)
-    try:
-        import analysis
-    except ImportError as exc:
-        raise ConfigError(f"the analysis package is not available: {exc}") from None
-    out_dir = Path(out or Path("reports") / "+".join(sweeps)).resolve()
-    try:
-        report: Any = analysis.build_report(
-            sweeps,
-            tracking_uri=uri,
-            out_dir=out_dir,
-            experiment=experiment,
-            min_dim=min_dim,
-            predict_dims=predict_dims,
-        )
-    except analysis.ReportError as exc:
-        print(f"relgrad report: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    for line in getattr(report, "headline", None) or [str(report)]:
-        print(line)
-    print(f"report: {getattr(report, 'html', out_dir / 'report.html')}")
-    return EXIT_OK
+    options = viewing.report_options(args.min_dim, args.predict_dims)
+    # reading must not create an empty store: look for the file before the URI check opens it
+    viewing.require_store(
+        args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    )
+    return viewing.build_report(sweeps, _tracking_uri(args), args.experiment, args.out, options)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
