@@ -38,6 +38,10 @@ def random_orthogonal(dim: int, generator: torch.Generator | None = None) -> tor
     return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
 
 
+#: Initial weights: Haar-random orthogonal (the default), or the identity for weights set afterwards.
+INITS: tuple[str, ...] = ("orthogonal", "identity")
+
+
 class Flow(nn.Module):
     """What every flow here shares: the base density, σ between layers, exact log-density and sampling.
 
@@ -58,9 +62,12 @@ class Flow(nn.Module):
         device: str | torch.device | None = "cpu",
         dtype: torch.dtype = torch.float32,
         seed: int | None = None,
+        init: str = "orthogonal",
     ) -> None:
         super().__init__()
         check_positive_int("dim", dim)
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         check_positive_int("depth", depth)
         self.dim = dim
         self.depth = depth
@@ -71,9 +78,14 @@ class Flow(nn.Module):
         self._logdet_cache: tuple[tuple, torch.Tensor] | None = None
         # orthogonal init drawn in float64 on the CPU: the same seed gives the same flow on any device
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        self.layers = nn.ModuleList(
-            self._make_layer(random_orthogonal(dim, generator), bias) for _ in range(depth)
-        )
+
+        # "identity" is for callers that set the weights themselves (the teacher): an O(D³) QR saved per layer
+        def first_weight() -> torch.Tensor:
+            if init == "identity":
+                return torch.eye(dim, dtype=torch.float64)
+            return random_orthogonal(dim, generator)
+
+        self.layers = nn.ModuleList(self._make_layer(first_weight(), bias) for _ in range(depth))
         self.to(device=resolve_device(device), dtype=dtype)
 
     # --- pieces the subclasses define -------------------------------------------------------

@@ -30,7 +30,9 @@ def make_teacher(
     if condition < 1:
         raise ValueError(f"condition must be >= 1, got {condition}")
     generator = torch.Generator().manual_seed(seed)
-    teacher = DenseFlow(dim, depth, alpha=alpha, base=base, dtype=torch.float64, device=device)
+    teacher = DenseFlow(
+        dim, depth, alpha=alpha, base=base, dtype=torch.float64, device=device, init="identity"
+    )
     half_log = 0.5 * math.log(condition)
     with torch.no_grad():
         for layer in teacher.layers:
