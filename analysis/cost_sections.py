@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis import cost_figures, predictions, scaling
 from analysis.builder import Builder, sort_methods
-from analysis.cost_model import order_rule
+from analysis.cost_model import ORDER_NOT_FITTED, order_rule
 from analysis.cost_tables import (
     FIT_GROUP,
     MEMORY_STAT,
@@ -224,13 +224,14 @@ def timing_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
             + (
                 "Refitted without them, no curve changes its order."
                 if changed.empty
-                else "Refitted without them, the order changes for: "
+                else "Refitted without them: "
                 + "; ".join(
                     f"{r.method} (depth {r.depth}, batch {r.batch_size}): "
                     f"{r.order} → {r.order_without_flagged}"
                     for r in changed.itertuples()
                 )
-                + "."
+                + ". A curve left with too few D is not ordered; only a change between quadratic and cubic "
+                "would mean the disturbed points decide the verdict."
             )
         )
     timed = runs[runs["sec_per_iter"].notna()] if "sec_per_iter" in runs else runs.iloc[0:0]
@@ -293,6 +294,11 @@ def _crossing_text(cross: pd.DataFrame, cross_pred: pd.DataFrame, key: tuple[obj
     )
     if d == float("inf"):
         return "no crossover predicted (the baseline stays cheaper)"
+    if not np.isfinite(high):
+        # the models' curves are within each other's uncertainty: a crossover D would be noise
+        return f"no crossover determined (the fitted costs overlap: crossover interval [{_dim(low)}, ∞])"
+    if d <= 0:
+        return f"faster at every D by the fitted models (crossover interval [{_dim(low)}, {_dim(high)}])"
     return f"predicted crossover at D ≈ {_dim(d)} [{_dim(low)}, {_dim(high)}]"
 
 
@@ -332,14 +338,23 @@ def speedup_lines(
 
 
 def flag_line(res: CostResult) -> list[str]:
-    """One line on disturbed timings, if any were flagged."""
+    """One line on disturbed timings, if any were flagged: whether leaving them out flips an order."""
     if res.flagged.empty:
         return []
-    table = res.table
-    changed = table[(table["n_flagged"] > 0) & (table["order_without_flagged"] != table["order"])]
-    effect = (
-        "no order changes"
-        if changed.empty
-        else "the order changes for " + ", ".join(sorted(set(changed["method"])))
-    )
+    flipped, unfit = _flag_effects(res.table)
+    effects = []
+    if flipped:
+        effects.append("the order flips for " + ", ".join(flipped))
+    if unfit:
+        effects.append(", ".join(unfit) + " would have too few D left to order")
+    effect = "; ".join(effects) if effects else "no order changes"
     return [f"{len(res.flagged)} timing(s) flagged as disturbed (see Timing quality); without them {effect}"]
+
+
+def _flag_effects(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Methods whose order flips when the flagged timings are left out, and those left unorderable."""
+    changed = table[(table["n_flagged"] > 0) & (table["order_without_flagged"] != table["order"])]
+    without = changed["order_without_flagged"].astype(str)
+    unfit = changed[without.str.startswith(ORDER_NOT_FITTED)]
+    flipped = changed[~without.str.startswith(ORDER_NOT_FITTED)]
+    return sorted(set(flipped["method"])), sorted(set(unfit["method"]))

@@ -148,3 +148,53 @@ def test_bad_report_arguments(fake_store: Any, tmp_path: Path) -> None:
             build_report(
                 fake_store.scaling, tracking_uri=fake_store.tracking_uri, out_dir=tmp_path, predict_dims=bad
             )
+
+
+def _cross_frames(d: float, low: float, high: float):
+    import pandas as pd
+
+    key = {"sweep": "s", "depth": 2, "batch_size": 64, "baseline": "mlp"}
+    measured = pd.DataFrame([{**key, "crossover_dim": float("nan"), "crossover": "none in range"}])
+    predicted = pd.DataFrame(
+        [{**key, "crossover_pred_dim": d, "crossover_pred_low": low, "crossover_pred_high": high}]
+    )
+    return measured, predicted, ("s", 2, 64, "mlp")
+
+
+def test_crossover_text_never_states_a_crossover_the_models_cannot_place() -> None:
+    from analysis.cost_sections import _crossing_text
+
+    assert (
+        _crossing_text(*_cross_frames(3000.0, 2000.0, 5000.0))
+        == "predicted crossover at D ≈ 3000 [2000, 5000]"
+    )
+    assert "baseline stays cheaper" in _crossing_text(*_cross_frames(float("inf"), 100.0, float("inf")))
+    # equal costs within uncertainty (the demo's relative vs mlp): no "crossover at D ≈ 0 [0, ∞]"
+    overlap = _crossing_text(*_cross_frames(0.0, 0.0, float("inf")))
+    assert overlap.startswith("no crossover determined") and "≈ 0" not in overlap
+    assert _crossing_text(*_cross_frames(0.0, 0.0, 40.0)).startswith("faster at every D by the fitted models")
+
+
+def test_flag_line_tells_a_flip_from_a_curve_left_unorderable() -> None:
+    import pandas as pd
+
+    from analysis.cost_sections import _flag_effects
+
+    table = pd.DataFrame(
+        [
+            {
+                "method": "lu",
+                "n_flagged": 3,
+                "order": "quadratic",
+                "order_without_flagged": "not fitted (3 D)",
+            },
+            {"method": "mlp", "n_flagged": 1, "order": "quadratic", "order_without_flagged": "cubic"},
+            {
+                "method": "relative",
+                "n_flagged": 1,
+                "order": "quadratic",
+                "order_without_flagged": "quadratic",
+            },
+        ]
+    )
+    assert _flag_effects(table) == (["mlp"], ["lu"])
