@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import study.ray_runtime  # noqa: F401  (before anything imports ray: the embedded Ray binds loopback only)
 from analysis import build_report
 
 pytestmark = pytest.mark.slow
@@ -35,9 +36,11 @@ BUSY_FLAGGED = 1 / 3
 def ray_two_cpus() -> Iterator[None]:
     import ray
 
+    from study.ray_runtime import start_ray
+
     started = not ray.is_initialized()
     if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        start_ray(None, num_cpus=2)
     yield
     if started:
         ray.shutdown()

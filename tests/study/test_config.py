@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from relgrad_core import method_names
 from study.config import (
     ConfigError,
     DataConfig,
@@ -40,6 +41,20 @@ def test_quick_preset_is_cpu_and_caps_jacobian() -> None:
     assert quick.resources.gpus_per_trial == 0
     dims = {p["dim"] for p in quick.points() if p["method"] == "jacobian"}
     assert max(dims) <= 64 < max(quick.dims)
+
+
+def test_quick_preset_grid_is_the_designed_one() -> None:
+    """The demo's verdicts rest on this grid (see the comment in quick.yaml): the cubic methods one D past
+    the quadratic ones, at least four distinct D per fitted curve, every method in it."""
+    quick = load_preset("quick").scaling
+    reach: dict[str, list[int]] = {}
+    for point in quick.points():
+        reach.setdefault(point["method"], []).append(point["dim"])
+    assert set(reach) == set(method_names())
+    assert max(reach["ordinary"]) == max(reach["autodiff"]) == 3072
+    assert all(max(reach[m]) == 2048 for m in ("relative", "mlp", "lu"))
+    assert all(len(set(reach[m])) >= 4 for m in reach if m != "jacobian")
+    assert quick.budget_s is not None and quick.budget_s >= 3.0  # ordinary's 2.2 s step at 3072 fits
 
 
 def test_paper_preset_reaches_24k_with_the_three_curves() -> None:
