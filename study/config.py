@@ -223,7 +223,7 @@ class TrainConfig(Section):
     """How long and how a trial trains after it has been timed."""
 
     where: ClassVar[str] = "train"
-    epochs: Count = 5
+    epochs: Count | None = 5  # None: no cap, until patience (or max_steps / time_budget_s)
     steps_per_epoch: Count | None = 50  # evaluation cadence; None: a full pass over train
     max_steps: Count | None = None
     time_budget_s: Positive | None = 60.0  # wall-clock cap on training per trial
@@ -233,6 +233,19 @@ class TrainConfig(Section):
     timing_repeats: Count = 5
     dtype: Literal["float32", "float64"] = "float32"
     device: Annotated[str, Strict(), AfterValidator(_device)] = "auto"
+
+    @model_validator(mode="after")
+    def _has_a_stopping_rule(self) -> TrainConfig:
+        if (
+            self.epochs is None
+            and self.patience is None
+            and self.max_steps is None
+            and self.time_budget_s is None
+        ):
+            raise ValueError(
+                "epochs: null trains until patience; set patience (or max_steps or time_budget_s)"
+            )
+        return self
 
 
 class ScalingConfig(Section):
@@ -339,6 +352,12 @@ class HpoConfig(Section):
     retrain_best: bool = True
 
     @model_validator(mode="after")
+    def _asha_needs_epochs(self) -> HpoConfig:
+        if self.train.epochs is None:
+            raise ValueError("train.epochs must be a number for tune: ASHA stops trials at fixed epochs")
+        return self
+
+    @model_validator(mode="after")
     def _synthetic_needs_dim(self) -> HpoConfig:
         if self.data.file is None and self.data.dataset in SYNTHETIC_DATASETS and self.data.dim is None:
             raise ValueError(f"data.dim is required for the synthetic {self.data.dataset!r} data (--dim)")
@@ -358,7 +377,10 @@ class SingleRun(Section):
     seed: NonNegInt = 0
     data: DataConfig = Field(default_factory=lambda: DataConfig(n_train=10_000))
     train: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(epochs=50, steps_per_epoch=None, time_budget_s=None, patience=30)
+        # no epoch cap: one run trains to its validation optimum (patience), as fit does by default
+        default_factory=lambda: TrainConfig(
+            epochs=None, steps_per_epoch=None, time_budget_s=None, patience=30
+        )
     )
 
     def point(self) -> dict[str, Any]:

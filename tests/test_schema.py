@@ -104,4 +104,4 @@ def test_digits_trial_logs_its_reported_space(tmp_path: Path) -> None:
     m = outcome.metrics
     assert m["ll_offset"] == pytest.approx(offset)
     assert m["reported_test_ll"] == pytest.approx(m["test_ll"] + offset)
-    assert math.isfinite(m["gaussian_test_ll"])
+    assert m["reported_gaussian_test_ll"] == pytest.approx(m["gaussian_test_ll"] + offset)

@@ -321,4 +321,12 @@ def test_single_run_defaults_and_point() -> None:
         "alpha": 0.3,
         "seed": 0,
     }
-    assert (run.train.epochs, run.train.patience, run.data.n_train) == (50, 30, 10_000)
+    assert (run.train.epochs, run.train.patience, run.data.n_train) == (None, 30, 10_000)  # to the optimum
+
+
+def test_epochs_null_trains_to_patience_and_needs_a_stopping_rule() -> None:
+    assert TrainConfig(epochs=None, patience=10).epochs is None
+    with pytest.raises(ConfigError, match="epochs: null trains until patience; set patience"):
+        with_overrides(load_preset("smoke").scaling, [("train.epochs", None), ("train.time_budget_s", None)])
+    with pytest.raises(ConfigError, match="ASHA stops trials at fixed epochs"):
+        with_overrides(load_preset("smoke").tune, [("train.epochs", None)])
