@@ -66,9 +66,9 @@ class Flow(nn.Module):
     ) -> None:
         super().__init__()
         check_positive_int("dim", dim)
+        check_positive_int("depth", depth)
         if init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
-        check_positive_int("depth", depth)
         self.dim = dim
         self.depth = depth
         self.alpha = check_alpha(alpha)

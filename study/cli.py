@@ -33,10 +33,16 @@ from study.config import (
     to_dict,
     with_overrides,
 )
-from study.parsing import parse_assignment, parse_yaml_value
+from study.parsing import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    parse_assignment,
+    parse_yaml_value,
+)
 from study.tracking import DEFAULT_EXPERIMENT, check_sweep_name, check_tracking_uri, default_tracking_uri
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SWEEPS, RUNS = ("scaling", "tune"), ("scaling", "tune", "train")
 
 
@@ -255,10 +261,16 @@ def _preflight(command: str, cfg: Any, args: argparse.Namespace) -> preflight.Da
     return data
 
 
+def _store_uri(args: argparse.Namespace) -> str:
+    """The MLflow store named by ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else ./runs/mlflow.db."""
+    return str(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
+
+
 def _tracking_uri(args: argparse.Namespace) -> str:
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    """:func:`_store_uri`, checked usable (a sqlite file is opened, created if new)."""
+    uri = _store_uri(args)
     check_tracking_uri(uri)
-    return str(uri)
+    return uri
 
 
 def _storage_path(args: argparse.Namespace) -> str:
@@ -392,14 +404,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"\n{name}: {outcome.status} ({outcome.reason}); {shown}")
     print(f"MLflow store: {uri}  (experiment {args.experiment!r})")
     print(_ui_hint(uri))
-    return EXIT_OK if ok else EXIT_ERROR
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 # --------------------------------------------------------------------------------------------
 # UI and reports (the work is in study.viewing)
 # --------------------------------------------------------------------------------------------
 def cmd_ui(args: argparse.Namespace) -> int:
-    return viewing.open_ui(args.tracking_uri or default_tracking_uri(), args.host, args.port)
+    return viewing.open_ui(_store_uri(args), args.host, args.port)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -408,9 +420,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError("--sweep: give at least one sweep name")
     options = viewing.report_options(args.min_dim, args.predict_dims)
     # reading must not create an empty store: look for the file before the URI check opens it
-    viewing.require_store(
-        args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-    )
+    viewing.require_store(_store_uri(args))
     return viewing.build_report(sweeps, _tracking_uri(args), args.experiment, args.out, options)
 
 

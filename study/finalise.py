@@ -18,11 +18,11 @@ from ray.tune import Callback, Stopper
 
 from analysis.schema import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, TAG_STATUS
 from study import tracking
+from study.parsing import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from study.trial import SweepContext, run_name, trial_params
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 #: The ``relgrad`` subcommand of each sweep kind (for the resume hint).
 COMMAND = {"scaling": "scaling", "hpo": "tune"}
 

@@ -12,6 +12,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+#: Exit codes of the ``relgrad`` command: every trial ended (ok, diverged or skipped), some trial failed,
+#: a usage or config error (one line, before any work), interrupted (resumable).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
 #: Most values one list (``--dims``, ``--lrs``, ...) may expand to; a range is counted before it is built.
 MAX_LIST_ITEMS = 1000
 

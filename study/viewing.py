@@ -9,10 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.parsing import ConfigError, parse_int_list
+from study.parsing import EXIT_OK, EXIT_USAGE, ConfigError, parse_int_list
 from study.tracking import default_artifact_root, sqlite_path
-
-EXIT_OK, EXIT_USAGE = 0, 2
 
 PREDICT_HELP = (
     "D at which to predict step time and speedups, e.g. 8192,23552 (default: largest D x4 and 23552)"

@@ -91,20 +91,19 @@ def test_tune_rejects_unknown_method_and_missing_dim(store: dict[str, str], caps
 
 
 def test_report_of_an_unknown_sweep(store: dict[str, str], tmp_path: Path, capsys) -> None:
-    code = main(
-        [
-            "report",
-            "--sweep",
-            "nothing-here",
-            "--tracking-uri",
-            store["uri"],
-            "--out",
-            str(tmp_path / "report"),
-        ]
-    )
-    assert code == 2
+    from study.tracking import ensure_experiment, sqlite_path
+
+    args = ["report", "--sweep", "nothing-here", "--tracking-uri", store["uri"], "--out", str(tmp_path / "r")]
+    # no store yet: one line, and reading does not create an empty one
+    assert main(args) == 2
     err = capsys.readouterr().err
-    assert "relgrad report:" in err and "Traceback" not in err
+    assert "no MLflow store at" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not sqlite_path(store["uri"]).exists()
+    # a store without that sweep
+    ensure_experiment(store["uri"])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "relgrad report:" in err and "nothing-here" in err and "Traceback" not in err
 
 
 def test_ui_without_a_store(tmp_path: Path, capsys) -> None:
