@@ -65,6 +65,15 @@ TAG_COLUMNS: tuple[str, ...] = (
 #: the yardstick) are per-sample means on the tensors the flow is trained on (after any standardisation);
 #: ``reported_test_ll = test_ll + ll_offset`` and ``reported_gaussian_test_ll`` are the same in the data set's
 #: documented space (``Dataset.ll_space``, e.g. digits' logit space before standardisation).
+#: Metrics logged once at the end of training, at the last step.
+FINAL_METRICS: tuple[str, ...] = (
+    "test_ll",
+    "true_test_ll",
+    "gaussian_test_ll",
+    "ll_offset",
+    "reported_test_ll",
+    "reported_gaussian_test_ll",
+)
 METRICS: tuple[str, ...] = (
     "sec_per_iter",
     "sec_per_iter_min",
@@ -77,12 +86,7 @@ METRICS: tuple[str, ...] = (
     "train_nll",
     "val_ll",
     "train_time_s",
-    "test_ll",
-    "true_test_ll",
-    "gaussian_test_ll",
-    "ll_offset",
-    "reported_test_ll",
-    "reported_gaussian_test_ll",
+    *FINAL_METRICS,
 )
 #: Metrics logged against the training step; their whole history is loaded for the learning views.
 HISTORY_METRICS: tuple[str, ...] = ("val_ll", "train_nll", "train_time_s")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.schema import (
+    FINAL_METRICS,
     FINISHED_STATUSES,
     ROLE_TRIAL,
     STATUS_DIVERGED,
@@ -31,15 +32,6 @@ from study.config import DataConfig, TrainConfig, flatten, to_dict
 from study.tracking import TrackingContext
 
 Metrics = dict[str, float]
-#: Metrics logged once at the end of training, at the last step.
-FINAL_METRICS: tuple[str, ...] = (
-    "test_ll",
-    "true_test_ll",
-    "gaussian_test_ll",
-    "ll_offset",
-    "reported_test_ll",
-    "reported_gaussian_test_ll",
-)
 
 
 @dataclass(frozen=True)
