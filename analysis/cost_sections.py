@@ -216,9 +216,7 @@ def timing_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
     if flagged.empty:
         paras.append("No timing was flagged.")
     else:
-        changed = res.table[
-            (res.table["n_flagged"] > 0) & (res.table["order_without_flagged"] != res.table["order"])
-        ]
+        changed = _changed_by_flags(res.table)
         paras.append(
             f"{len(flagged)} timing(s) flagged in {int((res.table['n_flagged'] > 0).sum())} curve(s). "
             + (
@@ -353,8 +351,13 @@ def flag_line(res: CostResult) -> list[str]:
 
 def _flag_effects(table: pd.DataFrame) -> tuple[list[str], list[str]]:
     """Methods whose order flips when the flagged timings are left out, and those left unorderable."""
-    changed = table[(table["n_flagged"] > 0) & (table["order_without_flagged"] != table["order"])]
+    changed = _changed_by_flags(table)
     without = changed["order_without_flagged"].astype(str)
     unfit = changed[without.str.startswith(ORDER_NOT_FITTED)]
     flipped = changed[~without.str.startswith(ORDER_NOT_FITTED)]
     return sorted(set(flipped["method"])), sorted(set(unfit["method"]))
+
+
+def _changed_by_flags(table: pd.DataFrame) -> pd.DataFrame:
+    """Curves whose order refitted without their flagged timings differs from their order."""
+    return table[(table["n_flagged"] > 0) & (table["order_without_flagged"] != table["order"])]

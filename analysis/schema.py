@@ -55,6 +55,15 @@ TAG_COLUMNS: tuple[str, ...] = (
     TAG_GIT_COMMIT,
     TAG_TRIAL_ID,
 )
+#: Metrics logged once at the end of training, at the last step.
+FINAL_METRICS: tuple[str, ...] = (
+    "test_ll",
+    "true_test_ll",
+    "gaussian_test_ll",
+    "ll_offset",
+    "reported_test_ll",
+    "reported_gaussian_test_ll",
+)
 #: Metrics read as their final value per run (MLflow keeps the value at the largest step).
 #: Step timings: ``sec_per_iter`` is the median of the repeats, ``sec_per_iter_min`` the minimum (the
 #: contention-robust statistic the cost models are fitted on), ``sec_per_iter_iqr`` the interquartile range,
@@ -65,15 +74,6 @@ TAG_COLUMNS: tuple[str, ...] = (
 #: the yardstick) are per-sample means on the tensors the flow is trained on (after any standardisation);
 #: ``reported_test_ll = test_ll + ll_offset`` and ``reported_gaussian_test_ll`` are the same in the data set's
 #: documented space (``Dataset.ll_space``, e.g. digits' logit space before standardisation).
-#: Metrics logged once at the end of training, at the last step.
-FINAL_METRICS: tuple[str, ...] = (
-    "test_ll",
-    "true_test_ll",
-    "gaussian_test_ll",
-    "ll_offset",
-    "reported_test_ll",
-    "reported_gaussian_test_ll",
-)
 METRICS: tuple[str, ...] = (
     "sec_per_iter",
     "sec_per_iter_min",

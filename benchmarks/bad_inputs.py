@@ -210,7 +210,7 @@ def run_library_case(label: str, call: Callable[[], object]) -> Row:
         result = call()
     except Exception as exc:  # the point: which exception, and what it says
         lines = str(exc).strip().splitlines()
-        return Row(label, type(exc).__name__, lines[0] if lines else "", lines=len(lines), traceback=False)
+        return Row(label, type(exc).__name__, lines[0] if lines else "", lines=len(lines))
     return Row(label, "accepted", str(result) if result is not None else "(no error)", lines=0)
 
 

@@ -76,7 +76,7 @@ def _cast_float64() -> object:
 
 
 def _argument_cases() -> list[tuple[str, Callable[[], object]]]:
-    from relgrad_core import Dataset, fit, load_data_file, load_dataset, make_flow, time_step
+    from relgrad_core import Dataset, backward, fit, load_data_file, load_dataset, make_flow, time_step
 
     x, val = _good(), _good()
     rows = np.random.default_rng(0).normal(size=(40, DIM))
@@ -91,8 +91,8 @@ def _argument_cases() -> list[tuple[str, Callable[[], object]]]:
             "make_flow('relative', 4, 2, device='cuda:7')",
             lambda: make_flow("relative", DIM, 2, device="cuda:7"),
         ),
-        ("backward(flow, x, 'newton')", lambda: _backward_unknown(x)),
-        ("backward(lu_flow, x, 'relative')", lambda: _backward_wrong_flow(x)),
+        ("backward(flow, x, 'newton')", lambda: backward(_flow(), x, "newton")),
+        ("backward(lu_flow, x, 'relative')", lambda: backward(_flow("lu"), x, METHOD)),
         ("fit(..., lr=True)", lambda: fit(_flow(), (x, val), method=METHOD, lr=True, epochs=1)),
         ("fit(..., lr=nan)", lambda: fit(_flow(), (x, val), method=METHOD, lr=float("nan"), epochs=1)),
         ("fit(..., batch_size=0)", lambda: fit(_flow(), (x, val), method=METHOD, batch_size=0, epochs=1)),
@@ -111,18 +111,6 @@ def _argument_cases() -> list[tuple[str, Callable[[], object]]]:
         ("load_dataset('imagenet')", lambda: load_dataset("imagenet")),
         ("load_data_file('absent.npy')", lambda: load_data_file("absent.npy")),
     ]
-
-
-def _backward_unknown(x: torch.Tensor) -> object:
-    from relgrad_core import backward
-
-    return backward(_flow(), x, "newton")
-
-
-def _backward_wrong_flow(x: torch.Tensor) -> object:
-    from relgrad_core import backward
-
-    return backward(_flow("lu"), x, "relative")
 
 
 #: What each argument case's message must say (a fragment of it).

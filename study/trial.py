@@ -217,14 +217,14 @@ def execute(
     metrics["test_ll"] = test_ll
     # test_ll, val_ll and the yardstick are on the tensors the flow sees; the data set quotes its LLs in
     # its own space (e.g. digits: logit space before standardisation), a constant ll_offset away
-    metrics["ll_offset"] = float(getattr(dataset, "ll_offset", 0.0))
-    metrics["reported_test_ll"] = test_ll + metrics["ll_offset"]
+    metrics["ll_offset"] = dataset.ll_offset
+    metrics["reported_test_ll"] = dataset.reported_ll(test_ll)
     if dataset.true_test_ll is not None:
         metrics["true_test_ll"] = float(dataset.true_test_ll)
     yardstick = gaussian_yardstick(dataset)
     if yardstick is not None:
         metrics["gaussian_test_ll"] = yardstick
-        metrics["reported_gaussian_test_ll"] = yardstick + metrics["ll_offset"]
+        metrics["reported_gaussian_test_ll"] = dataset.reported_ll(yardstick)
     reason = f"trained {history.steps} steps, stopped by {history.stopped_reason}"
     if not math.isfinite(test_ll):
         return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps)
