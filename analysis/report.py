@@ -29,6 +29,7 @@ from analysis.errors import ReportError
 from analysis.loading import SweepData, SweepInfo, learning_curves, load_sweep_data
 from analysis.render import Section, render_html, render_markdown
 from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, STATUS_OK, method_sort_key
+from analysis.verdict_tracking import log_verdicts
 
 ARTIFACT_PATH = "report"
 _OWNED = ("report.html", "report.md", "figures", "tables")
@@ -403,7 +404,8 @@ def build_report(
             sweep's D. The cost models always use every D.
         predict_dims: D at which to predict step time and speedup (e.g. ``[8192, 23552]``); default
             the sweep's largest D × 4 and the paper's largest D, 23 552.
-        log_to_mlflow: log out_dir as artifacts ``report/`` of each sweep's parent run.
+        log_to_mlflow: log out_dir as artifacts ``report/`` of each sweep's parent run, and the verdict
+            (orders, c, D³ share, predicted speedups) as its tags and metrics (analysis.verdict_tracking).
         tolerance: nats below the best final val LL that count as reaching the target.
         n_boot: bootstrap resamples per cost-model fit.
 
@@ -462,4 +464,5 @@ def build_report(
     )
     if log_to_mlflow:
         report.logged_to_runs, report.warnings = _log_artifacts(tracking_uri, data.sweeps, out)
+        report.warnings += log_verdicts(tracking_uri, data.sweeps, runtime.orders, pred)
     return report

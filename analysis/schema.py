@@ -39,6 +39,11 @@ ROLE_TRIAL = "trial"
 #: The retrained best configuration of an HPO sweep.
 ROLE_BEST = "best"
 KINDS: tuple[str, ...] = ("scaling", "hpo")
+#: The MLflow experiment sweeps log to unless ``--experiment`` names another.
+DEFAULT_EXPERIMENT = "relgrad"
+#: Grid coordinates every child run carries as tags as well as params (the runs table colours, groups
+#: and filters by tags).
+POINT_TAGS: tuple[str, ...] = ("method", "dim", "depth", "batch_size")
 
 INT_PARAMS: tuple[str, ...] = ("dim", "depth", "batch_size", "seed")
 FLOAT_PARAMS: tuple[str, ...] = ("lr", "alpha")
@@ -93,6 +98,67 @@ HISTORY_METRICS: tuple[str, ...] = ("val_ll", "train_nll", "train_time_s")
 
 #: Metric that every `ok` trial of a sweep of this kind must carry.
 REQUIRED_METRIC: dict[str, str] = {"scaling": "sec_per_iter", "hpo": "val_ll"}
+
+
+# --------------------------------------------------------------------------------------------
+# Curves on a sweep's parent run, logged by the driver as each trial ends: one point per trial with
+# ``step = D``, so that MLflow's charts draw each quantity against the dimension while the sweep runs.
+# Key ``<quantity>/<method>``, plus ``/L<depth>`` and ``/B<batch size>`` when the sweep has several
+# depths or batch sizes (e.g. ``step_s/relative/L4/B256``); the Gaussian yardstick depends on the data
+# only, so it is one curve. One point per key and D: the first ``ok`` trial there (a sweep with several
+# learning rates times each D once per rate; the timing does not depend on it). A resumed sweep adds
+# points only at D it has not logged yet.
+# --------------------------------------------------------------------------------------------
+CURVE_STEP_S = "step_s"
+CURVE_PEAK_MEM = "peak_mem_mb"
+CURVE_TEST_LL = "test_ll"
+CURVE_GAUSSIAN = "gaussian_test_ll"
+#: Child-run metric each curve plots: the step's fastest repeat (the statistic the cost models fit),
+#: peak memory, and the test LLs in the data set's reported space.
+CURVE_SOURCES: dict[str, str] = {
+    CURVE_STEP_S: "sec_per_iter_min",
+    CURVE_PEAK_MEM: "peak_mem_mb",
+    CURVE_TEST_LL: "reported_test_ll",
+    CURVE_GAUSSIAN: "reported_gaussian_test_ll",
+}
+#: Curves that are one per method (the yardstick is not).
+PER_METHOD_CURVES: tuple[str, ...] = (CURVE_STEP_S, CURVE_PEAK_MEM, CURVE_TEST_LL)
+
+
+def curve_key(
+    quantity: str, method: str | None = None, depth: int | None = None, batch: int | None = None
+) -> str:
+    """``step_s/relative``, ``step_s/relative/L4/B256`` (depth, batch given when the sweep varies them)."""
+    parts = [quantity] if method is None else [quantity, method]
+    parts += [] if depth is None else [f"L{depth}"]
+    parts += [] if batch is None else [f"B{batch}"]
+    return "/".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# The verdict on a sweep's parent run, logged after a report (analysis.verdict_tracking): tags
+# ``order_<method>`` (``quadratic`` / ``cubic`` / ``not fitted``, the headline order) and, where the
+# report has them, ``order_counted_<method>`` / ``order_timed_<method>``; metrics of the curve that
+# reached the largest D: ``c/<method>`` (s/D³) with ``c_low/<method>`` / ``c_high/<method>`` (its 95%
+# interval), ``d3_share/<method>`` (c·D³/t(D) at the largest measured D), and at each predicted D
+# (``step = D``) ``speedup/<method>`` (t_method / t_relative) with ``speedup_low`` / ``speedup_high``.
+# --------------------------------------------------------------------------------------------
+VERDICT_ORDER_TAGS: dict[str, str] = {
+    "order": "order_",
+    "order_counted": "order_counted_",
+    "order_timed": "order_timed_",
+}
+VERDICT_METRICS: dict[str, str] = {
+    "c": "c/",
+    "c_low": "c_low/",
+    "c_high": "c_high/",
+    "d3_share_at_max": "d3_share/",
+}
+SPEEDUP_METRICS: dict[str, str] = {
+    "speedup_of_reference": "speedup/",
+    "speedup_low": "speedup_low/",
+    "speedup_high": "speedup_high/",
+}
 
 
 def method_sort_key(method: str) -> tuple[int, str]:

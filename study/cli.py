@@ -7,135 +7,62 @@ recorded), 130 interrupted (continue with ``--resume``), 1 some trials failed or
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import logging
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study import preflight, ray_runtime, viewing  # ray_runtime first: it keeps embedded Ray on loopback
-from study.config import (
-    SYNTHETIC_DATASETS,
-    ConfigError,
-    HpoConfig,
-    ScalingConfig,
-    Section,
-    SingleRun,
-    flatten,
-    from_dict,
-    load_preset,
-    parse_float_list,
-    parse_int_list,
-    parse_str_list,
-    preset_names,
-    to_dict,
-    with_overrides,
-)
+from analysis.schema import DEFAULT_EXPERIMENT  # torch-free names only (analysis/__init__ is lazy)
+from study import ray_runtime  # before anything imports ray: it keeps embedded Ray on loopback (light)
+from study.cli_config import FLAGS, RUNS, SWEEPS, build_config, preflight_checks
 from study.parsing import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    parse_assignment,
-    parse_yaml_value,
+    ConfigError,
+    check_sweep_name,
+    parse_str_list,
+    preset_names,
 )
-from study.tracking import DEFAULT_EXPERIMENT, check_sweep_name, check_tracking_uri, default_tracking_uri
 
-SWEEPS, RUNS = ("scaling", "tune"), ("scaling", "tune", "train")
+# Everything heavy (pydantic configs, torch, mlflow, ray, pandas) is imported by the command that needs
+# it, so that `relgrad --help` and a usage error answer at once.
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so ``main`` returns its exit code."""
+    """argparse that raises instead of exiting, so ``main`` returns its exit code (one ``relgrad:
+    error:`` line: the message names the argument)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message}")
-
-
-# --------------------------------------------------------------------------------------------
-# Short flags: each is ``--set <path>=<value>`` for the commands it applies to
-# --------------------------------------------------------------------------------------------
-def _text(text: str, what: str) -> str:
-    return text
-
-
-def _names(text: str, what: str) -> list[str]:
-    return parse_str_list(text)
-
-
-def _absolute(text: str, what: str) -> str:
-    return str(Path(text).expanduser().resolve())
-
-
-@dataclass(frozen=True)
-class Flag:
-    """``option VALUE`` sets the config field ``paths[command]`` to ``parse(VALUE)`` (YAML by default)."""
-
-    option: str
-    paths: dict[str, str]
-    help: str = ""
-    parse: Callable[[str, str], Any] = parse_yaml_value
-
-
-def _on(commands: Sequence[str], path: str) -> dict[str, str]:
-    return dict.fromkeys(commands, path)
-
-
-FLAGS: tuple[Flag, ...] = (
-    Flag("--methods", {"scaling": "methods"}, "e.g. relative,ordinary", _names),
-    Flag("--dims", {"scaling": "dims"}, "e.g. 64,128,256 or 64:1024:x2", parse_int_list),
-    Flag("--depths", {"scaling": "depths"}, "e.g. 1,2", parse_int_list),
-    Flag("--batch-sizes", {"scaling": "batch_sizes"}, "e.g. 64,128", parse_int_list),
-    Flag("--lrs", {"scaling": "lrs"}, "e.g. 1e-4,1e-3 or 1e-4:1e-2:x10", parse_float_list),
-    Flag("--budget-s", {"scaling": "budget_s"}, "per-step budget in seconds"),
-    Flag("--method", {"tune": "space.method", "train": "method"}, "gradient method", _text),
-    Flag("--samples", {"tune": "space.samples"}, "number of trials"),
-    Flag("--dim", {"tune": "data.dim", "train": "dim"}, "dimension of teacher/noise data"),
-    Flag("--depth", {"train": "depth"}),
-    Flag("--batch-size", {"train": "batch_size"}),
-    Flag("--lr", {"train": "lr"}),
-    Flag("--alpha", {"scaling": "alpha", "train": "alpha"}, "slope of the smooth leaky ReLU"),
-    Flag("--seed", {"scaling": "seed", "tune": "space.seed", "train": "seed"}),
-    Flag("--dataset", _on(RUNS, "data.dataset"), "a name of the core's data registry", _text),
-    Flag("--data-file", _on(RUNS, "data.file"), "your data: .npy, .npz (train/val/test) or .csv", _absolute),
-    Flag("--n-train", _on(RUNS, "data.n_train"), "training rows of generated data"),
-    Flag("--epochs", _on(RUNS, "train.epochs"), "evaluations per trial"),
-    Flag("--steps", _on(RUNS, "train.max_steps"), "training steps per trial (max)"),
-    Flag("--steps-per-epoch", _on(RUNS, "train.steps_per_epoch"), "steps between evaluations"),
-    Flag("--patience", _on(RUNS, "train.patience"), "evaluations without improvement before stopping"),
-    Flag("--train-budget-s", _on(RUNS, "train.time_budget_s"), "wall-clock cap on training per trial"),
-    Flag("--optimizer", _on(RUNS, "train.optimizer"), "one of the core's optimizers", _text),
-    Flag("--device", _on(RUNS, "train.device"), "auto | cpu | cuda | cuda:N", _text),
-    Flag("--dtype", _on(RUNS, "train.dtype"), "float32 | float64", _text),
-    Flag("--cpus-per-trial", _on(SWEEPS, "resources.cpus_per_trial")),
-    Flag("--gpus-per-trial", _on(SWEEPS, "resources.gpus_per_trial")),
-    Flag("--max-concurrent", _on(SWEEPS, "resources.max_concurrent"), "at most this many trials at once"),
-)
-
-
-def _dest(flag: Flag) -> str:
-    return flag.option.lstrip("-").replace("-", "_")
-
-
-def _overrides(command: str, args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """The short flags given, then every ``--set`` (in order: a later one wins)."""
-    given = [(flag, getattr(args, _dest(flag))) for flag in FLAGS if command in flag.paths]
-    pairs = [(f.paths[command], f.parse(value, f.option)) for f, value in given if value is not None]
-    return pairs + [parse_assignment(text) for text in args.set or []]
+        raise ConfigError(message)
 
 
 # --------------------------------------------------------------------------------------------
 # Argument parsing
 # --------------------------------------------------------------------------------------------
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", help="sweep name: letters, digits, . _ - (default: preset + timestamp)")
+PREDICT_HELP = (
+    "D at which to predict step time and speedups, e.g. 8192,23552 (default: largest D x4 and 23552)"
+)
+
+
+def _store_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tracking-uri",
         help="MLflow store: http://host:port for a server (default: sqlite under ./runs)",
     )
-    parser.add_argument("--address", help="Ray cluster address (e.g. auto); default: embedded Ray")
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
+
+
+def _run_flags(parser: argparse.ArgumentParser) -> None:
+    """What the commands that run trials take besides the store."""
+    parser.add_argument("--name", help="sweep name: letters, digits, . _ - (default: preset + timestamp)")
+    parser.add_argument("--address", help="Ray cluster address (e.g. auto); default: embedded Ray")
     parser.add_argument(
         "--storage-path", help="Tune results folder (default ./runs/ray_results; shared FS on clusters)"
     )
@@ -164,110 +91,45 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for command in RUNS:
         run = sub.add_parser(command, help=helps[command])
-        _common(run)
+        _store_flags(run)
+        _run_flags(run)
         if command in SWEEPS:
             run.add_argument("--preset", default="quick", help=f"one of {preset_names()} or a YAML file")
             run.add_argument("--resume", action="store_true", help="continue the sweep --name")
+            run.add_argument("--verbose", action="store_true", help="Ray Tune's own progress tables too")
         _config_flags(run, command)
     scaling = sub.choices["scaling"]
     scaling.add_argument("--report", action="store_true", help="build the report afterwards")
     scaling.add_argument("--report-dir", help="default reports/<name>")
     scaling.add_argument("--min-dim", type=int, help="report: secondary log-log slope over D >= this")
-    scaling.add_argument("--predict-dims", help=viewing.PREDICT_HELP)
+    scaling.add_argument("--predict-dims", help=PREDICT_HELP)
 
-    ui = sub.add_parser("ui", help="the MLflow UI on the project's store")
-    _common(ui)
+    ui = sub.add_parser("ui", help="the MLflow UI on the project's store (127.0.0.1)")
+    _store_flags(ui)
+    ui.add_argument("--sweep", help="open this sweep's parent run on its charts against D")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     ui.add_argument("--port", type=int, default=5000)
 
     report = sub.add_parser("report", help="the scaling report of one or more sweeps")
-    _common(report)
+    _store_flags(report)
     report.add_argument("--sweep", required=True, help="sweep name(s), comma-separated")
     report.add_argument("--out", help="default reports/<sweep>")
     report.add_argument("--min-dim", type=int, help="secondary log-log slope over D >= this")
-    report.add_argument("--predict-dims", help=viewing.PREDICT_HELP)
+    report.add_argument("--predict-dims", help=PREDICT_HELP)
     return parser
-
-
-# --------------------------------------------------------------------------------------------
-# Config assembly (preset or defaults + flags + --set), validated before anything runs
-# --------------------------------------------------------------------------------------------
-def build_config(command: str, args: argparse.Namespace) -> Any:
-    """The validated config of ``command``: its base (a preset, or SingleRun's defaults) + overrides."""
-    base: Section
-    if command == "train":
-        base = SingleRun()
-    else:
-        preset = load_preset(args.preset)
-        base = preset.scaling if command == "scaling" else preset.tune
-    return _with_data_file(with_overrides(base, _overrides(command, args)), command, args)
-
-
-def _with_data_file(cfg: Any, command: str, args: argparse.Namespace) -> Any:
-    """A data file sets the dimension: read it once here so that a bad file ends the run in one line."""
-    if cfg.data.file is None:
-        return cfg
-    for dest in ("dataset", "dims", "dim"):
-        if getattr(args, dest, None) is not None:
-            raise ConfigError(
-                f"--{dest} and --data-file: give one (the file sets the data and its dimension)"
-            )
-    data = preflight.read_data_file(cfg.data.file, seed=_seed(cfg), standardize=cfg.data.standardize)
-    dim_path, dim = {"scaling": ("dims", [data.dim]), "tune": ("data.dim", data.dim)}.get(
-        command, ("dim", data.dim)
-    )
-    return with_overrides(cfg, [("data.file", data.path), (dim_path, dim)])
-
-
-def _seed(cfg: Any) -> int:
-    return int(cfg.space.seed if isinstance(cfg, HpoConfig) else cfg.seed)
-
-
-def _data_shape(command: str, cfg: Any) -> preflight.DataShape:
-    """Dimension and rows of the run's data: a file or a named set is read (once); generated data sized."""
-    if cfg.data.file is not None:
-        return preflight.read_data_file(cfg.data.file, seed=_seed(cfg), standardize=cfg.data.standardize)
-    if cfg.data.dataset not in SYNTHETIC_DATASETS:
-        return preflight.named_dataset(cfg.data, _seed(cfg), f"{cfg.where}.data.dataset")
-    dim = {"scaling": None, "tune": cfg.data.dim, "train": getattr(cfg, "dim", None)}[command]
-    return preflight.DataShape(dim or 0, preflight.data_rows(cfg.data))
-
-
-def _shapes(command: str, cfg: Any, data: preflight.DataShape) -> list[preflight.Shape]:
-    """The largest trial of each method (the memory check needs no other)."""
-    if command == "scaling":
-        depth, batch = max(cfg.depths), max(cfg.batch_sizes)
-        return [
-            preflight.Shape(m, max(cfg.dims_of(m)), depth, batch, data.rows)
-            for m in cfg.methods
-            if cfg.dims_of(m)
-        ]
-    if command == "tune":
-        space = cfg.space
-        return [preflight.Shape(space.method, data.dim, max(space.depths), max(space.batch_sizes), data.rows)]
-    return [preflight.Shape(cfg.method, data.dim, cfg.depth, cfg.batch_size, data.rows)]
-
-
-def _preflight(command: str, cfg: Any, args: argparse.Namespace) -> preflight.DataShape:
-    """The data's shape (a file or a named set read once), then device and memory on this machine (for
-    embedded runs; a cluster's device is checked once Ray is up)."""
-    data = _data_shape(command, cfg)
-    if not args.address:
-        preflight.check_device(cfg.train.device, f"{cfg.where}.train.device")
-        if command in SWEEPS:
-            res = cfg.resources
-            preflight.check_local_resources(res.cpus_per_trial, res.gpus_per_trial, args.num_cpus)
-        preflight.check_memory(_shapes(command, cfg, data), cfg.train)
-    return data
 
 
 def _store_uri(args: argparse.Namespace) -> str:
     """The MLflow store named by ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else ./runs/mlflow.db."""
+    from study.store import default_tracking_uri
+
     return str(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:
     """:func:`_store_uri`, checked usable (a sqlite file is opened, created if new)."""
+    from study.tracking import check_tracking_uri
+
     uri = _store_uri(args)
     check_tracking_uri(uri)
     return uri
@@ -280,15 +142,34 @@ def _storage_path(args: argparse.Namespace) -> str:
 
 
 def _start_ray(args: argparse.Namespace, train: Any, gpus_per_trial: float) -> None:
+    from study import preflight
+
     ray_runtime.start_ray(args.address, num_cpus=args.num_cpus)
     if args.address:
         preflight.check_cluster_device(train.device, gpus_per_trial)
 
 
-def _ui_hint(uri: str) -> str:
-    if uri.startswith("http"):
-        return f"MLflow UI: {uri}"
-    return "open the MLflow UI with: relgrad ui  (then http://127.0.0.1:5000)"
+def _quiet_store_setup() -> None:
+    """MLflow announces at INFO that it creates a new store's tables: not the sweep console's business."""
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+
+
+def _default_name(label: str) -> str:
+    from study.preflight import default_name
+
+    return default_name(label, time.strftime("%Y%m%d-%H%M%S"))
+
+
+def ui_hint(uri: str, experiment: str, sweep: str) -> str:
+    """The command that opens ``sweep``'s charts, as it must be typed (the store when not the default)."""
+    from study.store import default_tracking_uri
+
+    words = ["relgrad", "ui", "--sweep", sweep]
+    if uri != default_tracking_uri():
+        words += ["--tracking-uri", uri]
+    if experiment != DEFAULT_EXPERIMENT:
+        words += ["--experiment", experiment]
+    return "see its curves in the MLflow UI: " + shlex.join(words)
 
 
 def _resume_hint(command: str, name: str, args: argparse.Namespace) -> str:
@@ -307,6 +188,7 @@ def _sweep_config(command: str, args: argparse.Namespace, storage: str) -> tuple
     """(config, experiment): built from the flags, or the saved config of the sweep to resume."""
     if not args.resume:
         return build_config(command, args), args.experiment
+    from study.config import HpoConfig, ScalingConfig, from_dict
     from study.sweep import load_saved_config
 
     if not args.name:
@@ -318,28 +200,56 @@ def _sweep_config(command: str, args: argparse.Namespace, storage: str) -> tuple
     return from_dict(cls, saved.get("config")), saved.get("experiment", args.experiment)
 
 
+def _optuna_hint(name: str, storage: str) -> str:
+    """Where the Optuna study is; the dashboard command only when optuna-dashboard is installed."""
+    if importlib.util.find_spec("optuna_dashboard") is None:
+        return f"Optuna study {name!r} in {storage}"
+    return f"Optuna study {name!r}: optuna-dashboard {storage}"
+
+
+def _best_lines(best: dict[str, Any]) -> list[str]:
+    """The best configuration of an HPO sweep and its retrain (a run of its own, not counted as a trial)."""
+    shown = ", ".join(f"{k} {best[k]:.4g}" for k in ("lr", "depth", "alpha", "batch_size") if k in best)
+    lines = [f"best configuration: {shown} (val LL {best.get('_val_ll', float('nan')):.4f})"]
+    if "status" in best:
+        lines.append(
+            f"retrained as {best.get('run_name', 'its own run')}: {best['status']}, "
+            f"test LL {best.get('test_ll', float('nan')):.4f}"
+        )
+    return lines
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from study import sweep
+    from study import viewing
 
     command = args.command
     report_options = None
     if command == "scaling" and args.report:  # a bad report flag ends the run now, not after the sweep
         report_options = viewing.report_options(args.min_dim, args.predict_dims)
+    if args.name:
+        check_sweep_name(args.name)
     storage = _storage_path(args)
     cfg, experiment = _sweep_config(command, args, storage)
     if command == "scaling":
-        name = args.name or preflight.default_name(Path(args.preset).stem, time.strftime("%Y%m%d-%H%M%S"))
+        name = args.name or _default_name(Path(args.preset).stem)
     else:
-        label = f"tune-{cfg.data.dataset}-{cfg.space.method}"
-        name = args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S"))
-    check_sweep_name(name)
-    _preflight(command, cfg, args)
+        name = args.name or _default_name(f"tune-{cfg.data.dataset}-{cfg.space.method}")
+    preflight_checks(command, cfg, args)
     uri = _tracking_uri(args)
+    _quiet_store_setup()
     _start_ray(args, cfg.train, cfg.resources.gpus_per_trial)
+    from study import sweep
+
     run = sweep.run_scaling if command == "scaling" else sweep.run_hpo
     try:
         summary = run(
-            cfg, sweep=name, tracking_uri=uri, experiment=experiment, storage_path=storage, resume=args.resume
+            cfg,
+            sweep=name,
+            tracking_uri=uri,
+            experiment=experiment,
+            storage_path=storage,
+            resume=args.resume,
+            verbose=args.verbose,
         )
     except KeyboardInterrupt:
         print(f"relgrad: sweep {name} interrupted; {_resume_hint(command, name, args)}", file=sys.stderr)
@@ -347,15 +257,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line)
     if command == "tune" and summary.best is not None:
-        best = summary.best
-        shown = {k: best.get(k) for k in ("lr", "depth", "alpha", "batch_size")}
-        print(
-            f"best config {shown}: val LL {best.get('_val_ll', float('nan')):.4f}, "
-            f"retrained test LL {best.get('test_ll', float('nan')):.4f}"
-        )
+        for line in _best_lines(summary.best):
+            print(line)
     print(f"MLflow store: {uri}  (experiment {experiment!r}, parent run {summary.parent_run_id})")
     if command == "tune":
-        print(f"Optuna study {name!r}: optuna-dashboard {sweep.optuna_storage_uri(uri)}")
+        print(_optuna_hint(name, sweep.optuna_storage_uri(uri)))
     else:
         print(f"Tune results: {storage.rstrip('/')}/{name}")
     code = int(summary.exit_code)  # 0 all ended ok/diverged/skipped, 1 some failed, 130 cut short
@@ -363,7 +269,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return code
     if report_options is not None:
         code = max(code, viewing.build_report([name], uri, experiment, args.report_dir, report_options))
-    print(_ui_hint(uri))
+    print(ui_hint(uri, experiment, name))
     return code
 
 
@@ -371,17 +277,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 # One training run
 # --------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from study import tracking
-    from study.sweep import prepare_tracking
-    from study.trial import SweepContext, run_logged
+    from study.config import SingleRun, flatten, to_dict
 
+    if args.name:
+        check_sweep_name(args.name)
     cfg: SingleRun = build_config("train", args)
-    label = f"train-{cfg.data.dataset}-{cfg.method}"
-    name = check_sweep_name(args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S")))
-    point = cfg.point() | {"dim": _preflight("train", cfg, args).dim}  # a data set's own dimension
+    name = args.name or _default_name(f"train-{cfg.data.dataset}-{cfg.method}")
+    point = cfg.point() | {"dim": preflight_checks("train", cfg, args).dim}  # a data set's own dimension
     uri = _tracking_uri(args)
+    _quiet_store_setup()
     if args.address:  # run it on the cluster (where the GPUs are), no progress bar
         _start_ray(args, cfg.train, 1.0)
+    from study import tracking
+    from study.curves import CurveAxes, ParentCurves
+    from study.sweep import prepare_tracking
+    from study.trial import SweepContext, run_in_worker, run_logged
+
     params = flatten({"data": to_dict(cfg.data), "train": to_dict(cfg.train)}) | {
         k: str(v) for k, v in point.items()
     }
@@ -393,28 +304,34 @@ def cmd_train(args: argparse.Namespace) -> int:
             import ray
 
             gpus = 1 if cfg.train.device.startswith("cuda") else 0
-            task = ray.remote(run_logged).options(num_gpus=gpus)
+            task = ray.remote(run_in_worker).options(num_gpus=gpus)
             outcome = ray.get(task.remote(point, ctx, "train"))
         else:
             outcome = run_logged(point, ctx, "train", progress=True)
         ok = outcome.status == "ok"
+        if ok:  # the parent's curves, as a sweep's: one point at this D
+            ParentCurves(uri, tctx.parent_run_id, CurveAxes()).log(point, outcome.metrics)
     finally:  # the parent never stays RUNNING, whatever happened to the run
         tracking.finish_parent(uri, tctx.parent_run_id, ok=ok)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in outcome.metrics.items())
     print(f"\n{name}: {outcome.status} ({outcome.reason}); {shown}")
     print(f"MLflow store: {uri}  (experiment {args.experiment!r})")
-    print(_ui_hint(uri))
+    print(ui_hint(uri, args.experiment, name))
     return EXIT_OK if ok else EXIT_FAILED
 
 
 # --------------------------------------------------------------------------------------------
-# UI and reports (the work is in study.viewing)
+# UI and reports (the work is in study.ui and study.viewing)
 # --------------------------------------------------------------------------------------------
 def cmd_ui(args: argparse.Namespace) -> int:
-    return viewing.open_ui(_store_uri(args), args.host, args.port)
+    from study.ui import open_ui
+
+    return open_ui(_store_uri(args), args.host, args.port, args.experiment, args.sweep)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from study import viewing
+
     sweeps = parse_str_list(args.sweep)
     if not sweeps:
         raise ConfigError("--sweep: give at least one sweep name")

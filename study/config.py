@@ -27,25 +27,33 @@ from pydantic import (
     model_validator,
 )
 
+from study import names
+from study.names import FILE_DATASET, registry_names_deferred
 from study.parsing import (
     MAX_LIST_ITEMS,
+    PRESET_DIR,
     ConfigError,
     apply_overrides,
-    describe,
+    config_error,
     parse_assignment,
     parse_float_list,
     parse_int_list,
     parse_str_list,
+    preset_names,
 )
 
 __all__ = [
+    "FILE_DATASET",
     "MAX_LIST_ITEMS",
+    "PRESET_DIR",
     "ConfigError",
     "apply_overrides",
     "parse_assignment",
     "parse_float_list",
     "parse_int_list",
     "parse_str_list",
+    "preset_names",
+    "registry_names_deferred",
 ]
 
 #: Largest dimension a config accepts (a 2-layer float32 flow at this D holds 8 TiB of weights: the
@@ -57,49 +65,6 @@ MAX_GRID_POINTS = 10_000
 MAX_LR = 1e12
 #: Data generated at every D, the only kind a scaling sweep can use (real data have a fixed D).
 SYNTHETIC_DATASETS: tuple[str, ...] = ("teacher", "noise")
-#: ``data.dataset`` of a config whose data come from ``data.file`` (``--data-file``).
-FILE_DATASET = "file"
-
-
-# --------------------------------------------------------------------------------------------
-# Names from the core's registries, read when a config is validated
-# --------------------------------------------------------------------------------------------
-def known_methods() -> tuple[str, ...]:
-    """Gradient methods of the core's registry now (``register_method`` adds to it), in display order."""
-    from relgrad_core import method_names
-
-    return tuple(method_names())
-
-
-def known_datasets() -> tuple[str, ...]:
-    """Data sets of the core's registry now (``register_dataset`` adds to it)."""
-    from relgrad_core import dataset_names
-
-    return tuple(dataset_names())
-
-
-def known_optimizers() -> tuple[str, ...]:
-    from relgrad_core.training import OPTIMIZERS
-
-    return tuple(OPTIMIZERS)
-
-
-def _one_of(kind: str, known: tuple[str, ...], value: str) -> str:
-    if value not in known:
-        raise ValueError(f"unknown {kind} {value!r}; known: {', '.join(known)}")
-    return value
-
-
-def _method(value: str) -> str:
-    return _one_of("method", known_methods(), value)
-
-
-def _dataset(value: str) -> str:
-    return value if value == FILE_DATASET else _one_of("dataset", known_datasets(), value)
-
-
-def _optimizer(value: str) -> str:
-    return _one_of("optimizer", known_optimizers(), value)
 
 
 def _device(value: str) -> str:
@@ -120,7 +85,7 @@ def _budget(value: Any) -> float | dict[str, float] | None:
     if value is None:
         return None
     if isinstance(value, dict):
-        return {_method(str(k)): _seconds(v, f"{k}: ") for k, v in value.items()}
+        return {names.method(str(k)): _seconds(v, f"{k}: ") for k, v in value.items()}
     return _seconds(value, "")
 
 
@@ -144,7 +109,7 @@ Positive = Annotated[Number, Field(gt=0)]
 NonNegative = Annotated[Number, Field(ge=0)]
 LearningRate = Annotated[Number, Field(gt=0, le=MAX_LR)]
 Alpha = Annotated[Number, Field(gt=0, le=1)]  # slope of the smooth leaky ReLU: invertible for α > 0
-MethodName = Annotated[str, Strict(), AfterValidator(_method)]
+MethodName = Annotated[str, Strict(), AfterValidator(names.method)]
 Budget = Annotated[float | dict[str, float] | None, PlainValidator(_budget)]
 
 
@@ -170,7 +135,7 @@ class Section(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigError(describe(exc, self.where, type(self))) from None
+            raise config_error(exc, self.where, type(self)) from None
         finally:
             _NESTED.reset(token)
 
@@ -193,7 +158,7 @@ class DataConfig(Section):
     """
 
     where: ClassVar[str] = "data"
-    dataset: Annotated[str, Strict(), AfterValidator(_dataset)] = "teacher"
+    dataset: Annotated[str, Strict(), AfterValidator(names.dataset)] = "teacher"
     n_train: Count = 2000
     n_val: Count = 500
     n_test: Count = 500
@@ -228,7 +193,7 @@ class TrainConfig(Section):
     max_steps: Count | None = None
     time_budget_s: Positive | None = 60.0  # wall-clock cap on training per trial
     patience: Count | None = None
-    optimizer: Annotated[str, Strict(), AfterValidator(_optimizer)] = "adam"
+    optimizer: Annotated[str, Strict(), AfterValidator(names.optimizer)] = "adam"
     timing_warmup: NonNegInt = 2
     timing_repeats: Count = 5
     dtype: Literal["float32", "float64"] = "float32"
@@ -406,7 +371,7 @@ def from_dict(cls: type[Section], raw: Any, where: str | None = None) -> Any:
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe(exc, where, cls)) from None
+        raise config_error(exc, where, cls) from None
     finally:
         _NESTED.reset(token)
 
@@ -418,45 +383,48 @@ def with_overrides(config: Section, overrides: list[tuple[str, Any]], where: str
     return from_dict(type(config), raw, where)
 
 
-# Next to this module (package data); a plain path also works under editable installs.
-PRESET_DIR = Path(__file__).resolve().parent / "presets"
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+def _preset_error(name: str, problem: str) -> ConfigError:
+    return ConfigError(f"preset {name!r}: {problem}", problem=problem)
 
 
 def load_preset(name_or_path: str) -> Preset:
-    """Load a preset by name (``study/presets/<name>.yaml``) or from a YAML file path (safe_load only)."""
+    """Load a preset by name (``study/presets/<name>.yaml``) or from a YAML file path (safe_load only).
+
+    A problem with the file itself is a ConfigError whose ``problem`` says it without the name (the CLI
+    puts ``--preset NAME:`` in front); a bad value is the section's error (``scaling.dims[0]: ...``).
+    """
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
         name = path.stem
         if not path.is_file():
-            raise ConfigError(f"preset: no such file {name_or_path!r}")
+            raise _preset_error(name_or_path, "no such file")
     else:
         name, path = name_or_path, PRESET_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise ConfigError(f"preset: unknown preset {name_or_path!r}; known: {', '.join(preset_names())}")
+            known = ", ".join(preset_names())
+            raise _preset_error(
+                name_or_path, f"unknown preset {name_or_path!r} (choose from {known} or a YAML file)"
+            )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"preset {name!r}: invalid YAML{at}: {problem}") from None
+        raise _preset_error(name, f"invalid YAML{at}: {problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"preset {name!r}: cannot read {path}: {exc}") from None
+        raise _preset_error(name, f"cannot read {path}: {exc}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"preset {name!r}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise _preset_error(name, f"expected a mapping at the top level, got {type(raw).__name__}")
     unknown = sorted(set(raw) - {"scaling", "tune"})
     if unknown:
-        raise ConfigError(f"preset {name!r}: unknown sections {unknown}; known: scaling, tune")
+        raise _preset_error(name, f"unknown sections {unknown}; known: scaling, tune")
     for section in ("scaling", "tune"):
         if section in raw and not isinstance(raw[section], dict):
             got = "null" if raw[section] is None else type(raw[section]).__name__
-            raise ConfigError(f"preset {name!r}: section {section!r} must be a mapping, got {got}")
+            raise _preset_error(name, f"section {section!r} must be a mapping, got {got}")
     scaling = from_dict(ScalingConfig, raw.get("scaling", {}))
     tune = from_dict(HpoConfig, raw.get("tune", {}))
     return Preset(name=name, scaling=scaling, tune=tune)
@@ -467,10 +435,15 @@ def to_dict(config: BaseModel) -> dict[str, Any]:
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"train": {"epochs": 5}}`` -> ``{"train.epochs": "5"}`` (for MLflow params)."""
+    """``{"train": {"epochs": 5}}`` -> ``{"train.epochs": "5"}`` (for MLflow params).
+
+    Unset fields (None) are left out: a param whose value is the string ``None`` says nothing.
+    """
     flat: dict[str, str] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
+        if value is None:
+            continue
         if isinstance(value, dict) and value:
             flat.update(flatten(value, f"{name}."))
         elif isinstance(value, list):
@@ -478,6 +451,15 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)
     return flat
+
+
+#: Fields that exist for the test suite only: never recorded as MLflow params.
+TEST_ONLY_FIELDS: tuple[str, ...] = ("inject_worker_kill",)
+
+
+def tracked_params(config: BaseModel) -> dict[str, str]:
+    """A sweep's parent-run params: its config flattened, without unset or test-only fields."""
+    return flatten(config.model_dump(exclude=set(TEST_ONLY_FIELDS) & set(type(config).model_fields)))
 
 
 # --------------------------------------------------------------------------------------------

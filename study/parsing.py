@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -16,12 +17,57 @@ from pydantic import BaseModel, ValidationError
 #: a usage or config error (one line, before any work), interrupted (resumable).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+#: The presets (package data next to this module; a plain path also works under editable installs).
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
 #: Most values one list (``--dims``, ``--lrs``, ...) may expand to; a range is counted before it is built.
 MAX_LIST_ITEMS = 1000
 
 
+def preset_names() -> list[str]:
+    """The built-in presets, ``study/presets/<name>.yaml``."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
 class ConfigError(ValueError):
-    """A sweep configuration is invalid; the message names the field and the problem (one line)."""
+    """A sweep configuration is invalid; the message names the field and the problem (one line).
+
+    From a config's validation it also carries ``field``, the dotted path of the bad value within the
+    section (``dims[0]``, ``train.epochs``; ``""`` for the section itself), ``problem``, the message
+    without the field, and ``unknown_keys`` when the problem is keys the section does not have, so
+    that the CLI can name the flag that set the value instead (``--dims: must be >= 1, got 0``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        problem: str | None = None,
+        unknown_keys: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.problem = problem if problem is not None else message
+        self.unknown_keys = unknown_keys
+
+
+# --------------------------------------------------------------------------------------------
+# Sweep names
+# --------------------------------------------------------------------------------------------
+#: Sweep names: they tag MLflow runs, name the Tune results folder and go into filter strings, so only
+#: a safe charset: a letter or digit first, then letters, digits, ``.``, ``_``, ``-`` (at most 128).
+SWEEP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_sweep_name(name: str) -> str:
+    """``name`` if it is a valid sweep name, else ConfigError naming the rule."""
+    if not isinstance(name, str) or not SWEEP_NAME_RE.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"sweep name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit (no '..')"
+        )
+    return name
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,20 +263,28 @@ def _message(error: Any, model: type[BaseModel] | None) -> str:
     return f"{text}, got {shown}"
 
 
-def describe(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
-    """The first problem of a ValidationError as ``where.field: message`` (+ how many more)."""
+def config_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> ConfigError:
+    """The first problem of a ValidationError as ``where.field: message`` (+ how many more), with the
+    field and the problem apart (see :class:`ConfigError`)."""
     errors = exc.errors()
     extra = [e for e in errors if e["type"] == "extra_forbidden"]
     if extra:  # unknown keys of one section, named together with the known ones
-        parent = extra[0]["loc"][:-1]
-        keys = [str(e["loc"][-1]) for e in extra if e["loc"][:-1] == parent]
-        known = _fields_at(model, parent)
-        line = f"{_path(where, parent)}: unknown keys {keys}" + (
-            f"; known: {', '.join(known)}" if known else ""
-        )
+        loc = extra[0]["loc"][:-1]
+        keys = [str(e["loc"][-1]) for e in extra if e["loc"][:-1] == loc]
+        known = _fields_at(model, loc)
+        problem = f"unknown keys {keys}" + (f"; known: {', '.join(known)}" if known else "")
         rest = len(errors) - len(keys)
     else:
-        first = errors[0]
-        line = f"{_path(where, first['loc'])}: {_message(first, model)}"
+        loc = errors[0]["loc"]
+        problem = _message(errors[0], model)
         rest = len(errors) - 1
-    return line + (f" (and {rest} more problem{'s' * (rest > 1)})" if rest else "")
+    problem += f" (and {rest} more problem{'s' * (rest > 1)})" if rest else ""
+    field = _path("", loc).lstrip(".")
+    return ConfigError(
+        f"{_path(where, loc)}: {problem}", field=field, problem=problem, unknown_keys=bool(extra)
+    )
+
+
+def describe(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
+    """The first problem of a ValidationError as one line: ``where.field: message`` (+ how many more)."""
+    return str(config_error(exc, where, model))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from study.config import SYNTHETIC_DATASETS, ConfigError, DataConfig, TrainConfig
-from study.tracking import check_sweep_name
+from study.parsing import check_sweep_name
 
 #: A trial whose estimated peak memory exceeds this fraction of its device's memory is refused.
 MEMORY_FRACTION = 0.8

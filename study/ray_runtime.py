@@ -14,10 +14,11 @@ Ray's authentication is left at Ray's default; only the user turns it off (``RAY
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
-from study.config import ConfigError
+from study.parsing import ConfigError
 
 LOOPBACK = "127.0.0.1"
 #: Ray's switch for "this machine may be part of a multi-host cluster" (read when ray is imported).
@@ -57,7 +58,14 @@ def start_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int
             ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
             return
         # With the switch at "1" the user asked for an outward-facing node: their choice, as --address.
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False)
+        # logging_level: no "Started a local Ray instance." on the sweep's console (warnings still show)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "local"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -17,7 +17,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from analysis.schema import STATUS_SKIPPED
-from study import tracking
+from study import console, tracking
 from study.finalise import stop_for_problem
 from study.trial import SweepContext, run_name, trial_params
 
@@ -130,6 +130,7 @@ class BudgetedGridSearcher(Searcher):
             stop_for_problem(ctx.tracking.sweep, exc)
             return
         self.skipped.append(skip_id)
+        console.note_skipped(ctx.tracking.sweep, point, "over budget: " + reason)
 
     # ---------------------------------------------------------------------------------------
     # Tune saves the searcher with the experiment and restores it on Tuner.restore (--resume).

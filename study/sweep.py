@@ -17,11 +17,12 @@ cut by Ctrl-C). What it guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,26 +33,29 @@ from ray.tune import FailureConfig, ResultGrid, RunConfig, Tuner
 
 from analysis.schema import (
     FINISHED_STATUSES,
+    ROLE_BEST,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
     TAG_STATUS,
 )
-from study import tracking
+from study import console, tracking
 from study.config import (
     ConfigError,
     HpoConfig,
     ScalingConfig,
-    flatten,
     from_dict,
     to_dict,
+    tracked_params,
     validate_hpo,
     validate_scaling,
 )
+from study.curves import CurveAxes
 from study.finalise import MlflowFinaliser, SweepSummary, TrackingOutageStopper, reset_problem
 from study.searcher import BudgetedGridSearcher
 from study.tracking import TrackingContext
-from study.trial import SweepContext, run_logged, tune_trial
+from study.trial import SweepContext, run_in_worker, run_name, tune_trial
+from study.tune_callbacks import ConsoleReporter, ParentCurveLogger
 
 logger = logging.getLogger(__name__)
 
@@ -161,15 +165,46 @@ def _statuses(ctx: TrackingContext, role: str | None = None) -> dict[str, int]:
     return dict(Counter(r.data.tags.get(TAG_STATUS, STATUS_RUNNING) for r in runs))
 
 
-def _run_config(sweep: str, storage_path: str, max_failures: int, ctx: SweepContext) -> RunConfig:
+def _run_config(
+    sweep: str, storage_path: str, max_failures: int, ctx: SweepContext, axes: CurveAxes, verbose: bool
+) -> RunConfig:
+    tctx = ctx.tracking
     return RunConfig(
         name=sweep,
         storage_path=storage_path,
         failure_config=FailureConfig(max_failures=max_failures),
-        callbacks=[MlflowFinaliser(ctx)],
+        callbacks=[
+            MlflowFinaliser(ctx),
+            ParentCurveLogger(tctx.tracking_uri, tctx.parent_run_id, axes),
+            ConsoleReporter(sweep),
+        ],
         stop=TrackingOutageStopper(sweep),
-        verbose=int(os.environ.get("RELGRAD_TUNE_VERBOSE", "1")),
+        verbose=2 if verbose else 0,
     )
+
+
+#: Tune's output engine: the legacy one is silent at verbosity 0 (the new one still prints its
+#: configuration box and a TensorBoard hint); ``--verbose`` keeps the new engine and its tables.
+NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
+
+
+@contextlib.contextmanager
+def _tune_output(verbose: bool) -> Iterator[None]:
+    """Tune quiet (our console speaks) unless ``verbose``; Tune reads the switch when it starts a run."""
+    saved = os.environ.get(NEW_OUTPUT_ENV)
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    if not verbose:
+        os.environ[NEW_OUTPUT_ENV] = "0"
+        tune_logger.setLevel(logging.WARNING)  # "Wrote the latest version of all result files ..."
+    try:
+        yield
+    finally:
+        tune_logger.setLevel(level)
+        if saved is None:
+            os.environ.pop(NEW_OUTPUT_ENV, None)
+        else:
+            os.environ[NEW_OUTPUT_ENV] = saved
 
 
 def _trainable(ctx: SweepContext, cpus: float, gpus: float):
@@ -217,6 +252,7 @@ class _Plan:
     expected: int
     new_tuner: Callable[[Any], Tuner]
     restart_errored: bool
+    verbose: bool = False
 
 
 def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus: float) -> tuple:
@@ -236,10 +272,15 @@ def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus:
         tuner = plan.new_tuner(trainable)
     results: ResultGrid | None = None
     interrupted = False
+    done_before = sum(n for s, n in _statuses(tctx, role=plan.ctx.role).items() if s in ENDED_STATUSES)
+    console.open_console(sweep, plan.expected, done_before)
     try:
-        results = tuner.fit()
+        with _tune_output(plan.verbose):
+            results = tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C while Tune was shutting down
         interrupted = True
+    finally:
+        console.close_console(sweep)
     try:
         # Every trial process is gone now: a run still RUNNING was cut short.
         tracking.reconcile_running(tctx.tracking_uri, tctx.experiment_id, sweep, "the sweep was interrupted")
@@ -291,18 +332,23 @@ def run_scaling(
     experiment: str,
     storage_path: str,
     resume: bool = False,
+    verbose: bool = False,
 ) -> SweepSummary:
-    """Run (or resume) a budget-aware scaling sweep; Ray must be initialised by the caller."""
+    """Run (or resume) a budget-aware scaling sweep; Ray must be initialised by the caller.
+
+    ``verbose``: Tune's own progress tables on the console besides the per-trial lines.
+    """
     validate_scaling(cfg)
     storage_path = _check_storage(storage_path, sweep, resume)
     _check_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
-    tctx = prepare_tracking(tracking_uri, experiment, sweep, "scaling", flatten(to_dict(cfg)), resume)
+    tctx = prepare_tracking(tracking_uri, experiment, sweep, "scaling", tracked_params(cfg), resume)
     ctx = SweepContext(
         tracking=tctx,
         data=cfg.data,
         train=cfg.train,
         inject_worker_kill=cfg.inject_worker_kill,
-        extra_params={"sweep_kind": "scaling", "budget_s": str(cfg.budget_s)},
+        extra_params={"sweep_kind": "scaling"}
+        | ({} if cfg.budget_s is None else {"budget_s": str(cfg.budget_s)}),
         dedupe_points=True,
     )
     points = cfg.points()
@@ -320,10 +366,13 @@ def run_scaling(
                 max_concurrent_trials=cfg.resources.max_concurrent,
                 reuse_actors=True,
             ),
-            run_config=_run_config(sweep, storage_path, cfg.resources.max_failures, ctx),
+            run_config=_run_config(
+                sweep, storage_path, cfg.resources.max_failures, ctx, axes, verbose=verbose
+            ),
         )
 
-    plan = _Plan("scaling", ctx, len(points), new_tuner, restart_errored=True)
+    axes = CurveAxes.of(cfg.depths, cfg.batch_sizes)
+    plan = _Plan("scaling", ctx, len(points), new_tuner, restart_errored=True, verbose=verbose)
     _, statuses, complete, problem = _execute(
         plan,
         storage_path=storage_path,
@@ -371,17 +420,21 @@ def run_hpo(
     experiment: str,
     storage_path: str,
     resume: bool = False,
+    verbose: bool = False,
 ) -> SweepSummary:
     """Optuna TPE + ASHA on exact validation LL, then retrain the best config and test it."""
     import optuna
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+
+    from study.optuna_search import PruningOptunaSearch
 
     validate_hpo(cfg)
+    if not verbose:  # "A new study created in RDB ...": the console's lines say what happens
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     dim = dataset_dim(cfg)
     storage_path = _check_storage(storage_path, sweep, resume)
     _check_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
-    tctx = prepare_tracking(tracking_uri, experiment, sweep, "hpo", flatten(to_dict(cfg)), resume)
+    tctx = prepare_tracking(tracking_uri, experiment, sweep, "hpo", tracked_params(cfg), resume)
     ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": "hpo"})
     space = cfg.space
     optuna_uri = optuna_storage_uri(tracking_uri)
@@ -396,7 +449,7 @@ def run_hpo(
         }
         # metric/mode go to the searcher and scheduler themselves: an OptunaSearch built with its
         # own space ignores TuneConfig's (and creates its study, direction included, right away).
-        searcher = OptunaSearch(
+        searcher = PruningOptunaSearch(
             space=distributions,
             metric="val_ll",
             mode="max",
@@ -422,11 +475,14 @@ def run_hpo(
                 max_concurrent_trials=cfg.resources.max_concurrent,
                 reuse_actors=True,
             ),
-            run_config=_run_config(sweep, storage_path, cfg.resources.max_failures, ctx),
+            run_config=_run_config(
+                sweep, storage_path, cfg.resources.max_failures, ctx, axes, verbose=verbose
+            ),
         )
 
+    axes = CurveAxes.of(space.depths, space.batch_sizes)
     # Optuna has already been told about a failed trial: restarting it would confuse its study.
-    plan = _Plan("hpo", ctx, space.samples, new_tuner, restart_errored=False)
+    plan = _Plan("hpo", ctx, space.samples, new_tuner, restart_errored=False, verbose=verbose)
     results, statuses, complete, problem = _execute(
         plan,
         storage_path=storage_path,
@@ -437,9 +493,8 @@ def run_hpo(
     best: dict[str, Any] | None = None
     if complete and results is not None:
         best = _best_config(results)
-        if best is not None and cfg.retrain_best:
+        if best is not None and cfg.retrain_best:  # its own run, counted apart from the search's trials
             best = _retrain_best(best, ctx, cfg)
-            statuses = _statuses(tctx)
     _close_parent(tctx, complete)
     return _summary(tctx, storage_path, statuses, complete=complete, problem=problem, best=best)
 
@@ -466,11 +521,11 @@ def _retrain_best(best: dict[str, Any], ctx: SweepContext, cfg: HpoConfig) -> di
         tracking=ctx.tracking,
         data=ctx.data,
         train=ctx.train,
-        role="best",
+        role=ROLE_BEST,
         extra_params={**ctx.extra_params, "best_of_trial": best.get("_trial_id", "")},
     )
-    task = ray.remote(run_logged).options(
+    task = ray.remote(run_in_worker).options(
         num_cpus=cfg.resources.cpus_per_trial, num_gpus=cfg.resources.gpus_per_trial
     )
     outcome = ray.get(task.remote(point, best_ctx, "best"))
-    return {**best, "status": outcome.status, **outcome.metrics}
+    return {**best, "status": outcome.status, "run_name": run_name(point, ROLE_BEST), **outcome.metrics}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
-import re
 import socket
 import sqlite3
 import time
@@ -29,6 +28,8 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from analysis.schema import (
+    DEFAULT_EXPERIMENT,
+    POINT_TAGS,
     ROLE_PARENT,
     ROLE_TRIAL,
     STATUS_INTERRUPTED,
@@ -43,13 +44,16 @@ from analysis.schema import (
     TAG_TRIAL_ID,
 )
 from study.config import ConfigError
+from study.parsing import check_sweep_name as check_sweep_name  # re-exported: it lives in parsing
+from study.store import default_artifact_root as default_artifact_root  # re-exported: see study.store
+from study.store import default_tracking_uri as default_tracking_uri
+from study.store import sqlite_path as sqlite_path
 
 #: Tags of this module's own bookkeeping (not read by analysis): a scaling point's identity, the
 #: number of starts of a child run, and the driver process that owns a parent run.
 TAG_POINT_KEY = "point_key"
 TAG_ATTEMPTS = "attempts"
 TAG_DRIVER = "driver"
-DEFAULT_EXPERIMENT = "relgrad"
 
 T = TypeVar("T")
 
@@ -69,42 +73,6 @@ class TrackingContext:
 # --------------------------------------------------------------------------------------------
 # Store location and reachability
 # --------------------------------------------------------------------------------------------
-#: Sweep names: they tag MLflow runs, name the Tune results folder and go into filter strings, so only
-#: a safe charset: a letter or digit first, then letters, digits, ``.``, ``_``, ``-`` (at most 128).
-SWEEP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-def check_sweep_name(name: str) -> str:
-    """``name`` if it is a valid sweep name, else ConfigError naming the rule."""
-    if not isinstance(name, str) or not SWEEP_NAME_RE.fullmatch(name) or ".." in name:
-        raise ConfigError(
-            f"sweep name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter "
-            "or digit (no '..')"
-        )
-    return name
-
-
-def default_tracking_uri(cwd: str | Path | None = None) -> str:
-    """``sqlite:////<abs cwd>/runs/mlflow.db``: MLflow 3 refuses the old ``./mlruns`` file store."""
-    root = Path(cwd or os.getcwd()).resolve() / "runs"
-    return f"sqlite:///{(root / 'mlflow.db').as_posix()}"
-
-
-def default_artifact_root(tracking_uri: str) -> str | None:
-    """Absolute artifact root next to a sqlite store (trials run in other working directories).
-
-    For a tracking server the server's own artifact root is used (None).
-    """
-    path = sqlite_path(tracking_uri)
-    return None if path is None else str(path.parent / "artifacts")
-
-
-def sqlite_path(tracking_uri: str) -> Path | None:
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    return Path(tracking_uri[len("sqlite:///") :])
-
-
 def check_tracking_uri(tracking_uri: str, timeout_s: float = 5.0) -> None:
     """Raise ConfigError (one line) unless the store can be used, before any Ray or trial work.
 
@@ -381,7 +349,7 @@ def start_child(
     """Find the child run of ``trial_id`` (a retry or a resumed trial) or create it, status ``running``.
 
     A reused run is put back to RUNNING, re-tagged with the current trial id, and its ``attempts``
-    tag counts the starts.
+    tag counts the starts. The grid coordinates among ``params`` (:data:`POINT_TAGS`) are tags too.
     """
     client = client_for(ctx.tracking_uri)
     existing = find_child(ctx, trial_id, point_key)
@@ -394,6 +362,7 @@ def start_child(
         TAG_STATUS: STATUS_RUNNING,
         TAG_STATUS_REASON: "",
         **({TAG_POINT_KEY: point_key} if point_key else {}),
+        **{name: str(params[name]) for name in POINT_TAGS if name in params},
         **(tags or {}),
     }
     if existing is None:

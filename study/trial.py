@@ -30,6 +30,7 @@ from analysis.schema import (
 from study import tracking
 from study.config import DataConfig, TrainConfig, flatten, to_dict
 from study.tracking import TrackingContext
+from study.worker import prepare_worker
 
 Metrics = dict[str, float]
 
@@ -281,8 +282,10 @@ def _maybe_kill_worker(marker: str | None) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run_name(point: Mapping[str, Any]) -> str:
-    return f"{point['method']}-d{point['dim']}-L{point['depth']}-B{point['batch_size']}-lr{point['lr']:g}"
+def run_name(point: Mapping[str, Any], role: str = ROLE_TRIAL) -> str:
+    """``relative-d64-L2-B100-lr0.001``; a run of another role (the HPO retrain) is prefixed with it."""
+    name = f"{point['method']}-d{point['dim']}-L{point['depth']}-B{point['batch_size']}-lr{point['lr']:g}"
+    return name if role == ROLE_TRIAL else f"{role}-{name}"
 
 
 def run_logged(
@@ -318,7 +321,7 @@ def run_logged(
     device = str(_device_for(ctx.train.device))
     params = {**trial_params(point, ctx.data, ctx.train, device), **ctx.extra_params}
     run_id = tracking.start_child(
-        ctx.tracking, trial_id, params, role=ctx.role, run_name=run_name(point), point_key=key
+        ctx.tracking, trial_id, params, role=ctx.role, run_name=run_name(point, ctx.role), point_key=key
     )
     tracking.set_tags(uri, run_id, tracking.environment_tags(device) | {"pid": str(os.getpid())})
     torch.manual_seed(int(point.get("seed", 0)))
@@ -406,8 +409,15 @@ def tune_trial(config: dict[str, Any], ctx: SweepContext) -> None:
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
+    prepare_worker()
     _pin_threads_to_assigned_cpus()
     run_logged(config, ctx, trial_id, report=tune.report)
+
+
+def run_in_worker(point: Mapping[str, Any], ctx: SweepContext, trial_id: str) -> TrialOutcome:
+    """:func:`run_logged` as a Ray task (the HPO retrain, ``relgrad train --address``)."""
+    prepare_worker()
+    return run_logged(point, ctx, trial_id)
 
 
 def _pin_threads_to_assigned_cpus() -> None:

@@ -1,20 +1,16 @@
-"""What the ``ui`` and ``report`` commands do once their arguments are parsed: open the MLflow UI on the
-project's store, and build a sweep's scaling report (options checked before any run is read)."""
+"""What the ``report`` command (and ``scaling --report``) does once its arguments are parsed: build a
+sweep's scaling report, its options checked before any run is read. Light to import: the CLI checks
+``--predict-dims`` before anything heavy is loaded."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from study.parsing import EXIT_OK, EXIT_USAGE, ConfigError, parse_int_list
-from study.tracking import default_artifact_root, sqlite_path
-
-PREDICT_HELP = (
-    "D at which to predict step time and speedups, e.g. 8192,23552 (default: largest D x4 and 23552)"
-)
+from study.store import sqlite_path
 
 #: Largest D the report predicts at (a prediction, not an allocation, but 10⁶ is already 40× the paper's).
 MAX_PREDICT_DIM = 1_000_000
@@ -73,31 +69,3 @@ def build_report(
         print(line)
     print(f"report: {getattr(report, 'html', out_dir / 'report.html')}")
     return EXIT_OK
-
-
-def open_ui(uri: str, host: str, port: int) -> int:
-    """Run ``mlflow ui`` on the store at ``uri`` (a server store is only named); its exit code."""
-    if uri.startswith("http"):
-        print(f"the store is a tracking server: open {uri}")
-        return EXIT_OK
-    require_store(uri)
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-    artifacts = default_artifact_root(uri)
-    if artifacts is not None:
-        command += ["--default-artifact-root", artifacts]
-    print(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C to stop")
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return EXIT_OK

@@ -35,14 +35,15 @@ def _scaling(store: dict[str, str], *extra: str) -> list[str]:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--methods", "relative,newton"], "unknown method 'newton'"),
-        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-        (["--dims", "0,8"], "scaling.dims[0]: must be >= 1, got 0"),
+        (["--methods", "relative,newton"], "--methods: unknown method 'newton' (choose from relative,"),
+        (["--dataset", "imagenet"], "data.dataset must be 'teacher' or 'noise'"),
+        (["--dims", "0,8"], "--dims: must be >= 1, got 0"),
         (["--dims", "64:32:x2"], "ends before it starts"),
         (["--methods", "jacobian", "--dims", "4096", "--preset", "quick"], "grid is empty"),
-        (["--cpus-per-trial", "0"], "cpus_per_trial"),
-        (["--preset", "nope"], "unknown preset 'nope'"),
-        (["--frobnicate"], "unrecognized arguments"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial: must be > 0, got 0"),
+        (["--preset", "nope"], "--preset nope: unknown preset 'nope' (choose from "),
+        (["--preset", "nosuch.yaml"], "--preset nosuch.yaml: no such file"),
+        (["--frobnicate"], "relgrad: error: unrecognized arguments: --frobnicate"),
     ],
 )
 def test_bad_scaling_config_exits_2_before_anything(
@@ -51,7 +52,9 @@ def test_bad_scaling_config_exits_2_before_anything(
     assert main(_scaling(store, *extra)) == 2
     err = capsys.readouterr().err
     assert message in err
-    assert "Traceback" not in err
+    # one line, one prefix: the message names the flag, not the subcommand again
+    assert err.startswith("relgrad: error: ") and err.count("error:") == 1 and len(err.splitlines()) == 1
+    assert "relgrad scaling:" not in err and "Traceback" not in err
     assert not Path(store["storage"], "bad").exists()
     assert runs_of(store["uri"], "bad") == []
 
