@@ -40,10 +40,9 @@ def duration(seconds: float) -> str:
 
 def step_time(seconds: float) -> str:
     """``0.51 s``, ``3.2 ms``, ``85 µs`` (three significant digits at most)."""
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if seconds >= scale or unit == "µs":
-            return f"{seconds / scale:.3g} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
+    if seconds >= 0.1:
+        return f"{seconds:.3g} s"
+    return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-4 else f"{seconds * 1e6:.3g} µs"
 
 
 def outcome(result: Mapping[str, Any]) -> str:
@@ -68,7 +67,7 @@ class Console:
     done: int = 0
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     live: bool | None = None  # rewrite a status line in place; default: when the stream is a terminal
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=lambda: time.monotonic())
     finished_here: int = 0  # trials finished by this driver (the ETA's rate)
     running: dict[str, tuple[str, float]] = field(default_factory=dict)  # trial id -> (name, start)
     _status_shown: bool = False

@@ -10,11 +10,20 @@ so a resumed sweep, or a trial reported again, never duplicates one.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.schema import CURVE_GAUSSIAN, CURVE_SOURCES, PER_METHOD_CURVES, curve_key
+from analysis.schema import (
+    CURVE_GAUSSIAN,
+    CURVE_SOURCES,
+    PER_METHOD_CURVES,
+    ROLE_TRIAL,
+    STATUS_OK,
+    TAG_ROLE,
+    TAG_STATUS,
+    curve_key,
+)
 from study import tracking
 
 
@@ -80,3 +89,23 @@ class ParentCurves:
             tracking.log_metrics(self.tracking_uri, self.parent_run_id, {key: value}, step=dim)
             logged.setdefault(key, set()).add(dim)
         return new
+
+    def backfill(self, runs: Iterable[Any]) -> dict[str, float]:
+        """Add the points of ``ok`` trial runs (MLflow ``Run`` objects) the curves lack, oldest first.
+
+        The Tune callback logs a trial as Tune sees it end; a trial that ended in MLflow just as its
+        driver was stopped is never reported again on resume, so the driver tops the curves up from the
+        runs at the end of each sweep.
+        """
+        added: dict[str, float] = {}
+        for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+            tags, params = run.data.tags, run.data.params
+            if tags.get(TAG_STATUS) != STATUS_OK or tags.get(TAG_ROLE) != ROLE_TRIAL:
+                continue
+            try:
+                point = {"method": params["method"], "dim": int(params["dim"])}
+                point |= {"depth": int(params["depth"]), "batch_size": int(params["batch_size"])}
+            except (KeyError, ValueError):
+                continue
+            added |= self.log(point, run.data.metrics)
+        return added

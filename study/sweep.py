@@ -23,7 +23,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from study.config import (
     validate_hpo,
     validate_scaling,
 )
-from study.curves import CurveAxes
+from study.curves import CurveAxes, ParentCurves
 from study.finalise import MlflowFinaliser, SweepSummary, TrackingOutageStopper, reset_problem
 from study.searcher import BudgetedGridSearcher
 from study.tracking import TrackingContext
@@ -253,6 +253,7 @@ class _Plan:
     new_tuner: Callable[[Any], Tuner]
     restart_errored: bool
     verbose: bool = False
+    axes: CurveAxes = field(default_factory=CurveAxes)
 
 
 def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus: float) -> tuple:
@@ -285,6 +286,8 @@ def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus:
         # Every trial process is gone now: a run still RUNNING was cut short.
         tracking.reconcile_running(tctx.tracking_uri, tctx.experiment_id, sweep, "the sweep was interrupted")
         statuses = _statuses(tctx, role=plan.ctx.role)
+        children = tracking.child_runs(tctx.tracking_uri, tctx.experiment_id, sweep)
+        ParentCurves(tctx.tracking_uri, tctx.parent_run_id, plan.axes).backfill(children)
     except Exception as exc:  # the store itself is down
         tracking.note_problem(sweep, exc)
         statuses = {}
@@ -372,7 +375,7 @@ def run_scaling(
         )
 
     axes = CurveAxes.of(cfg.depths, cfg.batch_sizes)
-    plan = _Plan("scaling", ctx, len(points), new_tuner, restart_errored=True, verbose=verbose)
+    plan = _Plan("scaling", ctx, len(points), new_tuner, restart_errored=True, verbose=verbose, axes=axes)
     _, statuses, complete, problem = _execute(
         plan,
         storage_path=storage_path,
@@ -482,7 +485,7 @@ def run_hpo(
 
     axes = CurveAxes.of(space.depths, space.batch_sizes)
     # Optuna has already been told about a failed trial: restarting it would confuse its study.
-    plan = _Plan("hpo", ctx, space.samples, new_tuner, restart_errored=False, verbose=verbose)
+    plan = _Plan("hpo", ctx, space.samples, new_tuner, restart_errored=False, verbose=verbose, axes=axes)
     results, statuses, complete, problem = _execute(
         plan,
         storage_path=storage_path,

@@ -164,3 +164,82 @@ def test_rerun_overwrites_and_removes_stale_files(fake_store: Any, tmp_path: Pat
     md = second.markdown.read_text(encoding="utf-8")
     assert "No timing data" in md and "no cost model" in md
     assert "no KL-gap view" not in md and "fake-scaling" not in md
+
+
+def test_verdict_on_the_parent_run(report: Report, fake_store: Any) -> None:
+    """Each method's order as a tag, c / D³ share / predicted speedups as metrics, as the tables say."""
+    client = MlflowClient(tracking_uri=fake_store.tracking_uri)
+    parent = client.get_run(fake_store.scaling_parent)
+    orders = pd.read_csv(report.out_dir / "tables" / "verdicts_runtime.csv")
+    for row in orders.itertuples():
+        assert parent.data.tags[f"order_{row.method}"] == row.order
+        if pd.notna(row.c):
+            assert parent.data.metrics[f"c/{row.method}"] == pytest.approx(row.c)
+            assert parent.data.metrics[f"d3_share/{row.method}"] == pytest.approx(row.d3_share_at_max)
+    assert parent.data.tags["order_ordinary"] == "cubic" and parent.data.tags["order_relative"] == "quadratic"
+    assert parent.data.metrics["c_low/ordinary"] <= parent.data.metrics["c/ordinary"]
+    assert parent.data.metrics["c/ordinary"] <= parent.data.metrics["c_high/ordinary"]
+    # the runs can be searched by their verdict
+    found = client.search_runs(
+        [parent.info.experiment_id], filter_string="tags.order_ordinary = 'cubic' and tags.role = 'parent'"
+    )
+    assert [r.info.run_id for r in found] == [fake_store.scaling_parent]
+    predictions = pd.read_csv(report.out_dir / "tables" / "predictions.csv")
+    mine = predictions[predictions["sweep"] == fake_store.scaling]
+    ordinary = mine[mine["method"] == "ordinary"]
+    history = client.get_metric_history(fake_store.scaling_parent, "speedup/ordinary")
+    assert {m.step: m.value for m in history} == pytest.approx(
+        dict(zip(ordinary["dim"], ordinary["speedup_of_reference"], strict=True))
+    )
+    assert "order_relative" not in client.get_run(fake_store.hpo_parent).data.tags  # no timings there
+
+
+def test_verdict_logging_is_idempotent_and_takes_the_counted_orders(tmp_path: Path) -> None:
+    from analysis.loading import SweepInfo
+    from analysis.verdict_tracking import log_verdicts, verdict_tags
+
+    uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
+    client = MlflowClient(tracking_uri=uri)
+    run_id = client.create_run(client.create_experiment("relgrad"), tags={"sweep": "s"}).info.run_id
+    orders = pd.DataFrame(
+        {
+            "sweep": ["s", "s"],
+            "device_name": ["cpu", "gpu"],
+            "method": ["ordinary"] * 2,
+            "order": ["cubic", "quadratic"],
+            "order_counted": ["cubic", "quadratic"],  # the columns of issue 15's counted-work orders
+            "order_timed": ["quadratic", "quadratic"],
+            "depth": [2, 2],
+            "batch_size": [64, 64],
+            "max_dim": [1024, 512],
+            "c": [2.0, 1.0],
+        }
+    )
+    # several devices: the one whose curve reached the largest D speaks for the method
+    assert verdict_tags(orders, "s") == {
+        "order_ordinary": "cubic",
+        "order_counted_ordinary": "cubic",
+        "order_timed_ordinary": "quadratic",
+    }
+    predictions = pd.DataFrame(
+        {
+            "sweep": ["s"] * 2,
+            "device_name": ["cpu"] * 2,
+            "depth": [2, 2],
+            "batch_size": [64, 64],
+            "method": ["ordinary"] * 2,
+            "dim": [4096, 23552],
+            "speedup_of_reference": [3.0, 9.0],
+            "speedup_low": [2.0, 5.0],
+            "speedup_high": [4.0, float("nan")],
+        }
+    )
+    sweeps = [SweepInfo("s", "scaling", run_id)]
+    for _ in range(2):  # a report built again logs no point twice
+        assert log_verdicts(uri, sweeps, orders, predictions) == []
+    run = client.get_run(run_id)
+    assert run.data.tags["order_timed_ordinary"] == "quadratic"
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "c/ordinary")] == [(0, 2.0)]
+    speedups = client.get_metric_history(run_id, "speedup/ordinary")
+    assert sorted((m.step, m.value) for m in speedups) == [(4096, 3.0), (23552, 9.0)]
+    assert [m.step for m in client.get_metric_history(run_id, "speedup_high/ordinary")] == [4096]

@@ -41,7 +41,6 @@ def _env(**extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "RAY_AUTH_MODE": "disabled",
-        "RELGRAD_TUNE_VERBOSE": "0",
         "PYTHONPATH": str(REPO),
         "OMP_NUM_THREADS": "1",
         **extra,

@@ -12,7 +12,6 @@ import yaml
 import study.ray_runtime  # noqa: F401  (before anything imports ray: keeps embedded Ray on loopback)
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RELGRAD_TUNE_VERBOSE", "0")
 
 
 @pytest.fixture(scope="session")

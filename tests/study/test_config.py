@@ -330,3 +330,28 @@ def test_epochs_null_trains_to_patience_and_needs_a_stopping_rule() -> None:
         with_overrides(load_preset("smoke").scaling, [("train.epochs", None), ("train.time_budget_s", None)])
     with pytest.raises(ConfigError, match="ASHA stops trials at fixed epochs"):
         with_overrides(load_preset("smoke").tune, [("train.epochs", None)])
+
+
+def test_tracked_params_leave_out_unset_and_test_only_fields() -> None:
+    from study.config import ScalingConfig, tracked_params
+
+    params = tracked_params(ScalingConfig(inject_worker_kill="/tmp/marker"))
+    assert "None" not in params.values()
+    assert not [k for k in params if k in ("data.root", "data.dim", "data.file", "train.max_steps")]
+    assert "inject_worker_kill" not in params
+    assert params["methods"] == "relative,ordinary" and params["train.epochs"] == "5"
+
+
+def test_registry_names_can_wait_for_the_rest() -> None:
+    from study.config import SingleRun, registry_names_deferred
+
+    with registry_names_deferred():  # a plain mistake is found without the core's registries
+        assert SingleRun(method="bogus").method == "bogus"
+        with pytest.raises(ConfigError, match=r"run\.depth: must be >= 1"):
+            SingleRun(method="bogus", depth=0)
+    with registry_names_deferred(checked=["method"]), pytest.raises(ConfigError) as info:
+        SingleRun(method="bogus", train={"epochs": 1, "optimizer": "also-bogus"})
+    assert info.value.field == "method"
+    assert info.value.problem.startswith("unknown method 'bogus' (choose from")
+    with pytest.raises(ConfigError, match="unknown optimizer 'also-bogus'"):
+        SingleRun(train={"epochs": 1, "optimizer": "also-bogus"})

@@ -38,7 +38,7 @@ register_method(
 def _relgrad(args: list[str], tmp_path: Path, plugins: str | None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "RELGRAD_PLUGINS"}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(RAY_AUTH_MODE="disabled", RELGRAD_TUNE_VERBOSE="0", MPLBACKEND="Agg")
+    env.update(RAY_AUTH_MODE="disabled", MPLBACKEND="Agg")
     if plugins:
         env["RELGRAD_PLUGINS"] = plugins
     command = [sys.executable, "-m", "study.cli", *args]

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from study.cli import main
 from tests.study.conftest import runs_of, write_preset
@@ -32,7 +33,7 @@ def _key(run) -> tuple[str, int, float]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RELGRAD_TUNE_VERBOSE": "0", "PYTHONPATH": str(REPO)}
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
 
 
 def test_killed_worker_is_retried_and_the_sweep_completes(
@@ -139,6 +140,15 @@ def test_interrupt_then_resume_runs_nothing_twice(ray_session, store: dict[str, 
         assert after[run_id].data.tags["attempts"] == "1"
     parents = [r for r in runs_of(store["uri"], "res") if r.data.tags["role"] == "parent"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    # the parent's curves went on where the first driver left them: each D once, every trial there
+    client = MlflowClient(store["uri"])
+    for method in ("relative", "ordinary"):
+        history = client.get_metric_history(parents[0].info.run_id, f"step_s/{method}")
+        assert sorted(m.step for m in history) == [4, 8, 16], [(m.step, m.value) for m in history]
+        timed = [r for r in children if r.data.params["method"] == method]
+        assert {m.step: m.value for m in history} == {
+            int(r.data.params["dim"]): r.data.metrics["sec_per_iter_min"] for r in timed
+        }
 
 
 CLUSTER_SCRIPT = textwrap.dedent(

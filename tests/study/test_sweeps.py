@@ -30,6 +30,25 @@ def _children(runs: list) -> list:
     return [r for r in runs if r.data.tags.get("role") != "parent"]
 
 
+def _curve(uri: str, run_id: str, key: str) -> dict[int, float]:
+    """A parent-run curve as {D: value}; fails on a duplicated point."""
+    history = MlflowClient(uri).get_metric_history(run_id, key)
+    points = {int(m.step): m.value for m in history}
+    assert len(points) == len(history), f"{key}: a D logged twice: {[(m.step, m.value) for m in history]}"
+    return points
+
+
+def _assert_tracked_params(runs: list) -> None:
+    """No param says 'None'; no test-only field is recorded; children tag their grid point."""
+    for run in runs:
+        params = run.data.params
+        assert "None" not in params.values(), {k: v for k, v in params.items() if v == "None"}
+        assert not any(k.endswith("inject_worker_kill") for k in params)
+        if run.data.tags.get("role") != "parent":
+            for name in ("method", "dim", "depth", "batch_size"):
+                assert run.data.tags[name] == params[name], name
+
+
 def test_scaling_sweep_records_ok_diverged_and_skipped(
     ray_session, store: dict[str, str], tmp_path: Path
 ) -> None:
@@ -97,9 +116,29 @@ def test_scaling_sweep_records_ok_diverged_and_skipped(
             assert {"train_nll", "train_time_s"} <= set(metrics)
         else:
             assert "step" in tags["status_reason"]
+    _assert_tracked_params(runs)
+
+    # The parent's curves against D: one point per ok trial (step = D), named after the method (one
+    # depth and batch size here), valued as the trial's own metrics; diverged and skipped points add none.
+    uri, parent_id = store["uri"], parent.info.run_id
+    for method, dims in (("relative", (4, 8)), ("ordinary", (4,))):
+        ok = {d: by_key[(method, d, 0.01)].data.metrics for d in dims}
+        assert _curve(uri, parent_id, f"step_s/{method}") == {d: m["sec_per_iter_min"] for d, m in ok.items()}
+        assert _curve(uri, parent_id, f"peak_mem_mb/{method}") == {d: m["peak_mem_mb"] for d, m in ok.items()}
+        assert _curve(uri, parent_id, f"test_ll/{method}") == {
+            d: m["reported_test_ll"] for d, m in ok.items()
+        }
+    yardstick = _curve(uri, parent_id, "gaussian_test_ll")
+    assert set(yardstick) == {4, 8}
+    assert yardstick[4] == pytest.approx(
+        by_key[("relative", 4, 0.01)].data.metrics["reported_gaussian_test_ll"]
+    )
+    assert not [k for k in parent.data.metrics if "/L" in k or "/B" in k]
 
 
-def test_hpo_sweep_with_optuna_and_best_retrain(ray_session, store: dict[str, str], tmp_path: Path) -> None:
+def test_hpo_sweep_with_optuna_and_best_retrain(
+    ray_session, store: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(
         [
             "tune",
@@ -134,6 +173,33 @@ def test_hpo_sweep_with_optuna_and_best_retrain(ray_session, store: dict[str, st
     storage = f"sqlite:///{(tmp_path / 'runs' / 'optuna.db').as_posix()}"
     study = optuna.load_study(study_name="hpo", storage=storage)
     assert len(study.trials) == 3
+    assert study.metric_names == ["val_ll"]
+    # a trial ASHA stopped is PRUNED in the study, its last value among its intermediate values; the
+    # others ran all their evaluations (2) and are COMPLETE
+    by_lr = {float(t.params["lr"]): t for t in study.trials}
+    for run in trials:
+        trial = by_lr[float(run.data.params["lr"])]
+        stopped = "stopped early by the scheduler" in run.data.tags["status_reason"]
+        assert trial.state == (
+            optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.COMPLETE
+        )
+        assert (
+            trial.intermediate_values
+            and trial.value == trial.intermediate_values[max(trial.intermediate_values)]
+        )
+    # the retrain is its own run, apart from the search's count
+    assert best_run.info.run_name.startswith("best-") and best_run.info.run_name != chosen.info.run_name
+    out = capsys.readouterr().out
+    assert "sweep hpo: 3 ok" in out and f"retrained as {best_run.info.run_name}: ok" in out
+    assert [line for line in out.splitlines() if line.startswith("[")] == [
+        line for line in out.splitlines() if line.startswith(("[1/3] ", "[2/3] ", "[3/3] "))
+    ]
+    _assert_tracked_params(runs)
+    # the curves of a tune sweep: its depths and batch sizes vary, so they name the curves
+    parent_metrics = parent.data.metrics
+    assert parent_metrics and all(
+        k == "gaussian_test_ll" or ("/L" in k and "/B" in k) for k in parent_metrics
+    )
 
 
 def test_train_one_run(store: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,4 +233,11 @@ def test_train_one_run(store: dict[str, str], capsys: pytest.CaptureFixture[str]
     child = next(r for r in runs if r.data.tags["role"] == "trial")
     assert child.data.tags["status"] == "ok"
     assert {"sec_per_iter", "val_ll", "test_ll"} <= set(child.data.metrics)
-    assert "relgrad ui" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # the hint carries the store the run used (not the default one): it works as printed
+    assert f"relgrad ui --sweep one --tracking-uri {store['uri']}" in out
+    parent = next(r for r in runs if r.data.tags["role"] == "parent")
+    assert _curve(store["uri"], parent.info.run_id, "step_s/relative") == {
+        4: child.data.metrics["sec_per_iter_min"]
+    }
+    _assert_tracked_params(runs)
