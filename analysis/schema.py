@@ -7,6 +7,9 @@ METHOD_ORDER: tuple[str, ...] = ("relative", "ordinary", "autodiff", "jacobian",
 REFERENCE_METHOD = "relative"
 #: The plain MLP (no log-det term): the cost floor that the relative gradient is compared with.
 FLOOR_METHOD = "mlp"
+#: Other libraries' flows run as methods (``relgrad_core.peers``, the ``peers`` extra) -> their library, in
+#: display order: shown after the built-ins, before methods users register.
+PEER_METHODS: dict[str, str] = {"zuko_lu": "zuko", "nflows_lu": "nflows", "zuko_maf": "zuko"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,7 +99,9 @@ REQUIRED_METRIC: dict[str, str] = {"scaling": "sec_per_iter", "hpo": "val_ll"}
 
 
 def method_sort_key(method: str) -> tuple[int, str]:
-    """Sort key putting known methods in :data:`METHOD_ORDER` and unknown ones after, by name."""
-    if method in METHOD_ORDER:
-        return (METHOD_ORDER.index(method), method)
-    return (len(METHOD_ORDER), method)
+    """Sort key putting the built-in methods in :data:`METHOD_ORDER`, then the peers in
+    :data:`PEER_METHODS`' order, then unknown ones by name."""
+    known = (*METHOD_ORDER, *PEER_METHODS)
+    if method in known:
+        return (known.index(method), method)
+    return (len(known), method)
