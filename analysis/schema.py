@@ -72,7 +72,8 @@ FINAL_METRICS: tuple[str, ...] = (
 #: contention-robust statistic the cost models are fitted on), ``sec_per_iter_iqr`` the interquartile range,
 #: ``timing_repeats`` how many steps were timed, ``timing_retimed`` 1 when a disturbed first timing was
 #: replaced by a longer one, ``load_avg_1m`` the machine's 1-minute load average when the step was timed,
-#: ``flop_ratio`` the method's matrix FLOPs per step over the MLP's (from the core's method registry).
+#: ``flop_ratio`` the method's matrix FLOPs per step over the MLP's (from the core's method registry; not
+#: logged for a method without a FLOP model, e.g. a peer).
 #: Likelihoods: ``val_ll``, ``test_ll`` and ``gaussian_test_ll`` (full-covariance Gaussian fitted on train,
 #: the yardstick) are per-sample means on the tensors the flow is trained on (after any standardisation);
 #: ``reported_test_ll = test_ll + ll_offset`` and ``reported_gaussian_test_ll`` are the same in the data set's
