@@ -14,6 +14,9 @@ lu          LUFlow         Euclidean gradient of an :class:`~relgrad_core.lu_flo
 mlp         DenseFlow      autograd on the data term only (no log-det): the cost floor         O(L·B·D²)
 ==========  =============  ==================================================================  ===============
 
+Other libraries' flows (zuko's and nflows': ``zuko_lu``, ``nflows_lu``, ``zuko_maf``) are registered beside
+these by :mod:`relgrad_core.peers` where their packages are installed.
+
 **FLOP model** (matrix products only; elementwise work, O(B·D) and O(D²), is not counted). A B×D by D×D
 product costs ``2·B·D²`` FLOPs, so in units of B·D² a product counts 2. Per step:
 
