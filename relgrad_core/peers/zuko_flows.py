@@ -86,18 +86,21 @@ class ZukoLUFlow(PeerFlow):
         from zuko.lazy import UnconditionalTransform
         from zuko.transforms import AdditiveTransform, LULinearTransform, PermutationTransform
 
-        steps = []
+        steps, linears = [], []
         for index in range(self.depth):
             # W = P·L·U (L unit lower); zuko's L carries the diagonal instead: W = P·(L·diag u)·(diag u⁻¹·U)
             pivots, lower, upper = torch.linalg.lu(first_weight())
             u = upper.diagonal()
             packed = torch.tril(lower * u) + torch.triu(upper / u.unsqueeze(1), 1)
-            steps.append(UnconditionalTransform(LULinearTransform, packed))
+            linears.append(UnconditionalTransform(LULinearTransform, packed))  # `packed`: its one parameter
+            steps.append(linears[-1])
             steps.append(UnconditionalTransform(PermutationTransform, pivots.argmax(dim=1), buffer=True))
             if bias:
                 steps.append(UnconditionalTransform(AdditiveTransform, torch.zeros(self.dim, dtype=u.dtype)))
             if index < self.depth - 1:
                 steps.append(UnconditionalTransform(SmoothLeakyReLUTransform, alpha=self.alpha))
+        # the LU modules, also listed on their own (a tuple: not registered twice) for the O(D) log-det
+        self._linears = tuple(linears)
         self.peer = LazyFlow(steps, _standard_normal(self.dim))
 
     def peer_log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,9 +123,9 @@ class ZukoLUFlow(PeerFlow):
         return z, log_slope
 
     def _lower_diagonals(self) -> list[torch.Tensor]:
-        from zuko.transforms import LULinearTransform
-
-        return [t.L.diagonal() for t in self._transforms() if isinstance(t, LULinearTransform)]
+        # the packed parameter's diagonal is L's (zuko: L = tril(packed), U = triu(packed, 1) + I); read
+        # directly, without building the transforms (torch.tril/triu are slow on torch 2.13's CPU)
+        return [next(linear.parameters()).diagonal() for linear in self._linears]
 
     def weight_log_abs_det(self) -> torch.Tensor:
         """``Σ_l log|det L_l·U_l| = Σ_l Σ_i log|L_l,ii|`` (``U`` is unit-triangular, ``P`` a permutation)."""
