@@ -9,12 +9,13 @@ and refuse a plain mistake at once, then validate again with the registries.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Collection, Iterator
 from contextvars import ContextVar
 
-from analysis.schema import METHOD_ORDER
+from analysis.schema import METHOD_ORDER, PEER_METHODS
 
 #: ``data.dataset`` of a config whose data come from ``data.file`` (``--data-file``).
 FILE_DATASET = "file"
@@ -34,18 +35,30 @@ def registry_names_deferred(checked: Collection[str] = ()) -> Iterator[None]:
         _CHECKED.reset(token)
 
 
-def known_methods() -> tuple[str, ...]:
-    """Gradient methods of the core's registry now (``register_method`` adds to it), in display order.
+def registry_free_methods() -> tuple[str, ...] | None:
+    """The method names the core's registry will hold, found without importing it (torch): the built-ins
+    (``analysis.schema.METHOD_ORDER``) and the peers whose package is installed (registered exactly
+    then), in display order; ``tests/core/test_methods.py`` ties this to the registry. None when the
+    registry may hold more: the core is already imported (something may have registered a method) or
+    ``RELGRAD_PLUGINS`` names modules that will."""
+    if "relgrad_core" in sys.modules or os.environ.get("RELGRAD_PLUGINS", "").strip():
+        return None
+    peers = [name for name, package in PEER_METHODS.items() if importlib.util.find_spec(package) is not None]
+    return (*METHOD_ORDER, *peers)
 
-    Before anything has imported the core and with no ``RELGRAD_PLUGINS``, the registry holds the
-    built-ins only, which ``analysis.schema.METHOD_ORDER`` names without torch (a test ties the two):
-    a mistyped method is then refused at once.
-    """
-    if "relgrad_core" not in sys.modules and not os.environ.get("RELGRAD_PLUGINS", "").strip():
-        return METHOD_ORDER
+
+def known_methods() -> tuple[str, ...]:
+    """Gradient methods of the core's registry now (``register_method`` adds to it), in display order."""
     from relgrad_core import method_names
 
     return tuple(method_names())
+
+
+def uninstalled_methods() -> dict[str, str]:
+    """Methods the core knows by name whose package is missing here (the peers) -> what to install."""
+    from relgrad_core import unavailable_methods
+
+    return unavailable_methods()
 
 
 def known_datasets() -> tuple[str, ...]:
@@ -72,6 +85,17 @@ def _one_of(kind: str, known: Callable[[], tuple[str, ...]], value: str) -> str:
 
 
 def method(value: str) -> str:
+    """A registered method; a mistyped one is refused without the registry where that is possible."""
+    checked = _CHECKED.get()
+    if checked is not None and "method" not in checked:
+        return value
+    free = registry_free_methods()
+    if free is not None and value in free:
+        return value
+    if free is not None and value not in PEER_METHODS:
+        raise ValueError(f"unknown method {value!r} (choose from {', '.join(free)})")
+    if value not in known_methods() and value in (missing := uninstalled_methods()):
+        raise ValueError(f"method {value!r} is not installed: {missing[value]}")
     return _one_of("method", known_methods, value)
 
 

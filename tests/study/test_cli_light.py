@@ -72,3 +72,17 @@ def test_usage_errors_import_nothing_heavy() -> None:
         "jacobian, lu, mlp)"
     )
     assert lines[7].startswith("relgrad: error: --preset nosuch.yaml: no such file")
+
+
+def test_the_registry_free_method_names_are_the_registry() -> None:
+    # what validation accepts before torch is loaded is exactly what the registry holds once it is
+    result = _python(
+        """
+        from study.names import registry_free_methods
+        free = registry_free_methods()
+        import relgrad_core
+        print(free == relgrad_core.method_names(), free)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("True ("), result.stdout
