@@ -17,19 +17,17 @@ cut by Ctrl-C). What it guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
-from ray.tune import FailureConfig, ResultGrid, RunConfig, Tuner
+from ray.tune import ResultGrid, Tuner
 
 from analysis.schema import (
     FINISHED_STATUSES,
@@ -51,11 +49,11 @@ from study.config import (
     validate_scaling,
 )
 from study.curves import CurveAxes, ParentCurves
-from study.finalise import MlflowFinaliser, SweepSummary, TrackingOutageStopper, reset_problem
+from study.finalise import SweepSummary, reset_problem
 from study.searcher import BudgetedGridSearcher
 from study.tracking import TrackingContext
 from study.trial import SweepContext, run_in_worker, run_name, tune_trial
-from study.tune_callbacks import ConsoleReporter, ParentCurveLogger
+from study.tune_callbacks import run_config, tune_output
 
 logger = logging.getLogger(__name__)
 
@@ -165,48 +163,6 @@ def _statuses(ctx: TrackingContext, role: str | None = None) -> dict[str, int]:
     return dict(Counter(r.data.tags.get(TAG_STATUS, STATUS_RUNNING) for r in runs))
 
 
-def _run_config(
-    sweep: str, storage_path: str, max_failures: int, ctx: SweepContext, axes: CurveAxes, verbose: bool
-) -> RunConfig:
-    tctx = ctx.tracking
-    return RunConfig(
-        name=sweep,
-        storage_path=storage_path,
-        failure_config=FailureConfig(max_failures=max_failures),
-        callbacks=[
-            MlflowFinaliser(ctx),
-            ParentCurveLogger(tctx.tracking_uri, tctx.parent_run_id, axes),
-            ConsoleReporter(sweep),
-        ],
-        stop=TrackingOutageStopper(sweep),
-        verbose=2 if verbose else 0,
-    )
-
-
-#: Tune's output engine: the legacy one is silent at verbosity 0 (the new one still prints its
-#: configuration box and a TensorBoard hint); ``--verbose`` keeps the new engine and its tables.
-NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
-
-
-@contextlib.contextmanager
-def _tune_output(verbose: bool) -> Iterator[None]:
-    """Tune quiet (our console speaks) unless ``verbose``; Tune reads the switch when it starts a run."""
-    saved = os.environ.get(NEW_OUTPUT_ENV)
-    tune_logger = logging.getLogger("ray.tune")
-    level = tune_logger.level
-    if not verbose:
-        os.environ[NEW_OUTPUT_ENV] = "0"
-        tune_logger.setLevel(logging.WARNING)  # "Wrote the latest version of all result files ..."
-    try:
-        yield
-    finally:
-        tune_logger.setLevel(level)
-        if saved is None:
-            os.environ.pop(NEW_OUTPUT_ENV, None)
-        else:
-            os.environ[NEW_OUTPUT_ENV] = saved
-
-
 def _trainable(ctx: SweepContext, cpus: float, gpus: float):
     return tune.with_resources(tune.with_parameters(tune_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
 
@@ -276,7 +232,7 @@ def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus:
     done_before = sum(n for s, n in _statuses(tctx, role=plan.ctx.role).items() if s in ENDED_STATUSES)
     console.open_console(sweep, plan.expected, done_before)
     try:
-        with _tune_output(plan.verbose):
+        with tune_output(plan.verbose):
             results = tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C while Tune was shutting down
         interrupted = True
@@ -369,7 +325,7 @@ def run_scaling(
                 max_concurrent_trials=cfg.resources.max_concurrent,
                 reuse_actors=True,
             ),
-            run_config=_run_config(
+            run_config=run_config(
                 sweep, storage_path, cfg.resources.max_failures, ctx, axes, verbose=verbose
             ),
         )
@@ -478,7 +434,7 @@ def run_hpo(
                 max_concurrent_trials=cfg.resources.max_concurrent,
                 reuse_actors=True,
             ),
-            run_config=_run_config(
+            run_config=run_config(
                 sweep, storage_path, cfg.resources.max_failures, ctx, axes, verbose=verbose
             ),
         )

@@ -1,4 +1,5 @@
-"""The driver's Tune callbacks that report a sweep as it runs: the console lines and the parent's curves.
+"""How a sweep's Tune run reports as it runs: its RunConfig (the driver's callbacks, Tune's own output)
+and the callbacks that print the console lines and log the parent's curves.
 
 Tune pickles its callbacks with the experiment and unpickles them on ``--resume``: each holds only
 what survives that (names, ids); the console itself is looked up by sweep name (:mod:`study.console`).
@@ -6,15 +7,19 @@ what survives that (names, ids); the console itself is looked up by sweep name (
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from typing import Any
 
-from ray.tune import Callback
+from ray.tune import Callback, FailureConfig, RunConfig
 
 from analysis.schema import STATUS_OK, STATUS_RUNNING
 from study.console import Console, console_of, outcome
 from study.curves import CurveAxes, ParentCurves
-from study.trial import run_name
+from study.finalise import MlflowFinaliser, TrackingOutageStopper
+from study.trial import SweepContext, run_name
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +95,47 @@ class ParentCurveLogger(Callback):
             self._curves.log(trial.config, result)
         except Exception as exc:  # the store is down: the finaliser stops the sweep
             logger.warning("could not log trial %s to the parent's curves: %s", trial.trial_id, exc)
+
+
+def run_config(
+    sweep: str, storage_path: str, max_failures: int, ctx: SweepContext, axes: CurveAxes, verbose: bool
+) -> RunConfig:
+    """Tune's RunConfig of a sweep: the driver's callbacks (finaliser, parent curves, console), the
+    outage stopper, and Tune's own output only when ``verbose``."""
+    tctx = ctx.tracking
+    return RunConfig(
+        name=sweep,
+        storage_path=storage_path,
+        failure_config=FailureConfig(max_failures=max_failures),
+        callbacks=[
+            MlflowFinaliser(ctx),
+            ParentCurveLogger(tctx.tracking_uri, tctx.parent_run_id, axes),
+            ConsoleReporter(sweep),
+        ],
+        stop=TrackingOutageStopper(sweep),
+        verbose=2 if verbose else 0,
+    )
+
+
+#: Tune's output engine: the legacy one is silent at verbosity 0 (the new one still prints its
+#: configuration box and a TensorBoard hint); ``--verbose`` keeps the new engine and its tables.
+NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
+
+
+@contextlib.contextmanager
+def tune_output(verbose: bool) -> Iterator[None]:
+    """Tune quiet (our console speaks) unless ``verbose``; Tune reads the switch when it starts a run."""
+    saved = os.environ.get(NEW_OUTPUT_ENV)
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    if not verbose:
+        os.environ[NEW_OUTPUT_ENV] = "0"
+        tune_logger.setLevel(logging.WARNING)  # "Wrote the latest version of all result files ..."
+    try:
+        yield
+    finally:
+        tune_logger.setLevel(level)
+        if saved is None:
+            os.environ.pop(NEW_OUTPUT_ENV, None)
+        else:
+            os.environ[NEW_OUTPUT_ENV] = saved
