@@ -193,14 +193,36 @@ def build_parser() -> argparse.ArgumentParser:
 # Config assembly (preset or defaults + flags + --set), validated before anything runs
 # --------------------------------------------------------------------------------------------
 def build_config(command: str, args: argparse.Namespace) -> Any:
-    """The validated config of ``command``: its base (a preset, or SingleRun's defaults) + overrides."""
+    """The validated config of ``command``: its base (a preset, or SingleRun's defaults) + overrides.
+
+    A scaling grid means what the user typed: dims given on the command line (``--dims``, ``--set dims=``)
+    set the preset's per-method ``max_dim`` caps aside; caps the user sets (``--set max_dim.M=D``) apply.
+    """
     base: Section
     if command == "train":
         base = SingleRun()
     else:
         preset = load_preset(args.preset)
         base = preset.scaling if command == "scaling" else preset.tune
-    return _with_data_file(with_overrides(base, _overrides(command, args)), command, args)
+    overrides = _overrides(command, args)
+    if _user_dims(command, args):
+        overrides = [("max_dim", {}), *overrides]
+    return _with_data_file(with_overrides(base, overrides), command, args)
+
+
+def _user_dims(command: str, args: argparse.Namespace) -> bool:
+    """Whether the user typed the scaling grid's dims (``--dims`` or ``--set dims=``)."""
+    if command != "scaling" or getattr(args, "resume", False):
+        return False
+    return any(path == "dims" for path, _ in _overrides(command, args))
+
+
+def _dropped_caps(command: str, args: argparse.Namespace, cfg: Any) -> dict[str, int]:
+    """The preset's ``max_dim`` caps that the user's own dims set aside (those the user did not set again)."""
+    if not _user_dims(command, args):
+        return {}
+    caps = load_preset(args.preset).scaling.max_dim
+    return {m: d for m, d in caps.items() if m in cfg.methods and cfg.max_dim.get(m) != d}
 
 
 def _with_data_file(cfg: Any, command: str, args: argparse.Namespace) -> Any:
@@ -334,6 +356,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         name = args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S"))
     check_sweep_name(name)
     _preflight(command, cfg, args)
+    if command == "scaling":  # the grid as it will run, before anything starts
+        print("\n".join(preflight.grid_lines(cfg, _dropped_caps(command, args, cfg))))
     uri = _tracking_uri(args)
     _start_ray(args, cfg.train, cfg.resources.gpus_per_trial)
     run = sweep.run_scaling if command == "scaling" else sweep.run_hpo

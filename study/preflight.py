@@ -216,3 +216,39 @@ def named_dataset(data: DataConfig, seed: int, where: str) -> DataShape:
 
 def named_dataset_dim(data: DataConfig, seed: int, where: str) -> int:
     return named_dataset(data, seed, where).dim
+
+
+# --------------------------------------------------------------------------------------------
+# The grid as it will run
+# --------------------------------------------------------------------------------------------
+def _dims_text(dims: list[int]) -> str:
+    if len(dims) <= 3:
+        return ", ".join(map(str, dims))
+    return f"{dims[0]}…{dims[-1]} ({len(dims)} D)"
+
+
+def grid_lines(cfg: Any, dropped: dict[str, int] | None = None) -> list[str]:
+    """What a scaling sweep will run per method, printed before it starts: each method's D, the cuts its
+    ``max_dim`` makes, the preset caps that ``--dims`` set aside (``dropped``), and the per-step budget."""
+    all_dims = sorted(set(cfg.dims))
+    lines = []
+    for method in cfg.methods:
+        dims, cap = cfg.dims_of(method), cfg.max_dim.get(method)
+        cut = [d for d in all_dims if d not in dims]
+        if not dims:
+            lines.append(f"  {method}: not run: every D is above its max_dim {cap}")
+        elif cut:
+            lines.append(f"  {method}: D = {_dims_text(dims)}; capped at {cap} by max_dim (skips {_dims_text(cut)})")
+        else:
+            lines.append(f"  {method}: D = {_dims_text(dims)}")
+    if dropped:
+        caps = ", ".join(f"{m} ≤ {d}" for m, d in dropped.items())
+        lines.append(
+            f"  the preset's max_dim caps ({caps}) do not apply: --dims was given "
+            "(cap a method with --set max_dim.METHOD=D)"
+        )
+    budgets = {m: cfg.budget_for(m) for m in cfg.methods}
+    if any(b is not None for b in budgets.values()):
+        shown = ", ".join(f"{m} {b:g} s" for m, b in budgets.items() if b is not None)
+        lines.append(f"  per-step budget ({shown}): a curve's larger D are skipped once its step takes longer")
+    return ["grid:", *lines]
