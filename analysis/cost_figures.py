@@ -162,7 +162,8 @@ def plot_achieved_rate(rates: pd.DataFrame, ctx: FigureContext, out_dir: Path) -
     for ax, (depth, batch) in zip(axes, configs, strict=True):
         part = rates[(rates["depth"] == depth) & (rates["batch_size"] == batch)]
         keys = sorted(
-            {(str(r.sweep), str(r.method)) for r in part.itertuples()}, key=lambda k: (k[0], method_sort_key(k[1]))
+            {(str(r.sweep), str(r.method)) for r in part.itertuples()},
+            key=lambda k: (k[0], method_sort_key(k[1])),
         )
         for sweep, method in keys:
             rows = part[(part["sweep"] == sweep) & (part["method"] == method)].sort_values("dim")
@@ -186,4 +187,6 @@ def plot_achieved_rate(rates: pd.DataFrame, ctx: FigureContext, out_dir: Path) -
         ax.set_title(f"depth {depth}, batch {batch}", fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return save_figure(fig, ctx, out_dir, "achieved_rate", "Achieved GFLOP/s against D and the machine's matmul peak")
+    return save_figure(
+        fig, ctx, out_dir, "achieved_rate", "Achieved GFLOP/s against D and the machine's matmul peak"
+    )

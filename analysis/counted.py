@@ -119,14 +119,17 @@ def fit_counted(dims: Sequence[float] | np.ndarray, counts: Sequence[float] | np
     if len(distinct) < COUNTED_MIN_DIMS:
         shown = ", ".join(f"{x:g}" for x in distinct) or "none"
         return _not_fitted(
-            distinct, values, f"need {COUNTED_MIN_DIMS} distinct D to determine a cubic, got {len(distinct)} ({shown})"
+            distinct,
+            values,
+            f"need {COUNTED_MIN_DIMS} distinct D to determine a cubic, got {len(distinct)} ({shown})",
         )
-    picks = sorted({int(round(i)) for i in np.linspace(0, len(distinct) - 1, COUNTED_MIN_DIMS)})
+    picks = sorted({round(float(i)) for i in np.linspace(0, len(distinct) - 1, COUNTED_MIN_DIMS)})
     nodes = [Fraction(float(distinct[i])) for i in picks]
     exact = [Fraction(values[i]) for i in picks]
     coef = _monomial(nodes, exact)
     bound = COUNT_PRECISION * sum(
-        abs(v) / abs(np.prod([float(n - m) for m in nodes if m != n])) for n, v in zip(nodes, exact, strict=True)
+        abs(v) / abs(np.prod([float(n - m) for m in nodes if m != n]))
+        for n, v in zip(nodes, exact, strict=True)
     )
     confirmed = []
     for i, x in enumerate(distinct):
@@ -134,13 +137,16 @@ def fit_counted(dims: Sequence[float] | np.ndarray, counts: Sequence[float] | np
             continue
         at = Fraction(float(x))
         predicted = sum(c * at**p for p, c in enumerate(coef))
-        slack = COUNT_PRECISION * (abs(values[i]) + sum(abs(_lagrange(nodes, k, at)) * abs(v) for k, v in enumerate(exact)))
+        slack = COUNT_PRECISION * (
+            abs(values[i]) + sum(abs(_lagrange(nodes, k, at)) * abs(v) for k, v in enumerate(exact))
+        )
         if abs(predicted - Fraction(values[i])) > slack:
             return _not_fitted(
                 distinct,
                 values,
                 f"counted FLOPs are not a cubic in D: at D = {x:g} the cubic through D = "
-                f"{', '.join(f'{float(n):g}' for n in nodes)} gives {float(predicted):.6g}, counted {values[i]:.6g}",
+                f"{', '.join(f'{float(n):g}' for n in nodes)} gives {float(predicted):.6g}, "
+                f"counted {values[i]:.6g}",
             )
         confirmed.append(float(x))
     c3 = float(coef[3])
@@ -225,7 +231,14 @@ def counted_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def counted_orders(table: pd.DataFrame) -> pd.DataFrame:
     """Per sweep × device × method: cubic if any curve's count is, quadratic if every fitted one is."""
-    columns = [*METHOD_GROUP, "order_counted", "counted_max_dim", "d3_share_counted", "counted_reason", "uncounted_ops"]
+    columns = [
+        *METHOD_GROUP,
+        "order_counted",
+        "counted_max_dim",
+        "d3_share_counted",
+        "counted_reason",
+        "uncounted_ops",
+    ]
     rows: list[dict[str, object]] = []
     for key, part in table.groupby(list(METHOD_GROUP), sort=True, dropna=False):
         fitted = part[part["order_counted"] != ORDER_NOT_FITTED]

@@ -77,9 +77,8 @@ def _rate_evidence(curve: pd.DataFrame) -> str:
     if int(best["dim"]) == int(last["dim"]):
         shown = ", ".join(f"{r.gflops:.3g}" for r in curve.itertuples())
         return f"achieved {shown} GFLOP/s at D = {', '.join(str(int(d)) for d in curve['dim'])}"
-    return (
-        f"from D ≈ {int(best['dim'])} ({best['gflops']:.3g} → {last['gflops']:.3g} GFLOP/s at D = {int(last['dim'])})"
-    )
+    rates = f"{best['gflops']:.3g} → {last['gflops']:.3g} GFLOP/s"
+    return f"from D ≈ {int(best['dim'])} ({rates} at D = {int(last['dim'])})"
 
 
 def _counted_words(row: object) -> str:
@@ -111,7 +110,9 @@ def headline_line(name: str, row: object, rates: pd.DataFrame, timed_text: str) 
         grows = f"timings grow faster than the counted work {evidence}" if evidence else timed_text
         return f"{head}; timed cubic: {grows} — a {counted.REGIME_CHANGE}, not a D³ term"
     if note == counted.HIDDEN_D3:
-        return f"{head}; timed quadratic — {timed_text}: the D³ work does not show in the timings on this grid"
+        return (
+            f"{head}; timed quadratic — {timed_text}: the D³ work does not show in the timings on this grid"
+        )
     return f"{head}; timed {timed} — {timed_text}"
 
 
@@ -129,7 +130,8 @@ def peak_lines(rates: pd.DataFrame, sweeps: Mapping[str, Mapping[str, str]] | No
             tags = (sweeps or {}).get(str(sweep), {})
             size = tags.get("matmul_peak_size")
             how = f", a {size}² GEMM" if size else ""
-            lines.append(f"{text}: {top['pct_of_peak']:.0f}% of the measured matrix-multiply peak ({peak:.3g} GFLOP/s{how})")
+            share = f"{top['pct_of_peak']:.0f}% of the measured matrix-multiply peak"
+            lines.append(f"{text}: {share} ({peak:.3g} GFLOP/s{how})")
         else:
             lines.append(f"{text} (no matrix-multiply peak was measured for this sweep)")
     return lines
@@ -143,10 +145,11 @@ def section(b: Builder, curves: pd.DataFrame, rates: pd.DataFrame, orders: pd.Da
     b.table("counted_work", curves)
     b.table("achieved_rate", rates)
     paras = [
-        "Each trial counts one training step at its D, batch size and depth without a clock: the FLOPs of its "
-        "matrix products and linear algebra (torch's FLOP counter, plus LU ⅔·n³, inverse 2·n³, triangular "
-        "solves n²·k …), the part that grows as D³ (decompositions, inverses, D×D×D products), and the bytes its "
-        "operations read and write (an upper bound on memory traffic). At a fixed batch size the count is a "
+        "Each trial counts one training step at its D, batch size and depth without a clock: the FLOPs "
+        "of its matrix products and linear algebra (torch's FLOP counter, plus LU ⅔·n³, inverse 2·n³, "
+        "triangular solves n²·k …), the part that grows as D³ (decompositions, inverses, D×D×D products), "
+        "and the bytes its operations read and write (an upper bound on memory traffic). At a fixed batch "
+        "size the count is a "
         f"polynomial in D of degree ≤ 3: {counted.COUNTED_MIN_DIMS} distinct D determine it exactly and each "
         "further D confirms it. The counted order is cubic when its D³ coefficient is non-zero, quadratic "
         "otherwise; it is the headline's order. The timed order (cost model on step times) stays beside it; "
@@ -155,7 +158,9 @@ def section(b: Builder, curves: pd.DataFrame, rates: pd.DataFrame, orders: pd.Da
         "Achieved rate = counted FLOPs / fastest step time; % of peak against the sweep's measured "
         "matrix-multiply peak (a large GEMM on a trial's device, dtype and threads).",
     ]
-    uncounted = orders[orders.get("uncounted_ops", pd.Series(dtype=str)).fillna("") != ""] if len(orders) else orders
+    uncounted = (
+        orders[orders.get("uncounted_ops", pd.Series(dtype=str)).fillna("") != ""] if len(orders) else orders
+    )
     if len(uncounted):
         paras.append(
             "Operations the counter cannot count (their work is missing from the FLOPs): "
@@ -163,14 +168,21 @@ def section(b: Builder, curves: pd.DataFrame, rates: pd.DataFrame, orders: pd.Da
             + "."
         )
     else:
-        paras.append("Every operation of every counted step is a counted product or decomposition, elementwise, or a view.")
+        paras.append(
+            "Every operation of every counted step is a counted product or decomposition, elementwise, "
+            "or a view."
+        )
     tables = [("Counted order per method × depth × batch size", sort_methods(curves, list(FIT_GROUP)))]
     figures = []
     if len(rates) and rates["gflops"].notna().any():
-        wide = rates.pivot_table(index=["sweep", "depth", "batch_size", "dim"], columns="method", values="gflops")
+        wide = rates.pivot_table(
+            index=["sweep", "depth", "batch_size", "dim"], columns="method", values="gflops"
+        )
         wide = wide[sorted(wide.columns, key=method_sort_key)].reset_index()
         wide.columns.name = None
         tables.append(("Achieved GFLOP/s per D", wide))
         figure = b.figure(plot_achieved_rate(rates, b.ctx, b.out_dir / "figures"))
-        figures.append(("Achieved GFLOP/s against D per method; dashed: the measured matrix-multiply peak.", figure))
+        figures.append(
+            ("Achieved GFLOP/s against D per method; dashed: the measured matrix-multiply peak.", figure)
+        )
     return Section(title, paras, tables, figures)

@@ -1,9 +1,9 @@
 """What a scaling sweep's grid left out, and why, from the configuration its parent run recorded.
 
-The parent's params are the flattened sweep config (``dims = "128,256,…"``, ``methods``, ``max_dim.<method>``).
-A method's ``max_dim`` cap removes the larger D before the sweep starts (no child run records them); a
-per-step budget skips the rest of a curve while it runs (child runs with status ``skipped_over_budget`` and
-the reason, listed with the other problem trials).
+The parent's params are the flattened sweep config (``dims = "128,256,…"``, ``methods``,
+``max_dim.<method>``). A method's ``max_dim`` cap removes the larger D before the sweep starts (no child run
+records them); a per-step budget skips the rest of a curve while it runs (child runs with status
+``skipped_over_budget`` and the reason, listed with the other problem trials).
 """
 
 from __future__ import annotations

@@ -188,7 +188,15 @@ def _typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
             frame[key] = pd.to_numeric(frame[key], errors="coerce").astype("float64")
         else:
             frame[key] = pd.Series(float("nan"), index=frame.index, dtype="float64")
-    for key in (*STR_PARAMS, *TAG_COLUMNS, *OPTIONAL_TAG_COLUMNS, "sweep", "role", "parent_run_id", "run_name"):
+    for key in (
+        *STR_PARAMS,
+        *TAG_COLUMNS,
+        *OPTIONAL_TAG_COLUMNS,
+        "sweep",
+        "role",
+        "parent_run_id",
+        "run_name",
+    ):
         if key in frame:
             frame[key] = frame[key].fillna("").astype(str)
         else:

@@ -443,7 +443,11 @@ def build_report(
     peaks = {s.name: s.metrics[PEAK_METRIC] for s in data.sweeps if PEAK_METRIC in s.metrics}
     runtime = cost_sections.analyse(timed, "runtime", peaks=peaks, **fit_args)
     memory = cost_sections.analyse(timed, "memory", **fit_args)
-    body = [_overview(data, ctx), _trials(b, runs, data.sweeps), cost_sections.cost_section(b, runtime, timed)]
+    body = [
+        _overview(data, ctx),
+        _trials(b, runs, data.sweeps),
+        cost_sections.cost_section(b, runtime, timed),
+    ]
     body.append(counted_report.section(b, runtime.counted, runtime.rates, runtime.orders))
     speed, pred, cross_pred = scaling.speedup_table(timed.iloc[0:0]), pd.DataFrame(), pd.DataFrame()
     if runtime.groups:

@@ -387,7 +387,11 @@ def overhead_table(
     out["overhead"] = out["t_reference_s"] / out["t_mlp_s"]
     keys = [*CONFIG_GROUP, "dim"]
     usable = _usable(runs, metric)
-    for name, column in (("flop_ratio", "flop_floor"), ("flops_per_step", "flops_ref"), ("flops_per_step", "flops_mlp")):
+    for name, column in (
+        ("flop_ratio", "flop_floor"),
+        ("flops_per_step", "flops_ref"),
+        ("flops_per_step", "flops_mlp"),
+    ):
         method = floor if column == "flops_mlp" else reference
         if name in usable:
             rows = usable[usable["method"] == method]

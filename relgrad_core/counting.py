@@ -42,6 +42,7 @@ from relgrad_core.checks import check_nonnegative_int
 from relgrad_core.flow import Flow
 from relgrad_core.methods import make_flow
 from relgrad_core.op_costs import LINALG_FLOPS, VECTOR_FLOPS, op_kind, op_name
+from relgrad_core.timing import StepRunner
 
 CUBIC_RULE_PROBE = "extents that grow with D observed on a step at a probe dimension"
 #: The probe's dimension: the first of these that differs from D (small and even: coupling layers halve D).
@@ -147,7 +148,9 @@ def _evaluate(call: _Call, linked: list[list[bool]], scale: int) -> float:
     leaves = list(call.leaves)
     shapes = [i for i, leaf in enumerate(leaves) if isinstance(leaf, tuple)]
     for index, flags in zip(shapes, linked, strict=True):
-        leaves[index] = tuple(e * scale if grows else e for e, grows in zip(leaves[index], flags, strict=True))
+        leaves[index] = tuple(
+            e * scale if grows else e for e, grows in zip(leaves[index], flags, strict=True)
+        )
     args, kwargs, out = tree_unflatten(leaves, call.spec)
     return float(call.formula(*args, **kwargs, out_val=out))  # type: ignore[misc]
 
@@ -198,8 +201,6 @@ def _probe_flow(flow: Flow, method: str, dim: int) -> Flow:
 
 def _probe_calls(flow: Flow, x: torch.Tensor, method: str, optimizer: str, warmup: int) -> list[_Call]:
     """The counted calls of the same step at the probe dimension (same batch, same warm-up)."""
-    from relgrad_core.timing import StepRunner
-
     dim = next(d for d in PROBE_DIMS if d != flow.dim)
     probe = _probe_flow(flow, method, dim)
     # contiguous like a batch of data: vmap's batching rules pick kernels by the layout of their inputs
@@ -228,8 +229,6 @@ def count_step(
     value. The flow's weights are restored afterwards, as :func:`~relgrad_core.time_step` does.
     ``UncountedWorkWarning`` names any uncounted operation (``warn=False``: only on the result).
     """
-    from relgrad_core.timing import StepRunner
-
     check_nonnegative_int("warmup", warmup)
     saved = {k: v.detach().clone() for k, v in flow.state_dict().items()}
     try:

@@ -88,7 +88,9 @@ def lu_solve_flops(
     return _batch(lu, b) * 2.0 * lu[-1] ** 2 * _columns(lu, b, left)
 
 
-def legacy_lu_solve_flops(b: Shape, lu: Shape, pivots: Shape, *args: Any, out_shape: Any = None, **kw: Any) -> float:
+def legacy_lu_solve_flops(
+    b: Shape, lu: Shape, pivots: Shape, *args: Any, out_shape: Any = None, **kw: Any
+) -> float:
     return lu_solve_flops(lu, pivots, b)
 
 
@@ -174,7 +176,9 @@ _POINTWISE = (
     "elu elu_backward copysign nan_to_num hypot lgamma digamma erfinv "
     "square sub tan tanh tanh_backward threshold_backward trunc where xlogy"
 )
-_REDUCTIONS = "all amax amin any argmax argmin cumsum logsumexp max mean min norm linalg_vector_norm prod std sum var"
+_REDUCTIONS = (
+    "all amax amin any argmax argmin cumsum logsumexp max mean min norm linalg_vector_norm prod std sum var"
+)
 _MEMORY = (
     "_efficientzerotensor _to_copy cat clone contiguous copy copy_ diag_embed empty empty_like empty_strided "
     "eye fill fill_ full full_like gather index index_add index_copy index_put index_put_ index_select "
@@ -207,7 +211,7 @@ def op_name(packet: Any) -> str:
 
 
 def base_name(name: str) -> str:
-    """The operation an in-place or ``_foreach_`` variant belongs to: ``aten._foreach_add_`` → ``aten.add``."""
+    """The operation an in-place or ``_foreach_`` variant belongs to (``aten._foreach_add_``: ``add``)."""
     namespace, _, op = name.rpartition(".")
     if op.startswith("_foreach_"):
         op = op[len("_foreach_") :]

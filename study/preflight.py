@@ -238,7 +238,9 @@ def grid_lines(cfg: Any, dropped: dict[str, int] | None = None) -> list[str]:
         if not dims:
             lines.append(f"  {method}: not run: every D is above its max_dim {cap}")
         elif cut:
-            lines.append(f"  {method}: D = {_dims_text(dims)}; capped at {cap} by max_dim (skips {_dims_text(cut)})")
+            lines.append(
+                f"  {method}: D = {_dims_text(dims)}; capped at {cap} by max_dim (skips {_dims_text(cut)})"
+            )
         else:
             lines.append(f"  {method}: D = {_dims_text(dims)}")
     if dropped:
@@ -250,5 +252,7 @@ def grid_lines(cfg: Any, dropped: dict[str, int] | None = None) -> list[str]:
     budgets = {m: cfg.budget_for(m) for m in cfg.methods}
     if any(b is not None for b in budgets.values()):
         shown = ", ".join(f"{m} {b:g} s" for m, b in budgets.items() if b is not None)
-        lines.append(f"  per-step budget ({shown}): a curve's larger D are skipped once its step takes longer")
+        lines.append(
+            f"  per-step budget ({shown}): a curve's larger D are skipped once its step takes longer"
+        )
     return ["grid:", *lines]

@@ -289,7 +289,9 @@ def counted_metrics(count: Any) -> Metrics:
     }
 
 
-def matmul_peak_record(device: str, dtype: str, size: int | None, cpus: float) -> tuple[Metrics, dict[str, str]]:
+def matmul_peak_record(
+    device: str, dtype: str, size: int | None, cpus: float
+) -> tuple[Metrics, dict[str, str]]:
     """Measure the matrix-multiply peak where a trial runs (its device, dtype and CPU threads): the parent
     run's metric and tags. Run as a Ray task with a trial's resources (see ``study.sweep``)."""
     import torch

@@ -136,7 +136,9 @@ def test_findings_match_the_fake_power_laws(report: Report) -> None:
     assert cross.loc["mlp", "crossover"].startswith("never")
     overhead = pd.read_csv(report.tables["overhead_mlp"])
     assert overhead["flop_floor"].tolist() == pytest.approx([1.2] * len(overhead))  # logged by the runs
-    assert overhead["pct_of_peak"].tolist() == pytest.approx(list(100 * overhead["gflops_reference"] / PEAK_GFLOPS))
+    assert overhead["pct_of_peak"].tolist() == pytest.approx(
+        list(100 * overhead["gflops_reference"] / PEAK_GFLOPS)
+    )
     counted = pd.read_csv(report.tables["counted_work"]).set_index("method")
     assert counted.loc["jacobian", "order_counted"] == "cubic" and counted.loc["mlp", "c3"] == 0
     md = report.markdown.read_text(encoding="utf-8")

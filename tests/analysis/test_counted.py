@@ -66,7 +66,7 @@ def test_what_cannot_be_ordered_says_why() -> None:
     assert quartic.order == "not fitted" and "not a cubic in D" in quartic.reason
     differ = fit_counted((8, 8, 16, 32, 64), [1.0, 2.0, 3.0, 4.0, 5.0])
     assert "differ between runs at D = 8" in differ.reason
-    assert fit_counted(DIMS, [-float(d) ** 3 + 1e12 for d in DIMS]).order == "not fitted"
+    assert fit_counted(DIMS, [-(float(d) ** 3) + 1e12 for d in DIMS]).order == "not fitted"
 
 
 def _runs(laws: dict[str, tuple[Callable[[float], float], Callable[[float], float] | None]]) -> pd.DataFrame:
@@ -119,15 +119,23 @@ def test_a_timed_cubic_over_quadratic_work_is_a_hardware_regime_change() -> None
         "cubic",
         REGIME_CHANGE,
     ]
-    assert verdict.loc["mlp", ["order", "order_timed", "order_note"]].tolist() == ["quadratic", "quadratic", ""]
+    assert verdict.loc["mlp", ["order", "order_timed", "order_note"]].tolist() == [
+        "quadratic",
+        "quadratic",
+        "",
+    ]
     curves = res.table.set_index("method")
-    assert curves.loc["relative", "timed_note"] == REGIME_CHANGE and curves.loc["relative", "order"] == "cubic"
+    assert (
+        curves.loc["relative", "timed_note"] == REGIME_CHANGE and curves.loc["relative", "order"] == "cubic"
+    )
     rates = res.rates[res.rates["method"] == "relative"].set_index("dim")
     best = int(rates["gflops"].idxmax())
     assert best < 4096 and rates.loc[4096, "gflops"] < rates.loc[best, "gflops"]
     line = next(x for x in cost_sections.method_lines(res) if x.startswith("relative"))
     assert line.startswith("relative: quadratic (no D³ work in the count); timed cubic: timings grow faster")
-    assert f"from D ≈ {best} ({rates.loc[best, 'gflops']:.3g} → {rates.loc[4096, 'gflops']:.3g} GFLOP/s" in line
+    assert (
+        f"from D ≈ {best} ({rates.loc[best, 'gflops']:.3g} → {rates.loc[4096, 'gflops']:.3g} GFLOP/s" in line
+    )
     assert line.endswith(f"a {REGIME_CHANGE}, not a D³ term")
     assert rates.loc[4096, "pct_of_peak"] == pytest.approx(100 * rates.loc[4096, "gflops"] / 120.0)
 
@@ -135,7 +143,11 @@ def test_a_timed_cubic_over_quadratic_work_is_a_hardware_regime_change() -> None
 def test_counted_d3_work_that_timings_miss_is_cubic_and_says_so() -> None:
     runs = _runs({"ordinary": (lambda d: 2e-3 + 8e-9 * d**2, ordinary_flops)})
     verdict = _analyse(runs).orders.set_index("method").loc["ordinary"]
-    assert (verdict["order"], verdict["order_timed"], verdict["order_note"]) == ("cubic", "quadratic", HIDDEN_D3)
+    assert (verdict["order"], verdict["order_timed"], verdict["order_note"]) == (
+        "cubic",
+        "quadratic",
+        HIDDEN_D3,
+    )
     line = cost_sections.method_lines(_analyse(runs))[0]
     assert line.startswith("ordinary: cubic (D³ work ") and "does not show in the timings" in line
 
@@ -144,7 +156,11 @@ def test_runs_without_counts_keep_the_timed_order_and_its_words() -> None:
     runs = _runs({"relative": (lambda d: 1.5e-3 + 6e-9 * d**2, None)})
     res = _analyse(runs)
     verdict = res.orders.set_index("method").loc["relative"]
-    assert (verdict["order"], verdict["order_counted"], verdict["order_timed"]) == ("quadratic", "", "quadratic")
+    assert (verdict["order"], verdict["order_counted"], verdict["order_timed"]) == (
+        "quadratic",
+        "",
+        "quadratic",
+    )
     assert cost_sections.method_lines(res)[0].startswith("relative: quadratic — c not significant")
     assert res.rates.empty and res.counted.empty
 
@@ -160,12 +176,26 @@ def test_rate_table_without_a_measured_peak() -> None:
 
 def test_the_report_lists_what_the_grid_cut_and_why() -> None:
     info = SweepInfo(
-        "s", "scaling", "p", params={"dims": "128,256,512,1024,2048,4096", "methods": "relative,jacobian",
-                                       "max_dim.jacobian": "64", "max_dim.relative": "4096"}
+        "s",
+        "scaling",
+        "p",
+        params={
+            "dims": "128,256,512,1024,2048,4096",
+            "methods": "relative,jacobian",
+            "max_dim.jacobian": "64",
+            "max_dim.relative": "4096",
+        },
     )
     assert capped_lines([info]) == ["jacobian (s): D = 128…4096 (6 D) not run: capped at 64 by max_dim"]
     runs = pd.DataFrame(
-        {"sweep": ["s"] * 2, "method": ["ordinary"] * 2, "dim": [2048, 4096], "status": ["skipped_over_budget"] * 2,
-         "status_reason": ["ordinary took 4 s/step at D=1024 > budget 3 s"] * 2}
+        {
+            "sweep": ["s"] * 2,
+            "method": ["ordinary"] * 2,
+            "dim": [2048, 4096],
+            "status": ["skipped_over_budget"] * 2,
+            "status_reason": ["ordinary took 4 s/step at D=1024 > budget 3 s"] * 2,
+        }
     )
-    assert skipped_lines(runs) == ["ordinary (s): D = 2048, 4096 skipped: ordinary took 4 s/step at D=1024 > budget 3 s"]
+    assert skipped_lines(runs) == [
+        "ordinary (s): D = 2048, 4096 skipped: ordinary took 4 s/step at D=1024 > budget 3 s"
+    ]

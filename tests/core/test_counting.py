@@ -1,5 +1,6 @@
-"""Counted work of a step: FLOPs and bytes against hand counts, the registry's FLOP model against the count,
-the cubic part observed rather than guessed, work the counter cannot see surfaced, and the order it implies."""
+"""Counted work of a step: FLOPs and bytes against hand counts, the registry's FLOP model against the
+count, the cubic part observed rather than guessed, work the counter cannot see surfaced, the order it
+implies."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ import pytest
 import torch
 
 from analysis.counted import fit_counted
-from relgrad_core import DenseFlow, FlopModel, MethodSpec, get_method, make_flow, matrix_flops, register_method
-from relgrad_core import unregister_method
+from relgrad_core import (
+    DenseFlow,
+    FlopModel,
+    MethodSpec,
+    get_method,
+    make_flow,
+    matrix_flops,
+    register_method,
+    unregister_method,
+)
 from relgrad_core.counting import StepCount, UncountedWorkWarning, count_step
 from relgrad_core.gradients import data_term_direction
 from relgrad_core.methods import BUILTIN_METHODS
@@ -22,7 +31,9 @@ F64 = torch.float64
 
 def _count(method: str, dim: int, batch: int, depth: int = 2, base: str = "gaussian", **kw) -> StepCount:
     flow = make_flow(method, dim, depth, base=base, device="cpu", dtype=F64)
-    return count_step(flow, torch.randn(batch, dim, dtype=F64, generator=torch.Generator().manual_seed(0)), method, **kw)
+    return count_step(
+        flow, torch.randn(batch, dim, dtype=F64, generator=torch.Generator().manual_seed(0)), method, **kw
+    )
 
 
 def hand_count(method: str, b: int, d: int) -> tuple[float, float]:
@@ -85,7 +96,9 @@ def test_the_registry_flop_model_is_the_count_in_closed_form(method: str, depth:
         model = get_method(method).flops
         expected = matrix_flops(method, batch, dim, depth, gaussian_base=base == "gaussian")
         assert count.flops - vector == pytest.approx(expected, rel=1e-12), base
-        assert count.flops_cubic == pytest.approx(model.d3(depth) * dim**3 + model.bd3(depth) * batch * dim**3)
+        assert count.flops_cubic == pytest.approx(
+            model.d3(depth) * dim**3 + model.bd3(depth) * batch * dim**3
+        )
 
 
 def test_counting_leaves_the_flow_as_it_was_and_is_deterministic() -> None:
@@ -152,7 +165,9 @@ def test_work_the_counter_cannot_see_is_named(test_methods: None) -> None:
     with pytest.warns(UncountedWorkWarning, match="aten._linalg_eigh.*aten.linalg_qr"):
         count = _count("eigh_qr", 8, 4)
     assert count.uncounted == ("aten._linalg_eigh", "aten.linalg_qr")
-    assert count.by_op["aten._linalg_eigh"].kind == "uncounted" and count.by_op["aten._linalg_eigh"].calls == 2
+    assert (
+        count.by_op["aten._linalg_eigh"].kind == "uncounted" and count.by_op["aten._linalg_eigh"].calls == 2
+    )
     assert count.by_op["aten._linalg_eigh"].flops == 0 and count.by_op["aten._linalg_eigh"].bytes > 0
     quiet = _count("eigh_qr", 8, 4, warn=False)
     assert quiet.uncounted == count.uncounted
@@ -160,7 +175,12 @@ def test_work_the_counter_cannot_see_is_named(test_methods: None) -> None:
 
 def test_matmul_peak_reports_its_size_and_threads() -> None:
     peak = matmul_peak("cpu", F64, size=64, repeats=2)
-    assert (peak.size, peak.device, peak.dtype, peak.threads) == (64, "cpu", "float64", torch.get_num_threads())
+    assert (peak.size, peak.device, peak.dtype, peak.threads) == (
+        64,
+        "cpu",
+        "float64",
+        torch.get_num_threads(),
+    )
     assert math.isfinite(peak.gflops) and peak.gflops == pytest.approx(2 * 64**3 / peak.seconds / 1e9)
     with pytest.raises(ValueError, match="size must be a positive integer"):
         matmul_peak("cpu", size=0)

@@ -156,7 +156,9 @@ def test_user_dims_set_the_presets_caps_aside_and_the_grid_is_printed(
     cfg = fake_sweep["cfg"]
     assert cfg.max_dim == {} and all(cfg.dims_of(m) == [128, 256, 512, 1024, 2048, 4096] for m in cfg.methods)
     out = capsys.readouterr().out
-    assert "  relative: D = 128…4096 (6 D)\n  ordinary: D = 128…4096 (6 D)\n  mlp: D = 128…4096 (6 D)\n" in out
+    assert (
+        "  relative: D = 128…4096 (6 D)\n  ordinary: D = 128…4096 (6 D)\n  mlp: D = 128…4096 (6 D)\n" in out
+    )
     assert "the preset's max_dim caps (relative ≤ 2048, mlp ≤ 2048) do not apply: --dims was given" in out
     assert "per-step budget (relative 3 s, ordinary 3 s, mlp 3 s)" in out
     assert out.index("grid:") < out.index("MLflow store:")  # printed before the sweep's own output
