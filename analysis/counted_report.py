@@ -110,9 +110,8 @@ def headline_line(name: str, row: object, rates: pd.DataFrame, timed_text: str) 
         grows = f"timings grow faster than the counted work {evidence}" if evidence else timed_text
         return f"{head}; timed cubic: {grows} — a {counted.REGIME_CHANGE}, not a D³ term"
     if note == counted.HIDDEN_D3:
-        return (
-            f"{head}; timed quadratic — {timed_text}: the D³ work does not show in the timings on this grid"
-        )
+        hidden = "the D³ work does not show in the timings on this grid"
+        return f"{head}; timed quadratic: {hidden} — {timed_text}"
     return f"{head}; timed {timed} — {timed_text}"
 
 
