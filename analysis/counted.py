@@ -6,7 +6,9 @@ three — products cost B·D² or D³, decompositions D³, matrix-vector work B�
 it** (four coefficients c0…c3, exact interpolation) and each further D **confirms** it: its count must lie on
 that cubic. The order is then a fact, not a test: ``cubic`` when the D³ coefficient c3 is non-zero, else
 ``quadratic``; ``not fitted`` (with the reason) below four D, when the counts at one D disagree, or when a
-further D is off the cubic (work growing faster than D³).
+further D is off the cubic (work growing faster than D³, or an architecture that changes with D, such as
+zuko's MAF whose hidden width is max(D, 64): with exactly four D nothing can confirm the cubic, so a grid
+that straddles such a change needs a fifth D to be caught).
 
 "Non-zero" allows for the counts being float64 sums of fractional terms (⅔·n³): each logged count is taken
 as exact to a relative :data:`COUNT_PRECISION`, and c3 counts as zero when it lies within what that

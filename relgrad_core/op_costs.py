@@ -183,7 +183,10 @@ _MEMORY = (
     "_efficientzerotensor _to_copy cat clone contiguous copy copy_ diag_embed empty empty_like empty_strided "
     "eye fill fill_ full full_like gather index index_add index_copy index_put index_put_ index_select "
     "masked_scatter new_empty new_empty_strided new_full new_ones new_zeros ones ones_like repeat scatter "
-    "scatter_add stack to tril triu where zero_ zeros zeros_like arange bernoulli normal rand randn uniform"
+    "scatter_add stack to tril triu where zero_ zeros zeros_like arange bernoulli normal rand randn uniform "
+    # the backward of a view writes the gradient into a zero tensor of the input's shape: data movement
+    "as_strided_scatter diagonal_backward diagonal_scatter select_backward select_scatter slice_backward "
+    "slice_scatter unfold_backward masked_select"
 )
 _OPTIMIZER = "_fused_adam _fused_adamw _fused_sgd"
 _PRIMS = "prims.add prims.mul prims.sub prims.div prims.neg prims.convert_element_type prims.broadcast_in_dim"

@@ -161,6 +161,19 @@ def test_orders_of_the_builtins_by_counted_work() -> None:
         assert fit.order == expected and fit.confirmed_at == (16.0,), method
 
 
+def test_other_libraries_flows_are_counted_too() -> None:
+    # peers have no FLOP model: their work is only counted. zuko's LU layer forms W = L·U in every step
+    # (a D×D×D product forward and two backward per layer), so its step is cubic; nflows' applies the factors.
+    pytest.importorskip("zuko")
+    pytest.importorskip("nflows")
+    dims = (8, 16, 32, 64)
+    counts = {m: [_count(m, d, 16) for d in dims] for m in ("zuko_lu", "nflows_lu", "zuko_maf")}
+    orders = {m: fit_counted(dims, [c.flops for c in cs]).order for m, cs in counts.items()}
+    assert orders == {"zuko_lu": "cubic", "nflows_lu": "quadratic", "zuko_maf": "quadratic"}
+    assert counts["zuko_lu"][-1].flops_cubic == 2 * 3 * 2 * 64**3
+    assert all(c.uncounted == () for cs in counts.values() for c in cs)
+
+
 def test_work_the_counter_cannot_see_is_named(test_methods: None) -> None:
     with pytest.warns(UncountedWorkWarning, match="aten._linalg_eigh.*aten.linalg_qr"):
         count = _count("eigh_qr", 8, 4)
