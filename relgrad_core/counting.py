@@ -230,7 +230,8 @@ def count_step(
     ``UncountedWorkWarning`` names any uncounted operation (``warn=False``: only on the result).
     """
     check_nonnegative_int("warmup", warmup)
-    saved = {k: v.detach().clone() for k, v in flow.state_dict().items()}
+    # a private CPU snapshot, as time_step keeps: no second copy of the weights on the device
+    saved = {k: v.detach().to("cpu", copy=True) for k, v in flow.state_dict().items()}
     try:
         runner = StepRunner(flow, x, method, optimizer=optimizer)
         for _ in range(warmup):
