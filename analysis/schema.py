@@ -34,6 +34,9 @@ TAG_STATUS = "status"
 TAG_STATUS_REASON = "status_reason"
 TAG_TRIAL_ID = "trial_id"
 TAG_GIT_COMMIT = "git_commit"
+#: Why a trial has no ``gaussian_test_ll`` (too few training rows, a singular covariance, too costly where
+#: the true LL is known): the yardstick is never silently absent. Empty when the yardstick was computed.
+TAG_GAUSSIAN_ABSENT = "gaussian_absent_reason"
 ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
 #: The retrained best configuration of an HPO sweep.
@@ -54,6 +57,7 @@ TAG_COLUMNS: tuple[str, ...] = (
     "node_id",
     TAG_GIT_COMMIT,
     TAG_TRIAL_ID,
+    TAG_GAUSSIAN_ABSENT,
 )
 #: Metrics logged once at the end of training, at the last step.
 FINAL_METRICS: tuple[str, ...] = (
