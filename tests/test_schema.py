@@ -121,6 +121,6 @@ def test_a_trial_without_its_gaussian_yardstick_says_why(tmp_path: Path) -> None
     (row,) = load_runs("few", tracking_uri=uri).to_dict("records")
     assert math.isnan(row["gaussian_test_ll"])
     assert row[schema.TAG_GAUSSIAN_ABSENT] == (
-        "cannot be fitted: noise: a full-covariance Gaussian in 8 dimensions needs more than 8 training rows, "
-        "got 6"
+        "cannot be fitted: noise: a full-covariance Gaussian in 8 dimensions needs more than 8 "
+        "training rows, got 6"
     )
