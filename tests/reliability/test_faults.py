@@ -270,6 +270,7 @@ def test_all_trials_failed_exits_1_and_resume_reruns_them(
     assert "failed" in capsys.readouterr().out
     (run,) = _children(store["uri"], "fail")
     assert run.data.tags["status"] == STATUS_FAILED and run.info.status == "FAILED"
+    assert run.data.tags["status_reason"].startswith(("RayActorError", "ActorDiedError"))  # Tune's own error
     assert set(load_runs("fail", tracking_uri=store["uri"])["status"]) == {STATUS_FAILED}
 
     assert _resume("fail", store) == 0  # the marker exists: the worker is not killed again
