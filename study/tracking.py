@@ -16,7 +16,6 @@ import functools
 import os
 import re
 import socket
-import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +41,7 @@ from analysis.schema import (
     TAG_SWEEP,
     TAG_TRIAL_ID,
 )
+from study import store
 from study.config import ConfigError
 
 #: Tags of this module's own bookkeeping (not read by analysis): a scaling point's identity, the
@@ -144,23 +144,18 @@ def _check_server(tracking_uri: str, timeout_s: float) -> None:
 
 
 def _check_sqlite(tracking_uri: str, path: Path, timeout_s: float) -> None:
+    """The store is created whole if new (or rebuilt if an earlier creation was cut), opened by MLflow
+    (an out-of-date schema says so here), and really written to (see :mod:`study.store`)."""
     if not path.is_absolute():
         raise ConfigError(f"tracking URI {tracking_uri!r}: the sqlite path must be absolute")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        reason = exc.strerror or exc
-        raise ConfigError(f"tracking store {path}: cannot create its folder ({reason})") from None
-    try:
-        # BEGIN IMMEDIATE takes the write lock: it creates the file and fails now, not after retries.
-        connection = sqlite3.connect(path, timeout=timeout_s)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.rollback()
-        finally:
-            connection.close()
-    except (sqlite3.Error, OSError) as exc:
-        raise ConfigError(f"tracking store {path}: cannot open it for writing ({exc})") from None
+        client_for(tracking_uri)
+    except ConfigError:
+        raise
+    except Exception as exc:  # MLflow refusing the store (e.g. its schema is older than this MLflow)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"tracking store {path}: MLflow cannot open it ({first})") from None
+    store.check_writable(path, timeout_s)
 
 
 def _check_database_driver(tracking_uri: str) -> None:
@@ -200,17 +195,24 @@ def with_retry(call: Callable[[], T], attempts: int = 20, wait_s: float = 0.25) 
 def client_for(tracking_uri: str) -> MlflowClient:
     """One client per process and store, its database schema set up once.
 
-    MLflow creates (or upgrades) a sqlite store's tables when a process first opens it, and two
-    processes doing so on a new file race (``table ... already exists``): the first use is serialised
-    by an exclusive ``flock`` on a lock file beside the database.
+    A new sqlite store is built whole in a temporary file and moved into place, and one that an earlier
+    creation left half-built is rebuilt (:func:`study.store.ensure_schema`); two processes doing so on
+    a new file would race (``table ... already exists``), so the first use is serialised by an
+    exclusive ``flock`` on a lock file beside the database.
     """
     path = sqlite_path(tracking_uri)
     if path is None:
         return MlflowClient(tracking_uri=tracking_uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise ConfigError(f"tracking store {path}: cannot write in its folder ({reason})") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            store.ensure_schema(path, default_artifact_root(tracking_uri))
             client = MlflowClient(tracking_uri=tracking_uri)
             with_retry(lambda: client.search_experiments(max_results=1))  # opens the store: set-up done
         finally:
