@@ -8,6 +8,7 @@ step, resumable, instead of a traceback out of Tune's callback loop.
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import threading
 from collections.abc import Callable
@@ -28,6 +29,35 @@ logger = logging.getLogger(__name__)
 COMMAND = {"scaling": "scaling", "hpo": "tune"}
 
 
+def resume_command(
+    kind: str,
+    sweep: str,
+    *,
+    tracking_uri: str,
+    storage_path: str,
+    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    address: str | None = None,
+) -> str:
+    """The command that continues ``sweep``, as the user should type it (shell-quoted): the one place
+    the resume hint is built.
+
+    It carries every flag needed to find the sweep again from the current directory: the MLflow store
+    and Tune's storage path whenever they are not what a bare command would use here (a value from
+    ``MLFLOW_TRACKING_URI`` is written out: the variable may be gone by then), a non-default experiment,
+    and the Ray cluster the sweep ran on.
+    """
+    words = ["relgrad", COMMAND.get(kind, kind), "--resume", "--name", sweep]
+    if tracking_uri != tracking.default_tracking_uri():
+        words += ["--tracking-uri", tracking_uri]
+    if storage_path.rstrip("/") != tracking.default_storage_path():
+        words += ["--storage-path", storage_path]
+    if experiment != tracking.DEFAULT_EXPERIMENT:
+        words += ["--experiment", experiment]
+    if address:
+        words += ["--address", address]
+    return shlex.join(words)
+
+
 @dataclass
 class SweepSummary:
     """What a sweep did: status counts, whether every trial ended, and the exit code to return.
@@ -46,6 +76,8 @@ class SweepSummary:
     complete: bool = True
     best: dict[str, Any] | None = None
     problem: str | None = None
+    experiment: str = tracking.DEFAULT_EXPERIMENT
+    address: str | None = None  # the Ray cluster it ran on (None: embedded Ray)
 
     @property
     def exit_code(self) -> int:
@@ -56,7 +88,14 @@ class SweepSummary:
 
     @property
     def resume_command(self) -> str:
-        return f"relgrad {COMMAND.get(self.kind, self.kind)} --name {self.sweep} --resume"
+        return resume_command(
+            self.kind,
+            self.sweep,
+            tracking_uri=self.tracking_uri,
+            storage_path=self.storage_path,
+            experiment=self.experiment,
+            address=self.address,
+        )
 
     def lines(self) -> list[str]:
         """The summary as text lines, for the CLI."""

@@ -90,6 +90,11 @@ def default_tracking_uri(cwd: str | Path | None = None) -> str:
     return f"sqlite:///{(root / 'mlflow.db').as_posix()}"
 
 
+def default_storage_path(cwd: str | Path | None = None) -> str:
+    """``<abs cwd>/runs/ray_results``: where Tune keeps a sweep's state (what ``--resume`` restores)."""
+    return str(Path(cwd or os.getcwd()).resolve() / "runs" / "ray_results")
+
+
 def default_artifact_root(tracking_uri: str) -> str | None:
     """Absolute artifact root next to a sqlite store (trials run in other working directories).
 
