@@ -10,6 +10,7 @@ Output layout in ``out_dir`` (rebuilt from scratch on every call)::
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from analysis import cost_sections, learning, predictions, scaling
@@ -340,7 +342,22 @@ def _hpo_section(b: Builder, runs: pd.DataFrame, best: pd.DataFrame) -> Section:
     return section
 
 
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a full disk must not leave a truncated report."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def _log_artifacts(tracking_uri: str, sweeps: list[SweepInfo], out: Path) -> tuple[list[str], list[str]]:
+    """Log ``out`` as artifacts ``report/`` of each sweep's parent run: (runs logged, problems).
+
+    A copy that fails part-way (a full disk, an artifact location that is a plain file) is removed, so
+    that MLflow never holds a truncated or empty file as the report; each problem says so in one line.
+    """
     client = MlflowClient(tracking_uri=tracking_uri)
     logged: list[str] = []
     problems: list[str] = []
@@ -351,10 +368,28 @@ def _log_artifacts(tracking_uri: str, sweeps: list[SweepInfo], out: Path) -> tup
         try:
             client.log_artifacts(info.parent_run_id, str(out), artifact_path=ARTIFACT_PATH)
         except (MlflowException, OSError) as err:
-            problems.append(f"could not log the report to run {info.parent_run_id}: {err}")
+            left = _discard_partial_copy(client, info.parent_run_id)
+            problems.append(
+                f"could not log the report to MLflow run {info.parent_run_id}: {_one_line(err)}{left}"
+            )
         else:
             logged.append(info.parent_run_id)
     return logged, problems
+
+
+def _discard_partial_copy(client: MlflowClient, run_id: str) -> str:
+    """Remove what a failed ``log_artifacts`` left under ``report/``; what the user must know, if anything."""
+    location = "the run's artifacts"
+    try:
+        location = f"{client.get_run(run_id).info.artifact_uri}/{ARTIFACT_PATH}"
+        get_artifact_repository(location.rsplit("/", 1)[0]).delete_artifacts(ARTIFACT_PATH)
+    except (MlflowException, OSError) as err:
+        return f"; a partial copy may remain at {location} ({_one_line(err)})"
+    return ""
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _headline(
@@ -449,8 +484,8 @@ def build_report(
     sections = [_headline(b, runs, runtime, speed, pred, cross_pred), *body]
     title = f"relgrad report: {', '.join(ctx.sweeps)}"
     html_path, md_path = out / "report.html", out / "report.md"
-    md_path.write_text(render_markdown(title, sections), encoding="utf-8")
-    html_path.write_text(render_html(title, sections), encoding="utf-8")
+    _write_whole(md_path, render_markdown(title, sections))
+    _write_whole(html_path, render_html(title, sections))
     report = Report(
         out_dir=out,
         html=html_path,

@@ -276,10 +276,10 @@ def _store_uri(args: argparse.Namespace) -> str:
     return str(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
 
 
-def _tracking_uri(args: argparse.Namespace) -> str:
-    """:func:`_store_uri`, checked usable (a sqlite file is opened, created if new)."""
+def _tracking_uri(args: argparse.Namespace, *, write: bool = True) -> str:
+    """:func:`_store_uri`, checked usable (a sqlite file is opened, created if new, written to)."""
     uri = _store_uri(args)
-    check_tracking_uri(uri)
+    check_tracking_uri(uri, write=write)
     return uri
 
 
@@ -451,7 +451,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     options = viewing.report_options(args.min_dim, args.predict_dims)
     # reading must not create an empty store: look for the file before the URI check opens it
     viewing.require_store(_store_uri(args))
-    return viewing.build_report(sweeps, _tracking_uri(args), args.experiment, args.out, options)
+    # a report of a read-only store is still written; that MLflow cannot take a copy is then said
+    return viewing.build_report(sweeps, _tracking_uri(args, write=False), args.experiment, args.out, options)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -50,6 +50,11 @@ def ensure_schema(path: Path, artifact_root: str | None) -> None:
     _build(path, artifact_root)
 
 
+def is_complete(path: Path) -> bool:
+    """Whether ``path`` already holds a complete store (then opening it needs no creation lock)."""
+    return path.is_file() and _state(path) == "complete"
+
+
 def _state(path: Path) -> str:
     """``absent`` (no file, or no table), ``complete`` (an experiment exists: MLflow creates the default
     one after its last migration) or ``half-built`` (tables, no experiment, no run)."""

@@ -110,12 +110,12 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len("sqlite:///") :])
 
 
-def check_tracking_uri(tracking_uri: str, timeout_s: float = 5.0) -> None:
+def check_tracking_uri(tracking_uri: str, timeout_s: float = 5.0, *, write: bool = True) -> None:
     """Raise ConfigError (one line) unless the store can be used, before any Ray or trial work.
 
-    A server must answer ``/health``; a sqlite file is really opened for writing (created if new: a
-    folder that ``os.access`` calls writable can still refuse files, e.g. ``/proc``); a database URL
-    needs its SQLAlchemy driver installed.
+    A server must answer ``/health``; a sqlite file is created whole if new and, with ``write``, really
+    written to (a folder that ``os.access`` calls writable can still refuse files, e.g. ``/proc``; a
+    read-only or full one is refused); a database URL needs its SQLAlchemy driver installed.
     """
     if tracking_uri.startswith(("http://", "https://")):
         _check_server(tracking_uri, timeout_s)
@@ -124,7 +124,7 @@ def check_tracking_uri(tracking_uri: str, timeout_s: float = 5.0) -> None:
     if tracking_uri.startswith("sqlite:") and path is None:
         raise ConfigError(f"tracking URI {tracking_uri!r}: use an absolute sqlite:////abs/path.db")
     if path is not None:
-        _check_sqlite(tracking_uri, path, timeout_s)
+        _check_sqlite(tracking_uri, path, timeout_s, write)
         return
     if tracking_uri.startswith("file:") or "://" not in tracking_uri:
         raise ConfigError(
@@ -148,7 +148,7 @@ def _check_server(tracking_uri: str, timeout_s: float) -> None:
         ) from None
 
 
-def _check_sqlite(tracking_uri: str, path: Path, timeout_s: float) -> None:
+def _check_sqlite(tracking_uri: str, path: Path, timeout_s: float, write: bool) -> None:
     """The store is created whole if new (or rebuilt if an earlier creation was cut), opened by MLflow
     (an out-of-date schema says so here), and really written to (see :mod:`study.store`)."""
     if not path.is_absolute():
@@ -160,7 +160,8 @@ def _check_sqlite(tracking_uri: str, path: Path, timeout_s: float) -> None:
     except Exception as exc:  # MLflow refusing the store (e.g. its schema is older than this MLflow)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"tracking store {path}: MLflow cannot open it ({first})") from None
-    store.check_writable(path, timeout_s)
+    if write:
+        store.check_writable(path, timeout_s)
 
 
 def _check_database_driver(tracking_uri: str) -> None:
@@ -206,7 +207,7 @@ def client_for(tracking_uri: str) -> MlflowClient:
     exclusive ``flock`` on a lock file beside the database.
     """
     path = sqlite_path(tracking_uri)
-    if path is None:
+    if path is None or store.is_complete(path):  # nothing to create: no lock (a read-only store opens)
         return MlflowClient(tracking_uri=tracking_uri)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
