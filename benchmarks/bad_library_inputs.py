@@ -78,11 +78,13 @@ def _cast_float64() -> object:
 
 
 def _csv_file(name: str, text: str, encoding: str = "utf-8") -> str:
-    """A CSV file of ``text`` in a fresh temporary folder (kept until the process ends)."""
+    """A CSV file of ``text`` in the temporary folder ``relgrad-bad-library`` (a stable path)."""
     import tempfile
     from pathlib import Path
 
-    path = Path(tempfile.mkdtemp(prefix="relgrad-bad-")) / name
+    folder = Path(tempfile.gettempdir()) / "relgrad-bad-library"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
     path.write_text(text, encoding=encoding)
     return str(path)
 

@@ -214,7 +214,7 @@ def client_for(tracking_uri: str) -> MlflowClient:
         lock = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (closed below)
     except OSError as exc:
         reason = exc.strerror or exc
-        raise ConfigError(f"tracking store {path}: cannot write in its folder ({reason})") from None
+        raise ConfigError(f"tracking store {path}: cannot create files in its folder ({reason})") from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
