@@ -10,7 +10,6 @@ Output layout in ``out_dir`` (rebuilt from scratch on every call)::
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -18,9 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from mlflow.tracking import MlflowClient
 
 from analysis import cost_sections, learning, predictions, scaling
 from analysis import figures as fig
@@ -28,11 +24,11 @@ from analysis.builder import Builder, method_key
 from analysis.cost_model import DEFAULT_BOOT
 from analysis.cost_tables import RUNTIME_FALLBACK, RUNTIME_STAT
 from analysis.errors import ReportError
-from analysis.loading import SweepData, SweepInfo, learning_curves, load_sweep_data
+from analysis.loading import SweepData, learning_curves, load_sweep_data
 from analysis.render import Section, render_html, render_markdown
+from analysis.report_files import ARTIFACT_PATH, log_artifacts, write_whole
 from analysis.schema import FLOOR_METHOD, PEER_METHODS, REFERENCE_METHOD, STATUS_OK, method_sort_key
 
-ARTIFACT_PATH = "report"
 _OWNED = ("report.html", "report.md", "figures", "tables")
 
 
@@ -342,56 +338,6 @@ def _hpo_section(b: Builder, runs: pd.DataFrame, best: pd.DataFrame) -> Section:
     return section
 
 
-def _write_whole(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a full disk must not leave a truncated report."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _log_artifacts(tracking_uri: str, sweeps: list[SweepInfo], out: Path) -> tuple[list[str], list[str]]:
-    """Log ``out`` as artifacts ``report/`` of each sweep's parent run: (runs logged, problems).
-
-    A copy that fails part-way (a full disk, an artifact location that is a plain file) is removed, so
-    that MLflow never holds a truncated or empty file as the report; each problem says so in one line.
-    """
-    client = MlflowClient(tracking_uri=tracking_uri)
-    logged: list[str] = []
-    problems: list[str] = []
-    for info in sweeps:
-        if info.parent_run_id is None:
-            problems.append(f"sweep {info.name!r} has no parent run; report not logged to MLflow")
-            continue
-        try:
-            client.log_artifacts(info.parent_run_id, str(out), artifact_path=ARTIFACT_PATH)
-        except (MlflowException, OSError) as err:
-            left = _discard_partial_copy(client, info.parent_run_id)
-            problems.append(
-                f"could not log the report to MLflow run {info.parent_run_id}: {_one_line(err)}{left}"
-            )
-        else:
-            logged.append(info.parent_run_id)
-    return logged, problems
-
-
-def _discard_partial_copy(client: MlflowClient, run_id: str) -> str:
-    """Remove what a failed ``log_artifacts`` left under ``report/``; what the user must know, if anything."""
-    location = "the run's artifacts"
-    try:
-        location = f"{client.get_run(run_id).info.artifact_uri}/{ARTIFACT_PATH}"
-        get_artifact_repository(location.rsplit("/", 1)[0]).delete_artifacts(ARTIFACT_PATH)
-    except (MlflowException, OSError) as err:
-        return f"; a partial copy may remain at {location} ({_one_line(err)})"
-    return ""
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
 def _headline(
     b: Builder,
     runs: pd.DataFrame,
@@ -488,8 +434,8 @@ def build_report(
     sections = [_headline(b, runs, runtime, speed, pred, cross_pred), *body]
     title = f"relgrad report: {', '.join(ctx.sweeps)}"
     html_path, md_path = out / "report.html", out / "report.md"
-    _write_whole(md_path, render_markdown(title, sections))
-    _write_whole(html_path, render_html(title, sections))
+    write_whole(md_path, render_markdown(title, sections))
+    write_whole(html_path, render_html(title, sections))
     report = Report(
         out_dir=out,
         html=html_path,
@@ -500,5 +446,5 @@ def build_report(
         headline=b.headline,
     )
     if log_to_mlflow:
-        report.logged_to_runs, report.warnings = _log_artifacts(tracking_uri, data.sweeps, out)
+        report.logged_to_runs, report.warnings = log_artifacts(tracking_uri, data.sweeps, out)
     return report

@@ -153,7 +153,7 @@ CLI_CASES: list[Case] = [
         _write("types.yaml", "scaling: {train: {epochs: five}}\n"),
     ),
     # stores
-    Case(("scaling", "--tracking-uri", "sqlite:////proc/x.db"), "tracking store /proc/x.db: cannot create files"),
+    Case(("scaling", "--tracking-uri", "sqlite:////proc/x.db"), "/proc/x.db: cannot create files"),
     Case(("scaling", "--tracking-uri", "postgresql://u@localhost/db"), "database driver is not installed"),
     Case(("scaling", "--tracking-uri", "sqlite:///mlflow.db"), "must be absolute"),
     # data files

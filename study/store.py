@@ -7,7 +7,7 @@ that every later open trips over (``table ... already exists``). So a new store 
 file beside its path and moved into place with one ``os.replace`` (atomic on POSIX): the path holds
 either nothing or a complete store. A store left half-built by an older version (or by plain MLflow) —
 tables but no experiment yet, so nothing a user could have recorded — is rebuilt the same way, with a
-line that says so. The callers hold the store's creation lock (:func:`study.tracking.client_for`).
+line that says so. Callers hold :func:`creation_lock` meanwhile (:func:`study.tracking.client_for`).
 
 :func:`check_writable` then really writes: a committed write to the database (a read-only file, folder
 or file system fails it, whoever the user is) and 1 MiB beside it (a full disk fails it).
@@ -16,6 +16,7 @@ or file system fails it, whoever the user is) and 1 MiB beside it (a full disk f
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -28,6 +29,23 @@ from study.config import ConfigError
 #: Bytes written (and removed) beside the store to prove there is room for a sweep's first records.
 SPACE_PROBE_BYTES = 1 << 20
 _SIDE_FILES = ("-journal", "-wal", "-shm")
+
+
+@contextlib.contextmanager
+def creation_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<store>.lock`` beside the store: one process at a time creates it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise ConfigError(f"tracking store {path}: cannot create files in its folder ({reason})") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def ensure_schema(path: Path, artifact_root: str | None) -> None:

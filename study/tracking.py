@@ -11,7 +11,6 @@ one still RUNNING when no driver can be running it is reconciled to ``interrupte
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
 import re
@@ -209,20 +208,10 @@ def client_for(tracking_uri: str) -> MlflowClient:
     path = sqlite_path(tracking_uri)
     if path is None or store.is_complete(path):  # nothing to create: no lock (a read-only store opens)
         return MlflowClient(tracking_uri=tracking_uri)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        reason = exc.strerror or exc
-        raise ConfigError(f"tracking store {path}: cannot create files in its folder ({reason})") from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            store.ensure_schema(path, default_artifact_root(tracking_uri))
-            client = MlflowClient(tracking_uri=tracking_uri)
-            with_retry(lambda: client.search_experiments(max_results=1))  # opens the store: set-up done
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with store.creation_lock(path):
+        store.ensure_schema(path, default_artifact_root(tracking_uri))
+        client = MlflowClient(tracking_uri=tracking_uri)
+        with_retry(lambda: client.search_experiments(max_results=1))  # opens the store: set-up done
     return client
 
 
