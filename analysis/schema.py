@@ -37,6 +37,9 @@ TAG_STATUS = "status"
 TAG_STATUS_REASON = "status_reason"
 TAG_TRIAL_ID = "trial_id"
 TAG_GIT_COMMIT = "git_commit"
+#: Why a trial has no ``gaussian_test_ll`` (too few training rows, a singular covariance, too costly where
+#: the true LL is known): the yardstick is never silently absent. Empty when the yardstick was computed.
+TAG_GAUSSIAN_ABSENT = "gaussian_absent_reason"
 ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
 #: The retrained best configuration of an HPO sweep.
@@ -57,6 +60,7 @@ TAG_COLUMNS: tuple[str, ...] = (
     "node_id",
     TAG_GIT_COMMIT,
     TAG_TRIAL_ID,
+    TAG_GAUSSIAN_ABSENT,
 )
 #: Set on a trial whose step runs operations the counter cannot count (neither a counted product or
 #: decomposition, nor elementwise, nor a view): their aten names, comma-separated. Absent when there are none.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.config import SYNTHETIC_DATASETS, ConfigError, DataConfig, TrainConfig
+from study.config import SYNTHETIC_DATASETS, ConfigError, DataConfig, TrainConfig, load_preset
 from study.tracking import check_sweep_name
 
 #: A trial whose estimated peak memory exceeds this fraction of its device's memory is refused.
@@ -225,11 +225,20 @@ def _dims_text(dims: list[int]) -> str:
     return f"{dims[0]}…{dims[-1]} ({len(dims)} D)"
 
 
-def grid_lines(cfg: Any, dropped: dict[str, int] | None = None) -> list[str]:
+def user_grid(command: str, overrides: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A scaling grid means what the user typed: dims given on the command line (``--dims``,
+    ``--set dims=``) set the preset's per-method ``max_dim`` caps aside; caps the user sets too
+    (``--set max_dim.M=D``) apply."""
+    if command == "scaling" and any(path == "dims" for path, _ in overrides):
+        return [("max_dim", {}), *overrides]
+    return overrides
+
+
+def grid_text(cfg: Any, preset: str, overrides: list[tuple[str, Any]]) -> str:
     """What a scaling sweep will run per method, printed before it starts: each method's D, the cuts its
-    ``max_dim`` makes, the preset caps that ``--dims`` set aside (``dropped``), and the per-step budget."""
+    ``max_dim`` makes, the caps of ``preset`` that the user's dims set aside, and the per-step budgets."""
     all_dims = sorted(set(cfg.dims))
-    lines = []
+    lines = ["grid:"]
     for method in cfg.methods:
         dims, cap = cfg.dims_of(method), cfg.max_dim.get(method)
         cut = [d for d in all_dims if d not in dims]
@@ -241,10 +250,13 @@ def grid_lines(cfg: Any, dropped: dict[str, int] | None = None) -> list[str]:
             )
         else:
             lines.append(f"  {method}: D = {_dims_text(dims)}")
+    dims_given = any(path == "dims" for path, _ in overrides)
+    caps = load_preset(preset).scaling.max_dim if dims_given else {}
+    dropped = {m: d for m, d in caps.items() if m in cfg.methods and cfg.max_dim.get(m) != d}
     if dropped:
-        caps = ", ".join(f"{m} ≤ {d}" for m, d in dropped.items())
+        shown = ", ".join(f"{m} ≤ {d}" for m, d in dropped.items())
         lines.append(
-            f"  the preset's max_dim caps ({caps}) do not apply: --dims was given "
+            f"  the preset's max_dim caps ({shown}) do not apply: --dims was given "
             "(cap a method with --set max_dim.METHOD=D)"
         )
     budgets = {m: cfg.budget_for(m) for m in cfg.methods}
@@ -253,4 +265,4 @@ def grid_lines(cfg: Any, dropped: dict[str, int] | None = None) -> list[str]:
         lines.append(
             f"  per-step budget ({shown}): a curve's larger D are skipped once its step takes longer"
         )
-    return ["grid:", *lines]
+    return "\n".join(lines)
