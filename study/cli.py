@@ -1,12 +1,14 @@
 """The ``relgrad`` command: ``scaling``, ``tune``, ``train``, ``ui`` and ``report``.
 
 Exit codes: 0 done, 2 bad input (a one-line message, no traceback, before Ray starts or any run is
-recorded), 130 interrupted (continue with ``--resume``), 1 some trials failed or anything else.
+recorded), 130 interrupted by Ctrl-C and 143 by SIGTERM (continue with ``--resume``), 1 some trials
+failed or anything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -18,8 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from analysis.schema import DEFAULT_EXPERIMENT  # torch-free names only (analysis/__init__ is lazy)
-from study import ray_runtime  # before anything imports ray: it keeps embedded Ray on loopback (light)
-from study.cli_config import FLAGS, RUNS, SWEEPS, build_config, preflight_checks
+from study import ray_runtime, signals  # ray_runtime before anything imports ray: Ray on loopback (light)
+from study.cli_config import (
+    DEFAULT_PRESET,
+    FLAGS,
+    RUNS,
+    SWEEPS,
+    build_config,
+    preflight_checks,
+    refuse_changes,
+)
 from study.parsing import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -94,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         _store_flags(run)
         _run_flags(run)
         if command in SWEEPS:
-            run.add_argument("--preset", default="quick", help=f"one of {preset_names()} or a YAML file")
+            presets = f"one of {preset_names()} or a YAML file (default {DEFAULT_PRESET})"
+            run.add_argument("--preset", help=presets)
             run.add_argument("--resume", action="store_true", help="continue the sweep --name")
             run.add_argument("--verbose", action="store_true", help="Ray Tune's own progress tables too")
         _config_flags(run, command)
@@ -126,25 +137,28 @@ def _store_uri(args: argparse.Namespace) -> str:
     return str(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
 
 
-def _tracking_uri(args: argparse.Namespace) -> str:
-    """:func:`_store_uri`, checked usable (a sqlite file is opened, created if new)."""
+def _tracking_uri(args: argparse.Namespace, *, write: bool = True) -> str:
+    """:func:`_store_uri`, checked usable (a sqlite file is opened, created if new, written to)."""
     from study.tracking import check_tracking_uri
 
     uri = _store_uri(args)
-    check_tracking_uri(uri)
+    check_tracking_uri(uri, write=write)
     return uri
 
 
 def _storage_path(args: argparse.Namespace) -> str:
     if args.storage_path and "://" in args.storage_path:  # s3://, gs://: kept as given
         return str(args.storage_path)
-    return str(Path(args.storage_path or Path.cwd() / "runs" / "ray_results").resolve())
+    from study.store import default_storage_path
+
+    return str(Path(args.storage_path or default_storage_path()).resolve())
 
 
 def _start_ray(args: argparse.Namespace, train: Any, gpus_per_trial: float) -> None:
     from study import preflight
 
     ray_runtime.start_ray(args.address, num_cpus=args.num_cpus)
+    signals.install()  # ray.init replaced the SIGTERM handler with one that dumps a stack and aborts
     if args.address:
         preflight.check_cluster_device(train.device, gpus_per_trial)
 
@@ -172,15 +186,6 @@ def ui_hint(uri: str, experiment: str, sweep: str) -> str:
     return "see its curves in the MLflow UI: " + shlex.join(words)
 
 
-def _resume_hint(command: str, name: str, args: argparse.Namespace) -> str:
-    where = "".join(
-        f" {option} {value}"
-        for option, value in (("--tracking-uri", args.tracking_uri), ("--storage-path", args.storage_path))
-        if value
-    )
-    return f"continue it with: relgrad {command} --resume --name {name}{where}"
-
-
 # --------------------------------------------------------------------------------------------
 # Sweeps: scaling and tune share one skeleton
 # --------------------------------------------------------------------------------------------
@@ -193,11 +198,17 @@ def _sweep_config(command: str, args: argparse.Namespace, storage: str) -> tuple
 
     if not args.name:
         raise ConfigError("--resume needs the --name of the sweep to continue")
+    refuse_changes(command, args)
     saved = load_saved_config(storage, check_sweep_name(args.name))
     kind, cls = ("scaling", ScalingConfig) if command == "scaling" else ("hpo", HpoConfig)
     if saved.get("kind") != kind:
         raise ConfigError(f"--resume: sweep {args.name!r} is a {saved.get('kind')!r} sweep, not {kind}")
-    return from_dict(cls, saved.get("config")), saved.get("experiment", args.experiment)
+    experiment = saved.get("experiment", DEFAULT_EXPERIMENT)
+    if args.experiment not in (DEFAULT_EXPERIMENT, experiment):
+        raise ConfigError(
+            f"--resume: sweep {args.name!r} is in experiment {experiment!r}, not {args.experiment!r}"
+        )
+    return from_dict(cls, saved.get("config")), experiment
 
 
 def _optuna_hint(name: str, storage: str) -> str:
@@ -231,14 +242,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     storage = _storage_path(args)
     cfg, experiment = _sweep_config(command, args, storage)
     if command == "scaling":
-        name = args.name or _default_name(Path(args.preset).stem)
+        name = args.name or _default_name(Path(args.preset or DEFAULT_PRESET).stem)
     else:
         name = args.name or _default_name(f"tune-{cfg.data.dataset}-{cfg.space.method}")
     preflight_checks(command, cfg, args)
+    if command == "scaling" and not args.resume:  # the grid as it will run, before anything starts
+        from study.cli_config import overrides_of
+        from study.preflight import grid_text
+
+        pairs = [(o.path, o.value) for o in overrides_of(command, args)]
+        print(grid_text(cfg, args.preset or DEFAULT_PRESET, pairs))
     uri = _tracking_uri(args)
     _quiet_store_setup()
     _start_ray(args, cfg.train, cfg.resources.gpus_per_trial)
     from study import sweep
+    from study.finalise import resume_command
 
     run = sweep.run_scaling if command == "scaling" else sweep.run_hpo
     try:
@@ -252,8 +270,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             verbose=args.verbose,
         )
     except KeyboardInterrupt:
-        print(f"relgrad: sweep {name} interrupted; {_resume_hint(command, name, args)}", file=sys.stderr)
+        hint = resume_command(
+            command, name, tracking_uri=uri, storage_path=storage, experiment=experiment, address=args.address
+        )
+        print(f"relgrad: sweep {name} interrupted; continue it with: {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    summary = dataclasses.replace(summary, experiment=experiment, address=args.address)
     for line in summary.lines():
         print(line)
     if command == "tune" and summary.best is not None:
@@ -298,7 +320,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     tctx = prepare_tracking(uri, args.experiment, name, "train", params, resume=False)
     ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": "train"})
-    ok = False
+    ok, closed_as = False, None
     try:
         if args.address:
             import ray
@@ -311,8 +333,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         ok = outcome.status == "ok"
         if ok:  # the parent's curves, as a sweep's: one point at this D
             ParentCurves(uri, tctx.parent_run_id, CurveAxes()).log(point, outcome.metrics)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run has recorded itself interrupted
+        closed_as = "KILLED"
+        print(f"\nrelgrad: run {name} interrupted (recorded as such); run the command again", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:  # the parent never stays RUNNING, whatever happened to the run
-        tracking.finish_parent(uri, tctx.parent_run_id, ok=ok)
+        tracking.finish_parent(uri, tctx.parent_run_id, ok=ok, run_status=closed_as)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in outcome.metrics.items())
     print(f"\n{name}: {outcome.status} ({outcome.reason}); {shown}")
     print(f"MLflow store: {uri}  (experiment {args.experiment!r})")
@@ -338,7 +364,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     options = viewing.report_options(args.min_dim, args.predict_dims)
     # reading must not create an empty store: look for the file before the URI check opens it
     viewing.require_store(_store_uri(args))
-    return viewing.build_report(sweeps, _tracking_uri(args), args.experiment, args.out, options)
+    # a report of a read-only store is still written; that MLflow cannot take a copy is then said
+    return viewing.build_report(sweeps, _tracking_uri(args, write=False), args.experiment, args.out, options)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -351,6 +378,16 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code (SIGTERM handled like Ctrl-C, but exit 143 rather than 130)."""
+    with signals.handled():
+        code = _run(argv)
+        if code == EXIT_INTERRUPTED and signals.terminated():
+            print(f"relgrad: stopped by SIGTERM (exit code {signals.EXIT_TERMINATED})", file=sys.stderr)
+            return signals.EXIT_TERMINATED
+        return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         return COMMANDS[args.command](args)

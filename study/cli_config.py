@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from study.config import Section
 
 SWEEPS, RUNS = ("scaling", "tune"), ("scaling", "tune", "train")
+DEFAULT_PRESET = "quick"
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,15 +139,16 @@ def build_config(command: str, args: argparse.Namespace) -> Any:
     the flag that set the bad value, else the preset and its YAML key.
     """
     from study.config import SingleRun, from_dict, registry_names_deferred, with_overrides
+    from study.preflight import user_grid
 
     overrides = overrides_of(command, args)
-    pairs = [(o.path, o.value) for o in overrides]
+    pairs = user_grid(command, [(o.path, o.value) for o in overrides])  # --dims sets preset caps aside
     other: Section | None = None
     with registry_names_deferred():
         if command == "train":
             base: Section = SingleRun()
         else:
-            preset = _load_preset(args.preset)
+            preset = _load_preset(args.preset or DEFAULT_PRESET)
             base, other = (
                 (preset.scaling, preset.tune) if command == "scaling" else (preset.tune, preset.scaling)
             )
@@ -176,8 +178,8 @@ def _naming_the_flag(build: Callable[[], Any], overrides: list[Override], args: 
         origin = next((o.origin for o in reversed(overrides) if o.set_field(exc)), None)
         if origin is not None:
             raise ConfigError(f"{origin}: {exc.problem}") from None
-        if exc.field and getattr(args, "preset", None):
-            raise ConfigError(f"--preset {args.preset}: {exc}") from None
+        if exc.field and hasattr(args, "preset"):
+            raise ConfigError(f"--preset {args.preset or DEFAULT_PRESET}: {exc}") from None
         raise
 
 
@@ -243,3 +245,15 @@ def preflight_checks(command: str, cfg: Any, args: argparse.Namespace) -> prefli
             preflight.check_local_resources(res.cpus_per_trial, res.gpus_per_trial, args.num_cpus)
         preflight.check_memory(_shapes(command, cfg, data), cfg.train)
     return data
+
+
+def refuse_changes(command: str, args: argparse.Namespace) -> None:
+    """A resumed sweep runs the grid and data it was started with: a flag that would change them is an
+    error (applying it to half a sweep would mix two studies in one), not silently ignored."""
+    given = [f.option for f in FLAGS if command in f.paths and getattr(args, dest(f)) is not None]
+    given += ["--set"] * bool(args.set) + ["--preset"] * (args.preset is not None)
+    if given:
+        raise ConfigError(
+            f"--resume runs sweep {args.name!r} with the config it was started with; {', '.join(given)} "
+            "would change it: drop them, or start a new sweep with another --name"
+        )

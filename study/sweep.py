@@ -37,12 +37,11 @@ from analysis.schema import (
     STATUS_RUNNING,
     TAG_STATUS,
 )
-from study import console, tracking
+from study import console, signals, tracking
 from study.config import (
     ConfigError,
     HpoConfig,
     ScalingConfig,
-    from_dict,
     to_dict,
     tracked_params,
     validate_hpo,
@@ -52,7 +51,7 @@ from study.curves import CurveAxes, ParentCurves
 from study.finalise import SweepSummary, reset_problem
 from study.searcher import BudgetedGridSearcher
 from study.tracking import TrackingContext
-from study.trial import SweepContext, run_in_worker, run_name, tune_trial
+from study.trial import SweepContext, matmul_peak_record, run_in_worker, run_name, tune_trial
 from study.tune_callbacks import run_config, tune_output
 
 logger = logging.getLogger(__name__)
@@ -232,9 +231,9 @@ def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus:
     done_before = sum(n for s, n in _statuses(tctx, role=plan.ctx.role).items() if s in ENDED_STATUSES)
     console.open_console(sweep, plan.expected, done_before)
     try:
-        with tune_output(plan.verbose):
+        with signals.tune_fit(), tune_output(plan.verbose):  # a SIGTERM stops Tune as its first Ctrl-C
             results = tuner.fit()
-    except KeyboardInterrupt:  # a second Ctrl-C while Tune was shutting down
+    except KeyboardInterrupt:  # a second Ctrl-C (or SIGTERM) while Tune was shutting down
         interrupted = True
     finally:
         console.close_console(sweep)
@@ -293,10 +292,8 @@ def run_scaling(
     resume: bool = False,
     verbose: bool = False,
 ) -> SweepSummary:
-    """Run (or resume) a budget-aware scaling sweep; Ray must be initialised by the caller.
-
-    ``verbose``: Tune's own progress tables on the console besides the per-trial lines.
-    """
+    """Run (or resume) a budget-aware scaling sweep (Ray initialised by the caller); ``verbose``: Tune's
+    own progress tables too."""
     validate_scaling(cfg)
     storage_path = _check_storage(storage_path, sweep, resume)
     _check_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
@@ -311,6 +308,8 @@ def run_scaling(
         dedupe_points=True,
     )
     points = cfg.points()
+    if not resume:
+        log_matmul_peak(tctx, cfg)
 
     def new_tuner(trainable: Any) -> Tuner:
         save_config(
@@ -343,15 +342,23 @@ def run_scaling(
     return _summary(tctx, storage_path, statuses, complete=complete, problem=problem)
 
 
-def scaling_from_saved(saved: dict[str, Any]) -> ScalingConfig:
-    if saved.get("kind") != "scaling":
-        raise ConfigError(f"--resume: sweep is a {saved.get('kind')!r} sweep, not scaling")
-    return from_dict(ScalingConfig, saved["config"], "scaling")
+def log_matmul_peak(tctx: TrackingContext, cfg: ScalingConfig) -> None:
+    """The machine's matrix-multiply peak, measured once per sweep where a trial runs (a Ray task with a
+    trial's CPUs and GPUs) and logged on the parent run; a failure is a warning, never the sweep's end."""
+    if cfg.matmul_peak_size == 0:
+        return
+    res = cfg.resources
+    task = ray.remote(matmul_peak_record).options(num_cpus=res.cpus_per_trial, num_gpus=res.gpus_per_trial)
+    try:
+        metrics, tags = ray.get(
+            task.remote(cfg.train.device, cfg.train.dtype, cfg.matmul_peak_size, res.cpus_per_trial)
+        )
+        tracking.log_metrics(tctx.tracking_uri, tctx.parent_run_id, metrics)
+        tracking.set_tags(tctx.tracking_uri, tctx.parent_run_id, tags)
+    except Exception as exc:  # the peak is context for the report, not a result
+        logger.warning("sweep %s: the matrix-multiply peak was not measured: %s", tctx.sweep, exc)
 
 
-# --------------------------------------------------------------------------------------------
-# HPO
-# --------------------------------------------------------------------------------------------
 def dataset_dim(cfg: HpoConfig) -> int:
     """The data's dimension, loading a named data set once on the driver (clear error if absent)."""
     if cfg.data.dataset in ("teacher", "noise") or cfg.data.file is not None:  # the CLI read the file's dim

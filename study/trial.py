@@ -20,12 +20,18 @@ from typing import Any
 from analysis.schema import (
     FINAL_METRICS,
     FINISHED_STATUSES,
+    PEAK_METRIC,
     ROLE_TRIAL,
     STATUS_DIVERGED,
     STATUS_FAILED,
     STATUS_OK,
+    TAG_GAUSSIAN_ABSENT,
+    TAG_MATMUL_PEAK_DEVICE,
+    TAG_MATMUL_PEAK_SIZE,
+    TAG_MATMUL_PEAK_THREADS,
     TAG_STATUS,
     TAG_STATUS_REASON,
+    TAG_UNCOUNTED_OPS,
 )
 from study import tracking
 from study.config import DataConfig, TrainConfig, flatten, to_dict
@@ -58,6 +64,7 @@ class TrialOutcome:
     reason: str
     metrics: Metrics
     steps: int = 0
+    tags: dict[str, str] = field(default_factory=dict)  # set on the run with its final status
 
 
 def point_key(point: Mapping[str, Any]) -> str:
@@ -131,12 +138,15 @@ def execute(
     *,
     on_timing: Callable[[Metrics], None] | None = None,
     on_record: Callable[[Metrics, int], bool | None] | None = None,
+    on_tags: Callable[[dict[str, str]], None] | None = None,
     progress: bool = False,
 ) -> TrialOutcome:
-    """Time one step of ``point['method']`` at ``point['dim']``, then train and evaluate.
+    """Time one step of ``point['method']`` at ``point['dim']``, count its work, then train and evaluate.
 
     Timing: ``time_step`` median / min / IQR of a full step (gradient + Adam update) on one batch,
     and the peak memory; it restores the weights, so training starts from the initialisation.
+    Counting: ``count_step`` FLOPs and bytes of the same step on the same batch (no clock; weights
+    restored too); operations it cannot count go to ``on_tags`` as the ``uncounted_ops`` tag.
     Training: ``fit`` with ``on_record(metrics, step)`` after each evaluation (``train_nll``,
     ``val_ll``, ``train_time_s``; ``step`` = cumulative training steps). A non-finite loss gives
     status ``diverged``; anything else that goes wrong propagates.
@@ -144,6 +154,7 @@ def execute(
     import torch
 
     from relgrad_core import Diverged, evaluate_nll, fit, flop_ratio, make_flow, resolve_device, time_step
+    from relgrad_core.counting import count_step
 
     dtype = torch.float64 if train.dtype == "float64" else torch.float32
     device = resolve_device(train.device)
@@ -179,10 +190,14 @@ def execute(
         optimizer=train.optimizer,
         lr=1e-3,
     )
+    count = count_step(flow, batch, point["method"], optimizer=train.optimizer, warn=False)
     metrics: Metrics = {
         **timing_metrics(timing),
+        **counted_metrics(count),
         "flop_ratio": flop_ratio(point["method"], int(point["depth"])),
     }
+    if count.uncounted and on_tags is not None:
+        on_tags({TAG_UNCOUNTED_OPS: ",".join(count.uncounted)})
     if on_timing is not None:
         on_timing(dict(metrics))
 
@@ -222,14 +237,15 @@ def execute(
     metrics["reported_test_ll"] = dataset.reported_ll(test_ll)
     if dataset.true_test_ll is not None:
         metrics["true_test_ll"] = float(dataset.true_test_ll)
-    yardstick = gaussian_yardstick(dataset)
+    yardstick, absent = gaussian_yardstick(dataset)
     if yardstick is not None:
         metrics["gaussian_test_ll"] = yardstick
         metrics["reported_gaussian_test_ll"] = dataset.reported_ll(yardstick)
+    tags = {TAG_GAUSSIAN_ABSENT: absent}
     reason = f"trained {history.steps} steps, stopped by {history.stopped_reason}"
     if not math.isfinite(test_ll):
-        return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps)
-    return TrialOutcome(STATUS_OK, reason, metrics, history.steps)
+        return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps, tags)
+    return TrialOutcome(STATUS_OK, reason, metrics, history.steps, tags)
 
 
 #: Above this many multiply-adds (n_train·D²) the Gaussian yardstick is left out where the exact LL is
@@ -237,22 +253,27 @@ def execute(
 GAUSSIAN_YARDSTICK_MAX_MACS = 2e9
 
 
-def gaussian_yardstick(dataset: Any) -> float | None:
-    """Test LL (on the tensors, like ``test_ll``) of a full-covariance Gaussian fitted on train.
+def gaussian_yardstick(dataset: Any) -> tuple[float | None, str]:
+    """``(value, "")``: the test LL (on the tensors, like ``test_ll``) of a full-covariance Gaussian fitted
+    on train; or ``(None, why)`` when there is none, ``why`` being recorded in the run's
+    ``TAG_GAUSSIAN_ABSENT`` tag (the yardstick is never silently absent).
 
     Every data set without a known true LL gets it (its only yardstick); synthetic ones when cheap.
-    None when it cannot be fitted (e.g. fewer samples than dimensions: a singular covariance).
+    It cannot be fitted when the training covariance is singular (e.g. fewer samples than dimensions).
     """
     from relgrad_core import gaussian_test_ll
 
     n, dim = dataset.train.shape
     if dataset.true_test_ll is not None and n * dim * dim > GAUSSIAN_YARDSTICK_MAX_MACS:
-        return None
+        return None, (
+            f"not computed: its fit costs n_train·D² = {n * dim * dim:.3g} multiply-adds (over "
+            f"{GAUSSIAN_YARDSTICK_MAX_MACS:g}) and the true test LL is known"
+        )
     try:
         value = float(gaussian_test_ll(dataset, reported=False))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+    except ValueError as exc:
+        return None, f"cannot be fitted: {exc}"
+    return (value, "") if math.isfinite(value) else (None, f"its test LL is not finite ({value})")
 
 
 def timing_metrics(timing: Any) -> Metrics:
@@ -266,6 +287,34 @@ def timing_metrics(timing: Any) -> Metrics:
         "load_avg_1m": float(timing.load_avg_1m),
         "peak_mem_mb": timing.peak_mem_bytes / 2**20,
     }
+
+
+def counted_metrics(count: Any) -> Metrics:
+    """The schema's counted-work metrics of a ``relgrad_core.counting.StepCount``."""
+    return {
+        "flops_per_step": float(count.flops),
+        "flops_cubic_per_step": float(count.flops_cubic),
+        "bytes_per_step": float(count.bytes),
+    }
+
+
+def matmul_peak_record(
+    device: str, dtype: str, size: int | None, cpus: float
+) -> tuple[Metrics, dict[str, str]]:
+    """Measure the matrix-multiply peak where a trial runs (its device, dtype and CPU threads): the parent
+    run's metric and tags. Run as a Ray task with a trial's resources (see ``study.sweep``)."""
+    import torch
+
+    from relgrad_core.timing import matmul_peak
+
+    torch.set_num_threads(max(1, int(cpus)))
+    peak = matmul_peak(device, torch.float64 if dtype == "float64" else torch.float32, size=size)
+    tags = {
+        TAG_MATMUL_PEAK_SIZE: str(peak.size),
+        TAG_MATMUL_PEAK_DEVICE: tracking.environment_tags(peak.device)["device_name"],
+        TAG_MATMUL_PEAK_THREADS: str(peak.threads),
+    }
+    return {PEAK_METRIC: peak.gflops}, tags
 
 
 def _maybe_kill_worker(marker: str | None) -> None:
@@ -344,7 +393,13 @@ def run_logged(
     try:
         _maybe_kill_worker(ctx.inject_worker_kill)
         outcome = execute(
-            point, ctx.data, ctx.train, on_timing=on_timing, on_record=on_record, progress=progress
+            point,
+            ctx.data,
+            ctx.train,
+            on_timing=on_timing,
+            on_record=on_record,
+            on_tags=lambda tags: tracking.set_tags(uri, run_id, tags),
+            progress=progress,
         )
     except SystemExit:
         if not _ended_by_driver(uri, run_id):
@@ -362,6 +417,8 @@ def run_logged(
         raise
     final = {k: v for k, v in outcome.metrics.items() if k in FINAL_METRICS}
     tracking.log_metrics(uri, run_id, final, step=max(outcome.steps, 0))
+    if outcome.tags:
+        tracking.set_tags(uri, run_id, outcome.tags)
     tracking.finish_child(uri, run_id, outcome.status, outcome.reason)
     if report is not None:
         result = {**latest, **outcome.metrics, "status": outcome.status}
