@@ -9,6 +9,7 @@ so a resumed sweep, or a trial reported again, never duplicates one.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from analysis.schema import (
     curve_key,
 )
 from study import tracking
+from study.tracking import TrackingContext
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,3 +113,13 @@ class ParentCurves:
                 continue
             added |= self.log(point, run.data.metrics)
         return added
+
+
+def top_up_curves(tctx: TrackingContext, axes: CurveAxes) -> None:
+    """At the end of a complete sweep: the points of trials that ended in MLflow as an earlier driver
+    stopped, which Tune never reported again. A store failing now is a warning (the curves are a view)."""
+    try:
+        children = tracking.child_runs(tctx.tracking_uri, tctx.experiment_id, tctx.sweep)
+        ParentCurves(tctx.tracking_uri, tctx.parent_run_id, axes).backfill(children)
+    except Exception as exc:
+        logger.warning("sweep %s: the parent run's curves were not topped up: %s", tctx.sweep, exc)

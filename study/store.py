@@ -25,11 +25,16 @@ import logging
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from study.parsing import ConfigError
 
+#: An incomplete store unchanged this long is taken as left half-built (not being built by another
+#: process right now); the longest wait for one that is still being built.
+SETTLE_S = 3.0
+BUILD_WAIT_S = 60.0
 #: Bytes written (and removed) beside the store to prove there is room for a sweep's first records.
 SPACE_PROBE_BYTES = 1 << 20
 _SIDE_FILES = ("-journal", "-wal", "-shm")
@@ -86,7 +91,7 @@ def ensure_schema(path: Path, artifact_root: str | None) -> None:
     """
     if path.is_dir():
         raise ConfigError(f"tracking store {path}: is a folder, not a database file")
-    state = _state(path)
+    state = _settled_state(path)
     if state == "complete":
         return
     if state == "half-built":
@@ -96,6 +101,31 @@ def ensure_schema(path: Path, artifact_root: str | None) -> None:
             file=sys.stderr,
         )
     _build(path, artifact_root)
+
+
+def _settled_state(path: Path) -> str:
+    """:func:`_state` once nobody is building the store: another process opening a new store with plain
+    MLflow (an MLflow UI, a script, a test) builds it in place, so an incomplete file that is still
+    changing is waited for (up to :data:`BUILD_WAIT_S`); one unchanged for :data:`SETTLE_S` was left so."""
+    state = _state(path)
+    start = changed = time.monotonic()
+    stamp = _stamp(path)
+    while state != "complete" and path.exists() and time.monotonic() - start < BUILD_WAIT_S:
+        if time.monotonic() - changed >= SETTLE_S:
+            break
+        time.sleep(0.2)
+        if _stamp(path) != stamp:
+            stamp, changed = _stamp(path), time.monotonic()
+        state = _state(path)
+    return state
+
+
+def _stamp(path: Path) -> tuple[int, int, bool]:
+    try:
+        info = path.stat()
+    except OSError:
+        return (-1, -1, False)
+    return (info.st_size, info.st_mtime_ns, path.with_name(path.name + "-journal").exists())
 
 
 def is_complete(path: Path) -> bool:

@@ -47,7 +47,7 @@ from study.config import (
     validate_hpo,
     validate_scaling,
 )
-from study.curves import CurveAxes, ParentCurves
+from study.curves import CurveAxes, top_up_curves
 from study.finalise import SweepSummary, reset_problem
 from study.searcher import BudgetedGridSearcher
 from study.tracking import TrackingContext
@@ -241,8 +241,6 @@ def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus:
         # Every trial process is gone now: a run still RUNNING was cut short.
         tracking.reconcile_running(tctx.tracking_uri, tctx.experiment_id, sweep, "the sweep was interrupted")
         statuses = _statuses(tctx, role=plan.ctx.role)
-        children = tracking.child_runs(tctx.tracking_uri, tctx.experiment_id, sweep)
-        ParentCurves(tctx.tracking_uri, tctx.parent_run_id, plan.axes).backfill(children)
     except Exception as exc:  # the store itself is down
         tracking.note_problem(sweep, exc)
         statuses = {}
@@ -253,6 +251,8 @@ def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus:
     )
     if problem is not None:
         problem = f"the tracking store {tctx.tracking_uri} failed ({problem})"
+    if complete:  # the curves hold every ok trial (a cut sweep is topped up when its resume completes)
+        top_up_curves(tctx, plan.axes)
     return results, statuses, complete, problem
 
 

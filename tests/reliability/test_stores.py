@@ -77,6 +77,39 @@ def test_a_store_left_half_built_by_plain_mlflow_is_rebuilt_with_a_line(
     assert _experiments(path) == ["Default"]
 
 
+def test_a_store_another_process_is_building_is_waited_for_not_rebuilt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # plain MLflow (a script, an MLflow UI, a test polling the store) builds a new store in place; while
+    # it is still changing it is not "left half-built": replacing it would leave that process on a
+    # deleted file, blind to every run recorded after
+    import threading
+
+    path = tmp_path / "mlflow.db"
+    connection = sqlite3.connect(path, check_same_thread=False)
+    connection.execute("CREATE TABLE experiments (experiment_id INTEGER, name TEXT)")
+    connection.execute("CREATE TABLE runs (run_uuid TEXT)")
+    connection.commit()
+    inode = path.stat().st_ino
+
+    def build() -> None:  # migrations in progress for a while, then the default experiment
+        for i in range(8):
+            connection.execute(f"CREATE TABLE step_{i} (x INTEGER)")
+            connection.commit()
+            threading.Event().wait(0.3)
+        connection.execute("INSERT INTO experiments VALUES (0, 'Default')")
+        connection.commit()
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    try:
+        store.ensure_schema(path, None)
+    finally:
+        builder.join()
+        connection.close()
+    assert path.stat().st_ino == inode and "half-built" not in capsys.readouterr().err
+
+
 def test_a_full_store_is_one_line_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "runs" / "mlflow.db"
     tracking.check_tracking_uri(f"sqlite:///{path}")  # a complete store, larger than the limit
