@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.schema import STATUS_OK
+from analysis.schema import ROLE_BEST, STATUS_OK
 
 DEFAULT_TOLERANCE = 0.1
 TARGET_GROUP: tuple[str, ...] = ("sweep", "dataset", "dim")
@@ -132,7 +132,7 @@ def best_configs(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
     for (sweep, method), part in ok.groupby(["sweep", "method"], sort=True):
         top = part.loc[part["val_ll"].idxmax()]
-        retrained = best[best["sweep"] == sweep] if not best.empty else best
+        retrained = best[(best["sweep"] == sweep) & (best["role"] == ROLE_BEST)] if not best.empty else best
         if len(retrained) and (retrained["method"] != "unknown").any():
             retrained = retrained[retrained["method"] == method]
         test_ll = float(retrained["test_ll"].iloc[-1]) if len(retrained) else float("nan")

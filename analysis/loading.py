@@ -24,6 +24,7 @@ from analysis.schema import (
     METRICS,
     REQUIRED_METRIC,
     ROLE_BEST,
+    ROLE_DEFAULT,
     ROLE_PARENT,
     ROLE_TRIAL,
     STATUS_FAILED,
@@ -68,7 +69,8 @@ class SweepData:
     Attributes:
         sweeps: one :class:`SweepInfo` per requested sweep, in request order.
         runs: one row per trial (see :func:`load_runs` for the columns).
-        best: the ``role=best`` runs of HPO sweeps (same columns; possibly empty).
+        best: the retrained runs of HPO sweeps, ``role`` ``best`` (the best configuration) or ``default``
+            (the default configuration on the same schedule); same columns; possibly empty.
         histories: long table ``run_id, metric, step, value, timestamp`` of the step-wise metrics.
     """
 
@@ -220,7 +222,11 @@ def _collect(
         parents = _search(client, experiment_id, f"{scope} = '{ROLE_PARENT}'")
         parents.sort(key=lambda r: r.info.start_time or 0, reverse=True)
         trials = _search(client, experiment_id, f"{scope} = '{ROLE_TRIAL}'")
-        best = _search(client, experiment_id, f"{scope} = '{ROLE_BEST}'")
+        best = [
+            r
+            for role in (ROLE_BEST, ROLE_DEFAULT)
+            for r in _search(client, experiment_id, f"{scope} = '{role}'")
+        ]
         if not parents and not trials:
             known = _known_sweeps(client, experiment_id)
             raise ReportError(

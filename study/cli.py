@@ -347,12 +347,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line)
     if command == "tune" and summary.best is not None:
-        best = summary.best
-        shown = {k: best.get(k) for k in ("lr", "depth", "alpha", "batch_size")}
-        print(
-            f"best config {shown}: val LL {best.get('_val_ll', float('nan')):.4f}, "
-            f"retrained test LL {best.get('test_ll', float('nan')):.4f}"
-        )
+        from study.results import tune_result_lines
+
+        print("\n".join(tune_result_lines(summary.best)))
     print(f"MLflow store: {uri}  (experiment {experiment!r}, parent run {summary.parent_run_id})")
     if command == "tune":
         print(f"Optuna study {name!r}: optuna-dashboard {sweep.optuna_storage_uri(uri)}")
@@ -400,8 +397,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         ok = outcome.status == "ok"
     finally:  # the parent never stays RUNNING, whatever happened to the run
         tracking.finish_parent(uri, tctx.parent_run_id, ok=ok)
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in outcome.metrics.items())
-    print(f"\n{name}: {outcome.status} ({outcome.reason}); {shown}")
+    from study.results import train_result_line
+
+    print(f"\n{train_result_line(name, outcome)}")
     print(f"MLflow store: {uri}  (experiment {args.experiment!r})")
     print(_ui_hint(uri))
     return EXIT_OK if ok else EXIT_FAILED

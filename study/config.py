@@ -259,6 +259,11 @@ class ScalingConfig(Section):
     lrs: _nonempty(LearningRate) = Field(default_factory=lambda: [1e-3])
     alpha: Alpha = 0.3
     seed: NonNegInt = 0
+    # Several seeds (data, teacher and initialisation): every point runs once per seed; replaces `seed`.
+    seeds: _nonempty(NonNegInt) | None = None
+    # A method named here trains with its own learning rate instead of the grid's `lrs` (e.g. lu, whose
+    # LU factors need a smaller step than a dense W at large D).
+    lr_per_method: dict[MethodName, LearningRate] = Field(default_factory=dict)
     # Per-step budget in seconds: once a method's median step exceeds it at some D, larger D of
     # that curve are skipped. A number for every method, or a mapping method -> seconds.
     budget_s: Budget = None
@@ -275,6 +280,15 @@ class ScalingConfig(Section):
                 f"data.dataset must be 'teacher' or 'noise' (scaling sweeps generate data at every D) "
                 f"or come from --data-file, got {self.data.dataset!r}"
             )
+        if self.seeds is not None and len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"seeds has duplicates: {self.seeds}")
+        if self.seeds is not None and self.seed != 0:
+            raise ValueError(
+                f"seed={self.seed} and seeds={self.seeds}: give one (e.g. --set 'seeds=[{self.seed}]')"
+            )
+        unused = sorted(set(self.lr_per_method) - set(self.methods))
+        if unused:
+            raise ValueError(f"lr_per_method names methods not in methods: {', '.join(unused)}")
         size = self.grid_size()
         if size == 0:
             raise ValueError("the grid is empty (every dim is above the methods' max_dim)")
@@ -293,13 +307,21 @@ class ScalingConfig(Section):
         cap = self.max_dim.get(method)
         return [d for d in sorted(set(self.dims)) if cap is None or d <= cap]
 
+    def lrs_of(self, method: str) -> list[float]:
+        """The learning rates ``method`` trains with: its ``lr_per_method`` entry, else ``lrs``."""
+        return [self.lr_per_method[method]] if method in self.lr_per_method else list(self.lrs)
+
+    def seeds_of(self) -> list[int]:
+        """``seeds`` when given, else ``[seed]``."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
+
     def grid_size(self) -> int:
         """Number of points, counted without building the grid."""
-        per_curve = len(self.depths) * len(self.batch_sizes) * len(self.lrs)
-        return per_curve * sum(len(self.dims_of(m)) for m in self.methods)
+        per_curve = len(self.depths) * len(self.batch_sizes) * len(self.seeds_of())
+        return per_curve * sum(len(self.lrs_of(m)) * len(self.dims_of(m)) for m in self.methods)
 
     def points(self) -> list[dict[str, Any]]:
-        """The grid, as trial parameter dicts, in (method, depth, batch, lr, dim) order."""
+        """The grid, as trial parameter dicts, in (method, depth, batch, lr, dim, seed) order."""
         return [
             {
                 "method": method,
@@ -308,13 +330,14 @@ class ScalingConfig(Section):
                 "batch_size": batch_size,
                 "lr": lr,
                 "alpha": self.alpha,
-                "seed": self.seed,
+                "seed": seed,
             }
             for method in self.methods
             for depth in self.depths
             for batch_size in self.batch_sizes
-            for lr in self.lrs
+            for lr in self.lrs_of(method)
             for dim in self.dims_of(method)
+            for seed in self.seeds_of()
         ]
 
 

@@ -26,6 +26,7 @@ from analysis.schema import (
     STATUS_OK,
     TAG_STATUS,
     TAG_STATUS_REASON,
+    TAG_STOPPED_REASON,
 )
 from study import tracking
 from study.config import DataConfig, TrainConfig, flatten, to_dict
@@ -57,6 +58,7 @@ class TrialOutcome:
     reason: str
     metrics: Metrics
     steps: int = 0
+    stopped_reason: str = ""  # relgrad_core's History.stopped_reason ("" when training did not end)
 
 
 def point_key(point: Mapping[str, Any]) -> str:
@@ -136,8 +138,8 @@ def execute(
 
     Timing: ``time_step`` median / min / IQR of a full step (gradient + Adam update) on one batch,
     and the peak memory; it restores the weights, so training starts from the initialisation.
-    Training: ``fit`` with ``on_record(metrics, step)`` after each evaluation (``train_nll``,
-    ``val_ll``, ``train_time_s``; ``step`` = cumulative training steps). A non-finite loss gives
+    Training: ``fit`` with ``on_record(metrics, step)`` after each evaluation (``train_ll``, ``val_ll``,
+    ``train_data_nll``, ``train_time_s``; ``step`` = cumulative training steps). A non-finite loss gives
     status ``diverged``; anything else that goes wrong propagates.
     """
     import torch
@@ -187,8 +189,9 @@ def execute(
 
     def callback(record) -> bool | None:
         values = {
-            "train_nll": float(record.train_nll),
+            "train_ll": float(record.train_ll),
             "val_ll": float(record.val_ll),
+            "train_data_nll": float(record.train_data_nll),
             "train_time_s": float(record.train_time_s),
         }
         metrics.update(values)
@@ -221,14 +224,17 @@ def execute(
     metrics["reported_test_ll"] = dataset.reported_ll(test_ll)
     if dataset.true_test_ll is not None:
         metrics["true_test_ll"] = float(dataset.true_test_ll)
+        metrics["kl_gap"] = float(dataset.true_test_ll) - test_ll
     yardstick = gaussian_yardstick(dataset)
     if yardstick is not None:
         metrics["gaussian_test_ll"] = yardstick
         metrics["reported_gaussian_test_ll"] = dataset.reported_ll(yardstick)
-    reason = f"trained {history.steps} steps, stopped by {history.stopped_reason}"
+        metrics["gain_over_gaussian"] = test_ll - yardstick
+    stopped = history.stopped_reason
+    reason = f"trained {history.steps} steps, stopped by {stopped}"
     if not math.isfinite(test_ll):
-        return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps)
-    return TrialOutcome(STATUS_OK, reason, metrics, history.steps)
+        return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps, stopped)
+    return TrialOutcome(STATUS_OK, reason, metrics, history.steps, stopped)
 
 
 #: Above this many multiply-adds (n_train·D²) the Gaussian yardstick is left out where the exact LL is
@@ -282,7 +288,10 @@ def _maybe_kill_worker(marker: str | None) -> None:
 
 
 def run_name(point: Mapping[str, Any]) -> str:
-    return f"{point['method']}-d{point['dim']}-L{point['depth']}-B{point['batch_size']}-lr{point['lr']:g}"
+    """``relative-d64-L2-B64-lr0.001``, with ``-s1`` appended for a seed other than 0."""
+    seed = int(point.get("seed", 0))
+    name = f"{point['method']}-d{point['dim']}-L{point['depth']}-B{point['batch_size']}-lr{point['lr']:g}"
+    return f"{name}-s{seed}" if seed else name
 
 
 def run_logged(
@@ -359,6 +368,8 @@ def run_logged(
         raise
     final = {k: v for k, v in outcome.metrics.items() if k in FINAL_METRICS}
     tracking.log_metrics(uri, run_id, final, step=max(outcome.steps, 0))
+    if outcome.stopped_reason:
+        tracking.set_tags(uri, run_id, {TAG_STOPPED_REASON: outcome.stopped_reason})
     tracking.finish_child(uri, run_id, outcome.status, outcome.reason)
     if report is not None:
         result = {**latest, **outcome.metrics, "status": outcome.status}
