@@ -28,7 +28,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, STATUS_OK, STILL_IMPROVING, TAG_STOPPED_REASON
+from analysis.render import sig3
+from analysis.schema import (
+    FLOOR_METHOD,
+    REFERENCE_METHOD,
+    STATUS_OK,
+    STILL_IMPROVING,
+    TAG_STOPPED_REASON,
+    method_sort_key,
+)
 
 #: Nats below the best validation LL at a D that count as "reached" (a difference a reader would call
 #: the same model quality at any D of the learning preset; the per-D best is a converged fit there).
@@ -208,3 +216,64 @@ def first_to_target(times: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=columns)
+
+
+def _spread_text(row: pd.Series, prefix: str) -> str:
+    median, low, high = row[f"{prefix}_median"], row[f"{prefix}_min"], row[f"{prefix}_max"]
+    if row["n"] > 1:
+        return f"{sig3(median)} [{sig3(low)}, {sig3(high)}]"
+    return sig3(median)
+
+
+def headline_lines(kl: pd.DataFrame, paired: pd.DataFrame, first: pd.DataFrame) -> list[str]:
+    """Per D (and curve configuration): the KL gap at convergence of each method with its seed range, the
+    paired difference relative − ordinary with its 95% interval, and which method came within
+    :data:`TARGET_NATS` of the best first. Empty without a D where a method converged on teacher data."""
+    lines: list[str] = []
+    usable = kl[kl["kl_gap_median"].notna()]
+    configs = usable.groupby([k for k in GROUP if k != "dim"], sort=True)
+    several = configs.ngroups > 1
+    for config, part in configs:
+        for dim, rows in part.groupby("dim", sort=True):
+            rows = rows.sort_values("method", key=lambda c: c.map(method_sort_key))
+            gaps = ", ".join(f"{r['method']} {_spread_text(r, 'kl_gap')}" for _, r in rows.iterrows())
+            where = f"{' '.join(map(str, config))} " if several else ""
+            line = f"{where}D = {dim}: KL gap at convergence {gaps} nats"
+            keys = dict(zip([k for k in GROUP if k != "dim"], config, strict=True)) | {"dim": dim}
+            pair = _match(paired, keys)
+            if len(pair):
+                p = pair.iloc[0]
+                interval = f" [{sig3(p['ci_low'])}, {sig3(p['ci_high'])}]" if np.isfinite(p["ci_low"]) else ""
+                difference = f"{REFERENCE_METHOD} − {PAIRED_BASELINE} {sig3(p['mean_diff'])}{interval}"
+                line += f"; {difference} ({int(p['n_pairs'])} seeds)"
+            line += _first_text(_match(first, keys))
+            lines.append(line)
+    return lines
+
+
+def _match(frame: pd.DataFrame, keys: dict[str, object]) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    mask = np.ones(len(frame), dtype=bool)
+    for key, value in keys.items():
+        mask &= (frame[key] == value).to_numpy()
+    return frame[mask]
+
+
+def _first_text(first: pd.DataFrame) -> str:
+    """``; first within 1 nat of the best: relative (3 of 3 seeds; median 2.1 s, ordinary 4.0 s)``."""
+    reached = first[first["n_reached"] > 0]
+    if reached.empty:
+        return f"; no method came within {TARGET_NATS:g} nat of the best and stayed"
+    top = reached.sort_values(["first", "time_median"], ascending=[False, True]).iloc[0]
+    others = ", ".join(
+        f"{r['method']} {sig3(r['time_median'])} s"
+        for _, r in reached.iterrows()
+        if r["method"] != top["method"]
+    )
+    return (
+        f"; first within {TARGET_NATS:g} nat of the best: {top['method']} ({int(top['first'])} of "
+        f"{int(top['n'])} seeds; median {sig3(top['time_median'])} s"
+        + (f", {others}" if others else "")
+        + ")"
+    )
