@@ -22,11 +22,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from analysis.schema import METHOD_ORDER, REFERENCE_METHOD, method_sort_key
+from analysis.schema import METHOD_ORDER, PEER_METHODS, REFERENCE_METHOD, method_sort_key
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
 _PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 _DEFAULT_COLOUR = _PALETTE[-1]
+# the peers (other libraries' flows): Paul Tol's muted wine, teal and olive, apart from the built-ins' hues
+_PEER_PALETTE = ("#882255", "#44AA99", "#999933")
 _MARKERS = ("o", "s", "^", "D", "v", "P")
 _DPI = 150
 MAX_LEARNING_PANELS = 4
@@ -37,6 +39,9 @@ def method_colour(method: str) -> str:
     user-registered one) share the default colour."""
     if method in METHOD_ORDER and METHOD_ORDER.index(method) < len(_PALETTE) - 1:
         return _PALETTE[METHOD_ORDER.index(method)]
+    peers = list(PEER_METHODS)
+    if method in peers and peers.index(method) < len(_PEER_PALETTE):
+        return _PEER_PALETTE[peers.index(method)]
     return _DEFAULT_COLOUR
 
 

@@ -28,7 +28,7 @@ from analysis.cost_tables import RUNTIME_FALLBACK, RUNTIME_STAT
 from analysis.errors import ReportError
 from analysis.loading import SweepData, SweepInfo, learning_curves, load_sweep_data
 from analysis.render import Section, render_html, render_markdown
-from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, STATUS_OK, method_sort_key
+from analysis.schema import FLOOR_METHOD, PEER_METHODS, REFERENCE_METHOD, STATUS_OK, method_sort_key
 
 ARTIFACT_PATH = "report"
 _OWNED = ("report.html", "report.md", "figures", "tables")
@@ -368,6 +368,10 @@ def _headline(
     """The report's opening: trial counts, each method's order with its evidence, the speedups."""
     counts = runs["status"].value_counts().sort_index()
     lines = [f"{len(runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
+    peers = sorted((m for m in runs["method"].unique() if m in PEER_METHODS), key=method_sort_key)
+    if peers:
+        named = ", ".join(f"{m} ({PEER_METHODS[m]})" for m in peers)
+        lines.append(f"peers, other libraries' flows in the same harness: {named}")
     if runtime.groups:
         lines += cost_sections.method_lines(runtime)
         cross = b.frames.get("crossover", pd.DataFrame(columns=["sweep", "depth", "batch_size", "baseline"]))

@@ -7,6 +7,9 @@ METHOD_ORDER: tuple[str, ...] = ("relative", "ordinary", "autodiff", "jacobian",
 REFERENCE_METHOD = "relative"
 #: The plain MLP (no log-det term): the cost floor that the relative gradient is compared with.
 FLOOR_METHOD = "mlp"
+#: Other libraries' flows run as methods (``relgrad_core.peers``, the ``peers`` extra) -> their library, in
+#: display order: shown after the built-ins, before methods users register.
+PEER_METHODS: dict[str, str] = {"zuko_lu": "zuko", "nflows_lu": "nflows", "zuko_maf": "zuko"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,7 +81,8 @@ FINAL_METRICS: tuple[str, ...] = (
 #: contention-robust statistic the cost models are fitted on), ``sec_per_iter_iqr`` the interquartile range,
 #: ``timing_repeats`` how many steps were timed, ``timing_retimed`` 1 when a disturbed first timing was
 #: replaced by a longer one, ``load_avg_1m`` the machine's 1-minute load average when the step was timed,
-#: ``flop_ratio`` the method's matrix FLOPs per step over the MLP's (from the core's method registry).
+#: ``flop_ratio`` the method's matrix FLOPs per step over the MLP's (from the core's method registry; not
+#: logged for a method without a FLOP model, e.g. a peer).
 #: Likelihoods: ``val_ll``, ``test_ll`` and ``gaussian_test_ll`` (full-covariance Gaussian fitted on train,
 #: the yardstick) are per-sample means on the tensors the flow is trained on (after any standardisation);
 #: ``reported_test_ll = test_ll + ll_offset`` and ``reported_gaussian_test_ll`` are the same in the data set's
@@ -111,7 +115,9 @@ REQUIRED_METRIC: dict[str, str] = {"scaling": "sec_per_iter", "hpo": "val_ll"}
 
 
 def method_sort_key(method: str) -> tuple[int, str]:
-    """Sort key putting known methods in :data:`METHOD_ORDER` and unknown ones after, by name."""
-    if method in METHOD_ORDER:
-        return (METHOD_ORDER.index(method), method)
-    return (len(METHOD_ORDER), method)
+    """Sort key putting the built-in methods in :data:`METHOD_ORDER`, then the peers in
+    :data:`PEER_METHODS`' order, then unknown ones by name."""
+    known = (*METHOD_ORDER, *PEER_METHODS)
+    if method in known:
+        return (known.index(method), method)
+    return (len(known), method)

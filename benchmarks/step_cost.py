@@ -9,8 +9,13 @@ timed inside the same step. Within each (B, D) every repeat runs all methods onc
 repeat, so slow drifts of a shared machine hit all methods alike; medians, minima and IQRs over repeats,
 ratios of medians. Each step is timed by :meth:`relgrad_core.timing.StepRunner.timed` (the timing code of
 :func:`relgrad_core.time_step`; CUDA events on a GPU). The methods are the registry's
-(:func:`relgrad_core.method_names`); the expected matrix-FLOP ratio relative/MLP (1.2 at depth 2, → 4/3 for
+(:func:`relgrad_core.method_names`), so the peers (zuko's and nflows' flows, the ``peers`` extra) are timed
+beside relgrad's when installed; the expected matrix-FLOP ratio relative/MLP (1.2 at depth 2, → 4/3 for
 deep flows) comes from its FLOP model (:func:`relgrad_core.flop_ratio`).
+
+    # against the peers, as BENCHMARKS.md quotes it
+    python -m benchmarks.step_cost --dims 256,512,1024,2048,4096 --batch-sizes 64,256 --slope-range 256:4096 \
+        --methods relative,ordinary,lu,mlp,zuko_lu,nflows_lu,zuko_maf
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable
 import torch
 
 from benchmarks._common import machine_info, markdown_table, write_json
-from relgrad_core import flop_ratio, make_flow, method_names, resolve_device
+from relgrad_core import flop_ratio, make_flow, method_names, resolve_device, unavailable_methods
 from relgrad_core.machine import load_avg_1m
 from relgrad_core.timing import StepRunner, quartiles
 
@@ -44,6 +49,10 @@ def _parse_methods(text: str) -> list[str]:
     methods = [m.strip() for m in text.split(",") if m.strip()]
     known = method_names()
     unknown = sorted(set(methods) - set(known))
+    missing = unavailable_methods()
+    for name in unknown:
+        if name in missing:
+            raise argparse.ArgumentTypeError(f"method {name!r} is not installed: {missing[name]}")
     if unknown or not methods:
         raise argparse.ArgumentTypeError(f"unknown method(s) {unknown}; choose from {', '.join(known)}")
     return methods

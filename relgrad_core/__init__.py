@@ -28,6 +28,7 @@ from relgrad_core.methods import (
     matrix_flops,
     method_names,
     register_method,
+    unavailable_methods,
     unregister_method,
 )
 from relgrad_core.plugins import load_plugins
@@ -70,8 +71,13 @@ __all__ = [
     "resolve_device",
     "smooth_leaky_relu",
     "time_step",
+    "unavailable_methods",
     "unregister_method",
 ]
+
+# other libraries' flows (zuko, nflows) where installed, like a plugin but always on: every process that
+# imports relgrad_core, Ray's workers included, knows them (relgrad_core.peers imports neither library)
+import relgrad_core.peers  # noqa: F401
 
 # last, so that a plugin module can import anything above from relgrad_core
 load_plugins()

@@ -85,10 +85,18 @@ class Flow(nn.Module):
                 return torch.eye(dim, dtype=torch.float64)
             return random_orthogonal(dim, generator)
 
-        self.layers = nn.ModuleList(self._make_layer(first_weight(), bias) for _ in range(depth))
+        self._build_layers(first_weight, bias, generator)
         self.to(device=resolve_device(device), dtype=dtype)
 
     # --- pieces the subclasses define -------------------------------------------------------
+    def _build_layers(
+        self, first_weight: Callable[[], torch.Tensor], bias: bool, generator: torch.Generator | None
+    ) -> None:
+        """Create the parameters: ``depth`` layers from :meth:`_make_layer`, each starting at a fresh
+        ``first_weight()``. A flow built from another library's modules (:mod:`relgrad_core.peers`)
+        creates them here instead, seeded from ``generator`` (``None``: unseeded)."""
+        self.layers = nn.ModuleList(self._make_layer(first_weight(), bias) for _ in range(self.depth))
+
     def _make_layer(self, weight: torch.Tensor, bias: bool) -> nn.Module:
         """A layer computing ``y = z Wᵀ + b`` that starts at ``weight`` (float64) and a zero bias."""
         raise NotImplementedError

@@ -14,6 +14,9 @@ lu          LUFlow         Euclidean gradient of an :class:`~relgrad_core.lu_flo
 mlp         DenseFlow      autograd on the data term only (no log-det): the cost floor         O(L·B·D²)
 ==========  =============  ==================================================================  ===============
 
+Other libraries' flows (zuko's and nflows': ``zuko_lu``, ``nflows_lu``, ``zuko_maf``) are registered beside
+these by :mod:`relgrad_core.peers` where their packages are installed.
+
 **FLOP model** (matrix products only; elementwise work, O(B·D) and O(D²), is not counted). A B×D by D×D
 product costs ``2·B·D²`` FLOPs, so in units of B·D² a product counts 2. Per step:
 
@@ -34,12 +37,23 @@ product costs ``2·B·D²`` FLOPs, so in units of B·D² a product counts 2. Per
   few per cent of torch's FLOP counter), plus B factorisations with their backward (⁸⁄₃·B·D³).
 
 :func:`flop_ratio` compares the O(B·D²) parts only (the part every method shares); the D³ and B·D³ terms are
-in :func:`matrix_flops`. Adding a method: build a :class:`MethodSpec` and :func:`register_method` it;
-:func:`backward`, :func:`make_flow`, :func:`~relgrad_core.time_step` and :func:`~relgrad_core.fit` take it up.
+in :func:`matrix_flops`. A method may have no FLOP model (``flops=None``: other libraries' flows, whose work
+is counted, not modelled); both functions give NaN for it.
+
+**Memory** beyond what every method holds (weights, gradients, optimizer state and activations of D×D
+layers; ``study.preflight``): ``memory(dim, depth, batch)`` extra floats, e.g. an inverse or LU factors per
+layer (``2·L·D²``) for ordinary/autodiff/lu, every sample's Jacobian and its tangents (``(L + 1)·B·D²``)
+for jacobian.
+
+Adding a method: build a :class:`MethodSpec` and :func:`register_method` it; :func:`backward`,
+:func:`make_flow`, :func:`~relgrad_core.time_step` and :func:`~relgrad_core.fit` take it up. A method
+known by name whose package is not installed (:mod:`relgrad_core.peers`) is noted with
+:func:`note_unavailable`, so that asking for it says what to install.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,6 +78,14 @@ def _no_term(depth: int) -> float:
     return 0.0
 
 
+def _no_memory(dim: int, depth: int, batch: int) -> float:
+    return 0.0
+
+
+#: ``memory(dim, depth, batch)``: floats a trial of the method holds beyond D×D layers' common state.
+MemoryModel = Callable[[int, int, int], float]
+
+
 @dataclass(frozen=True)
 class FlopModel:
     """Matrix FLOPs of one step: ``bd2(L, gaussian)·B·D² + d3(L)·D³ + bd3(L)·B·D³``."""
@@ -85,16 +107,20 @@ class MethodSpec:
     """One gradient method: its name, the flow class it trains, its display order, its direction and cost.
 
     ``order`` sorts :func:`method_names` (the first name is the reference every speedup is measured
-    against); ``cost`` is the big-O summary shown to users.
+    against); ``cost`` is the big-O summary shown to users; ``flops`` the matrix-FLOP model (``None``: no
+    analytic model, the work is only counted); ``memory`` the extra floats of a trial (module docstring);
+    ``peer`` the library whose flow the method trains (``""`` for relgrad's own).
     """
 
     name: str
     flow_class: type[Flow]
     direction: Direction
-    flops: FlopModel
+    flops: FlopModel | None = None
     order: int = 100
     cost: str = ""
     summary: str = ""
+    memory: MemoryModel = _no_memory
+    peer: str = ""
 
     def check_flow(self, flow: object) -> None:
         """``ValueError`` unless ``flow`` is an instance of :attr:`flow_class`."""
@@ -116,6 +142,8 @@ class MethodSpec:
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
+#: Names known to the project whose package is missing here -> what to install (one line).
+_UNAVAILABLE: dict[str, str] = {}
 
 
 def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
@@ -129,14 +157,34 @@ def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
         raise ValueError(f"method {name!r}: flow_class must be a Flow subclass, got {spec.flow_class!r}")
     if not callable(spec.direction):
         raise ValueError(f"method {name!r}: direction must be callable")
-    if not isinstance(spec.flops, FlopModel):
-        raise ValueError(f"method {name!r}: flops must be a FlopModel, got {type(spec.flops).__name__}")
+    if spec.flops is not None and not isinstance(spec.flops, FlopModel):
+        raise ValueError(
+            f"method {name!r}: flops must be a FlopModel or None, got {type(spec.flops).__name__}"
+        )
+    if not callable(spec.memory):
+        raise ValueError(f"method {name!r}: memory must be callable (dim, depth, batch) -> floats")
     if isinstance(spec.order, bool) or not isinstance(spec.order, int):
         raise ValueError(f"method {name!r}: order must be an integer, got {spec.order!r}")
     if name in _REGISTRY and not replace:
         raise ValueError(f"method {name!r} is already registered (pass replace=True to redefine it)")
     _REGISTRY[name] = spec
+    _UNAVAILABLE.pop(name, None)
     return spec
+
+
+def note_unavailable(name: str, reason: str) -> None:
+    """Record that method ``name`` exists but cannot run here (``reason``: what to install, one line).
+
+    :func:`get_method` then answers with ``reason`` instead of "unknown method"; registering the name
+    later clears the note.
+    """
+    if name not in _REGISTRY:
+        _UNAVAILABLE[name] = reason
+
+
+def unavailable_methods() -> dict[str, str]:
+    """Methods known by name but not installed here -> what to install."""
+    return dict(_UNAVAILABLE)
 
 
 def unregister_method(name: str) -> None:
@@ -153,6 +201,8 @@ def method_names() -> tuple[str, ...]:
 def get_method(name: str) -> MethodSpec:
     """The :class:`MethodSpec` called ``name``; ``ValueError`` listing the known ones otherwise."""
     spec = _REGISTRY.get(name) if isinstance(name, str) else None
+    if spec is None and name in _UNAVAILABLE:
+        raise ValueError(f"method {name!r} is not installed: {_UNAVAILABLE[name]}")
     if spec is None:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(method_names())}")
     return spec
@@ -197,16 +247,32 @@ def make_flow(
 
 
 def matrix_flops(method: str, batch: int, dim: int, depth: int, gaussian_base: bool = True) -> float:
-    """Matrix FLOPs of one ``method`` step (the FLOP model of the module docstring)."""
+    """Matrix FLOPs of one ``method`` step (the FLOP model of the module docstring); NaN for a method
+    without a FLOP model."""
     for name, value in (("batch", batch), ("dim", dim), ("depth", depth)):
         check_positive_int(name, value)
-    return get_method(method).flops(batch, dim, depth, gaussian_base)
+    flops = get_method(method).flops
+    return math.nan if flops is None else flops(batch, dim, depth, gaussian_base)
 
 
 def flop_ratio(method: str, depth: int, gaussian_base: bool = True) -> float:
-    """``method``'s O(B·D²) matrix FLOPs per step over the MLP's (1.2 for relative at depth 2, → 4/3)."""
+    """``method``'s O(B·D²) matrix FLOPs per step over the MLP's (1.2 for relative at depth 2, → 4/3);
+    NaN for a method without a FLOP model."""
     check_positive_int("depth", depth)
-    return get_method(method).flops.bd2(depth, gaussian_base) / _MLP_FLOPS.bd2(depth, gaussian_base)
+    flops = get_method(method).flops
+    if flops is None:
+        return math.nan
+    return flops.bd2(depth, gaussian_base) / _MLP_FLOPS.bd2(depth, gaussian_base)
+
+
+def _factor_memory(dim: int, depth: int, batch: int) -> float:
+    # an inverse (ordinary), slogdet's LU factors (autodiff) or the two triangular factors (lu) per layer
+    return 2.0 * depth * dim * dim
+
+
+def _jacobian_memory(dim: int, depth: int, batch: int) -> float:
+    # every sample's D×D Jacobian, and the D tangents per sample that forward mode carries through a layer
+    return (depth + 1.0) * batch * dim * dim
 
 
 def _mlp_bd2(depth: int, gaussian_base: bool) -> float:
@@ -241,6 +307,7 @@ for _spec in (
         order=10,
         cost="O(B·D² + D³)",
         summary="Euclidean gradient with the log-det part −W⁻ᵀ formed by an explicit inverse",
+        memory=_factor_memory,
     ),
     MethodSpec(
         "autodiff",
@@ -250,6 +317,7 @@ for _spec in (
         order=20,
         cost="O(B·D² + D³)",
         summary="autograd through torch.linalg.slogdet of each weight",
+        memory=_factor_memory,
     ),
     MethodSpec(
         "jacobian",
@@ -259,6 +327,7 @@ for _spec in (
         order=30,
         cost="O(B·D³)",
         summary="autograd through log|det| of each sample's full Jacobian",
+        memory=_jacobian_memory,
     ),
     MethodSpec(
         "lu",
@@ -268,6 +337,7 @@ for _spec in (
         order=40,
         cost="O(B·D²)",
         summary="Euclidean gradient of an LU-parameterised flow (W = P·L·U)",
+        memory=_factor_memory,
     ),
     MethodSpec(
         "mlp",

@@ -71,6 +71,13 @@ def known_methods() -> tuple[str, ...]:
     return tuple(method_names())
 
 
+def uninstalled_methods() -> dict[str, str]:
+    """Methods the core knows by name whose package is missing here (the peers) -> what to install."""
+    from relgrad_core import unavailable_methods
+
+    return unavailable_methods()
+
+
 def known_datasets() -> tuple[str, ...]:
     """Data sets of the core's registry now (``register_dataset`` adds to it)."""
     from relgrad_core import dataset_names
@@ -91,7 +98,10 @@ def _one_of(kind: str, known: tuple[str, ...], value: str) -> str:
 
 
 def _method(value: str) -> str:
-    return _one_of("method", known_methods(), value)
+    known = known_methods()
+    if value not in known and value in (missing := uninstalled_methods()):
+        raise ValueError(f"method {value!r} is not installed: {missing[value]}")
+    return _one_of("method", known, value)
 
 
 def _dataset(value: str) -> str:

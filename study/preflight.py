@@ -105,17 +105,15 @@ def trial_floats(shape: Shape) -> int:
 
     Per layer ``W`` is D×D (+ a D bias): weights, gradients, Adam's two moments, ``time_step``'s snapshot
     and the teacher that generates the data, ``6·L·(D² + D)``; the data, ``rows·D``; activations of a
-    batch or of an evaluation chunk, ``4·L·max(B, 1024)·D``; and the method's own extra: an inverse or
-    LU factors per layer for ``ordinary``/``autodiff``/``lu`` (``2·L·D²``), every sample's Jacobian and
-    its tangents for ``jacobian`` (``(L + 1)·B·D²``).
+    batch or of an evaluation chunk, ``4·L·max(B, 1024)·D``; and the method's own extra, declared in its
+    ``MethodSpec.memory`` (e.g. an inverse per layer for ``ordinary``, every sample's Jacobian for
+    ``jacobian``, a MADE per transform for ``zuko_maf``).
     """
+    from relgrad_core.methods import get_method
+
     d, layers, batch = shape.dim, shape.depth, shape.batch_size
     floats = 6 * layers * (d * d + d) + shape.rows * d + 4 * layers * max(batch, EVAL_ROWS) * d
-    if shape.method in ("ordinary", "autodiff", "lu"):
-        floats += 2 * layers * d * d
-    elif shape.method == "jacobian":
-        floats += (layers + 1) * batch * d * d
-    return floats
+    return floats + math.ceil(get_method(shape.method).memory(d, layers, batch))
 
 
 def device_memory(device: str) -> tuple[int, str]:

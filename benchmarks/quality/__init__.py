@@ -1,6 +1,7 @@
 """Quality: does the relative gradient reach the test log-likelihood of the ordinary one?
 
-``python -m benchmarks.quality [--quick] [--experiments digits,table,teacher] [--seeds 5] [--workers 2]``
+``python -m benchmarks.quality [--quick] [--experiments digits,table,teacher] [--seeds 5] [--workers 2]``;
+``--experiments peers`` runs relgrad's flows beside zuko's and nflows' (the ``peers`` extra).
 
 Every comparison is *paired*: one seed fixes the split, the dequantisation noise, the orthogonal init and
 the batch order, and both arms see exactly that (:mod:`~benchmarks.quality.stats`). Fits stop on the
@@ -10,5 +11,5 @@ split (:func:`relgrad_core.gaussian_test_ll`).
 
 Modules: ``stats`` (paired differences), ``runs`` (one run, the loop), ``variants`` (weight-only metric,
 folded init), ``results`` (typed arms/comparisons), one module per experiment (``digits``, ``table``,
-``teacher``, ``budget``), ``summary`` (markdown from the typed results), ``__main__`` (CLI).
+``teacher``, ``peers``, ``budget``), ``summary`` (markdown from the typed results), ``__main__`` (CLI).
 """

@@ -14,13 +14,14 @@ import torch
 from benchmarks._common import machine_info, write_json
 from benchmarks.quality.budget import budget_as_dicts, budget_experiment, budget_markdown
 from benchmarks.quality.digits import digits_experiment
+from benchmarks.quality.peers import peers_experiment
 from benchmarks.quality.plan import Plan, quick_plan
 from benchmarks.quality.results import Experiment
 from benchmarks.quality.summary import experiment_markdown
 from benchmarks.quality.table import table_experiment
 from benchmarks.quality.teacher import teacher_experiment
 
-EXPERIMENTS = ("digits", "table", "teacher", "budget")
+EXPERIMENTS = ("digits", "table", "teacher", "peers", "budget")
 DEFAULT_EXPERIMENTS = ("digits", "table", "teacher")  # budget measures time: run it alone on a quiet machine
 MAX_WORKERS = 2
 
@@ -121,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
                 "teacher": lambda: [
                     teacher_experiment(plan, d, args.workers, log) for d in plan.teacher_dims
                 ],
+                "peers": lambda: peers_experiment(plan, args.workers, log),
             }[name]()
             experiments += batch
             sections += [experiment_markdown(e) for e in batch]

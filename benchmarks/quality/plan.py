@@ -21,6 +21,8 @@ class Plan:
     teacher_dims: tuple[int, ...] = (64,)
     teacher_n_train: int = 5000
     teacher_patience: int = 20
+    # the peers experiment: autoregressive transforms of zuko's MAF (the dense flows keep depth 2)
+    maf_transforms: int = 5
     # the budget experiment (LL within a training-time budget, teacher data at large D)
     budget_dims: tuple[int, ...] = (512, 1024)
     budgets_s: tuple[float, ...] = (10.0, 30.0)
@@ -41,6 +43,7 @@ def quick_plan(threads: int = 1) -> Plan:
         teacher_dims=(6,),
         teacher_n_train=200,
         teacher_patience=2,
+        maf_transforms=3,
         budget_dims=(8,),
         budgets_s=(0.2, 0.4),
         budget_seeds=1,

@@ -172,3 +172,28 @@ def test_quick_run_writes_typed_results(
         assert run["true_test_ll"] - run["test_ll"] > 0.5
     assert "| relative − ordinary |" in capsys.readouterr().out
     assert "digits" in log.read_text()
+
+
+def test_quick_peers_run_compares_every_installed_peer_with_relative(
+    tmp_path: Path, no_leftover_registration: None
+) -> None:
+    from relgrad_core.peers import installed_peers
+
+    out = tmp_path / "peers.json"
+    with pytest.warns(UserWarning, match="epoch cap"):
+        cli.main(["--quick", "--experiments", "peers", "--seeds", "1", "--out", str(out)])
+    payload = json.loads(out.read_text())
+    assert [e["name"] for e in payload["experiments"]] == [
+        "peers digits",
+        f"peers {TABLE}",
+        "peers teacher D=6",
+    ]
+    for experiment in payload["experiments"]:
+        arms = {arm["label"]: arm for arm in experiment["arms"]}
+        assert list(arms) == ["relative", "ordinary", "lu", *installed_peers()]
+        assert all(arm["n_diverged"] == 0 and math.isfinite(arm["mean_test_ll"]) for arm in arms.values())
+        depth = {label: arm["runs"][0]["spec"]["depth"] for label, arm in arms.items()}
+        assert depth.pop("zuko_maf", 3) == 3  # a MAF gets the plan's number of transforms
+        assert set(depth.values()) == {2}  # the dense flows the reference depth
+        labels = [c["label"] for c in experiment["comparisons"]]
+        assert labels == [f"{m} − relative" for m in list(arms)[1:]]

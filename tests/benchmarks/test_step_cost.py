@@ -84,3 +84,12 @@ def test_a_registered_method_is_benchmarked_with_no_other_edit(tmp_path):
     assert all(r["step_min_s"] <= r["step_median_s"] for r in result["rows"])
     assert "floor_copy/relative" in result["ratios"][0]
     assert "floor_copy" not in method_names()
+
+
+def test_an_uninstalled_peer_is_named_with_its_extra(monkeypatch, capsys):
+    from tests.core.conftest import hide_peers
+
+    hide_peers(monkeypatch)
+    with pytest.raises(SystemExit):
+        step_cost.main(["--methods", "relative,zuko_lu"])
+    assert "method 'zuko_lu' is not installed: it needs the zuko package" in capsys.readouterr().err

@@ -1,9 +1,13 @@
 """Shared builders for the core tests."""
 
+import sys
+
 import pytest
 import torch
 
+import relgrad_core.methods as methods
 from relgrad_core.flow import DenseFlow
+from relgrad_core.peers import PEERS, register_peers
 
 
 def perturbed_flow(
@@ -32,3 +36,13 @@ def perturbed_flow(
 @pytest.fixture
 def make_perturbed():
     return perturbed_flow
+
+
+def hide_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the registry what it is on a machine without the peers extra (monkeypatch restores it): the
+    peer methods unregistered, their packages unimportable, and the peers module's registration rerun."""
+    monkeypatch.setattr(methods, "_REGISTRY", {k: v for k, v in methods._REGISTRY.items() if not v.peer})
+    monkeypatch.setattr(methods, "_UNAVAILABLE", {})
+    for package in {p.package for p in PEERS}:
+        monkeypatch.setitem(sys.modules, package, None)  # importlib then finds no such package
+    assert register_peers() == ()

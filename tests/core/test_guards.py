@@ -1,4 +1,5 @@
-"""The same input checks on every public entry point, consistent dtype handling, bools refused as numbers."""
+"""The same input checks on every public entry point of every method (the peers' flows included),
+consistent dtype handling, bools refused as numbers."""
 
 import math
 
@@ -6,14 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from relgrad_core import DenseFlow, backward, evaluate_nll, fit, make_flow, time_step
+from relgrad_core import Flow, backward, evaluate_nll, fit, make_flow, method_names, time_step
 from relgrad_core.checks import check_positive_int, check_positive_number
 
 DIM = 3
+#: Every registered method: relgrad's own, the installed peers, and any a plugin added.
+METHODS = method_names()
 
 
-def _flow() -> DenseFlow:
-    return make_flow("relative", DIM, 2, device="cpu")
+def _flow(method: str = "relative") -> Flow:
+    return make_flow(method, DIM, 2, device="cpu")
 
 
 def _good() -> torch.Tensor:
@@ -21,14 +24,14 @@ def _good() -> torch.Tensor:
 
 
 ENTRY_POINTS = {
-    "backward": lambda flow, x: backward(flow, x, "relative"),
-    "log_prob": lambda flow, x: flow.log_prob(x),
-    "forward": lambda flow, x: flow(x),
-    "inverse": lambda flow, x: flow.inverse(x),
-    "time_step": lambda flow, x: time_step(flow, x, "relative", warmup=0, repeats=1, measure_memory=False),
-    "evaluate_nll": lambda flow, x: evaluate_nll(flow, x),
-    "fit (train)": lambda flow, x: fit(flow, (x, _good()), method="relative", max_steps=1),
-    "fit (val)": lambda flow, x: fit(flow, (_good(), x), method="relative", max_steps=1),
+    "backward": lambda flow, x, m: backward(flow, x, m),
+    "log_prob": lambda flow, x, m: flow.log_prob(x),
+    "forward": lambda flow, x, m: flow(x),
+    "inverse": lambda flow, x, m: flow.inverse(x),
+    "time_step": lambda flow, x, m: time_step(flow, x, m, warmup=0, repeats=1, measure_memory=False),
+    "evaluate_nll": lambda flow, x, m: evaluate_nll(flow, x),
+    "fit (train)": lambda flow, x, m: fit(flow, (x, _good()), method=m, max_steps=1),
+    "fit (val)": lambda flow, x, m: fit(flow, (_good(), x), method=m, max_steps=1),
 }
 
 BAD_INPUTS = {
@@ -44,46 +47,52 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("bad", BAD_INPUTS)
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_every_entry_point_refuses_bad_input_before_any_work(entry, bad):
-    flow = _flow()
+def test_every_entry_point_refuses_bad_input_before_any_work(entry, method):
+    flow = _flow(method)
     before = [p.detach().clone() for p in flow.parameters()]
-    x, match = BAD_INPUTS[bad]
-    with pytest.raises(ValueError, match=match):
-        ENTRY_POINTS[entry](flow, x)
-    assert all(torch.equal(a, b) for a, b in zip(before, flow.parameters(), strict=True))
-    assert all(p.grad is None for p in flow.parameters())
+    for bad, (x, match) in BAD_INPUTS.items():
+        with pytest.raises(ValueError, match=match):
+            ENTRY_POINTS[entry](flow, x, method)
+        assert all(torch.equal(a, b) for a, b in zip(before, flow.parameters(), strict=True)), bad
+        assert all(p.grad is None for p in flow.parameters()), bad
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_every_entry_point_refuses_a_non_tensor(entry):
+def test_every_entry_point_refuses_a_non_tensor(entry, method):
     with pytest.raises(TypeError, match=r"must be a torch\.Tensor"):
-        ENTRY_POINTS[entry](_flow(), [[0.0] * DIM])
+        ENTRY_POINTS[entry](_flow(method), [[0.0] * DIM], method)
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_float64_input_is_cast_to_a_float32_flow_everywhere(entry):
-    ENTRY_POINTS[entry](_flow(), _good().double())  # runs, no dtype error
+def test_float64_input_is_cast_to_a_float32_flow_everywhere(entry, method):
+    ENTRY_POINTS[entry](_flow(method), _good().double(), method)  # runs, no dtype error
 
 
-def test_log_prob_of_float64_input_equals_that_of_its_float32_copy():
-    flow, x = _flow(), _good()
+@pytest.mark.parametrize("method", METHODS)
+def test_log_prob_of_float64_input_equals_that_of_its_float32_copy(method):
+    flow, x = _flow(method), _good()
     got = flow.log_prob(x.double())
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, flow.log_prob(x))
     assert evaluate_nll(flow, x.double()) == pytest.approx(evaluate_nll(flow, x))
 
 
-def test_a_float64_flow_upcasts_float32_input():
-    flow = make_flow("relative", DIM, 2, device="cpu", dtype=torch.float64)
+@pytest.mark.parametrize("method", METHODS)
+def test_a_float64_flow_upcasts_float32_input(method):
+    flow = make_flow(method, DIM, 2, device="cpu", dtype=torch.float64)
     assert flow.log_prob(_good()).dtype == torch.float64
 
 
-@pytest.mark.parametrize("n", [0, -1, True, 2.0, "3", None])
-def test_sample_refuses_non_positive_integers(n):
-    with pytest.raises(ValueError, match="number of samples must be a positive integer"):
-        _flow().sample(n)
+@pytest.mark.parametrize("method", METHODS)
+def test_sample_refuses_non_positive_integers(method):
+    flow = _flow(method)
+    for n in (0, -1, True, 2.0, "3", None):
+        with pytest.raises(ValueError, match="number of samples must be a positive integer"):
+            flow.sample(n)
 
 
 @pytest.mark.parametrize(
@@ -123,11 +132,12 @@ def test_time_step_refuses_bad_numbers():
             time_step(flow, x, "relative", **kwargs)
 
 
-def test_inverse_refuses_infinite_latents():
+@pytest.mark.parametrize("method", METHODS)
+def test_inverse_refuses_infinite_latents(method):
     z = torch.zeros(2, DIM)
     z[1, 0] = math.inf
     with pytest.raises(ValueError, match=r"z contains NaN or inf values \(1 of 2 rows\)"):
-        _flow().inverse(z)
+        _flow(method).inverse(z)
 
 
 def test_fit_accepts_numpy_pairs_and_says_what_it_expects_otherwise():

@@ -29,6 +29,8 @@ from relgrad_core import (
 )
 from relgrad_core.gradients import data_term_direction
 from relgrad_core.methods import BUILTIN_METHODS
+from relgrad_core.peers import PEER_NAMES, PEERS, installed_peers
+from relgrad_core.peers import installed as peer_installed
 
 CORE = Path(relgrad_core.__file__).parent
 
@@ -41,6 +43,18 @@ def test_registry_names_and_order_match_the_analysis_schema():
     assert method_names()[0] == schema.REFERENCE_METHOD
     assert schema.FLOOR_METHOD in method_names()
     assert method_names() == relgrad_core.METHODS
+    # the peers (other libraries' flows): the core's table is the schema's, names, libraries and order;
+    # those installed here are registered after the built-ins, before anything a user registers
+    assert {p.name: p.package for p in PEERS} == schema.PEER_METHODS
+    assert tuple(schema.PEER_METHODS) == PEER_NAMES
+    installed = [m for m in method_names() if m in PEER_NAMES]
+    assert installed == [p.name for p in PEERS if peer_installed(p.package)] == list(installed_peers())
+    assert all(get_method(m).peer == schema.PEER_METHODS[m] for m in installed)
+    assert all(method_names().index(m) > method_names().index(schema.METHOD_ORDER[-1]) for m in installed)
+    assert sorted(method_names(), key=schema.method_sort_key)[: len(BUILTIN_METHODS) + len(installed)] == [
+        *BUILTIN_METHODS,
+        *installed,
+    ]
 
 
 def test_each_method_trains_its_flow_class():
@@ -160,7 +174,8 @@ def test_bad_registrations_are_refused(halved):
         ({"name": ""}, "method name"),
         ({"flow_class": torch.nn.Linear}, "flow_class must be a Flow subclass"),
         ({"direction": None}, "direction must be callable"),
-        ({"flops": 3}, "flops must be a FlopModel"),
+        ({"flops": 3}, "flops must be a FlopModel or None"),
+        ({"memory": 3}, "memory must be callable"),
         ({"order": True}, "order must be an integer"),
     ):
         fields = {"name": "other", "flow_class": DenseFlow, "direction": _halved_direction}
