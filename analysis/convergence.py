@@ -261,19 +261,20 @@ def _match(frame: pd.DataFrame, keys: dict[str, object]) -> pd.DataFrame:
 
 
 def _first_text(first: pd.DataFrame) -> str:
-    """``; first within 1 nat of the best: relative (3 of 3 seeds; median 2.1 s, ordinary 4.0 s)``."""
+    """``; first within 1 nat of the best: relative (3 of 3 seeds; median 2.1 s; lu never)``."""
+    first = first.sort_values("method", key=lambda c: c.map(method_sort_key), kind="stable")
     reached = first[first["n_reached"] > 0]
     if reached.empty:
         return f"; no method came within {TARGET_NATS:g} nat of the best and stayed"
-    top = reached.sort_values(["first", "time_median"], ascending=[False, True]).iloc[0]
-    others = ", ".join(
-        f"{r['method']} {sig3(r['time_median'])} s"
-        for _, r in reached.iterrows()
+    top = reached.sort_values(["first", "time_median"], ascending=[False, True], kind="stable").iloc[0]
+    others = [
+        f"{r['method']} {sig3(r['time_median'])} s" if r["n_reached"] else f"{r['method']} never"
+        for _, r in first.iterrows()
         if r["method"] != top["method"]
-    )
+    ]
     return (
         f"; first within {TARGET_NATS:g} nat of the best: {top['method']} ({int(top['first'])} of "
         f"{int(top['n'])} seeds; median {sig3(top['time_median'])} s"
-        + (f", {others}" if others else "")
+        + "".join(f"; {o}" for o in others)
         + ")"
     )
