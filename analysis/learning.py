@@ -13,7 +13,14 @@ import pandas as pd
 from analysis import convergence, learning_figures, wide_tables
 from analysis.builder import Builder
 from analysis.render import Section, sig3
-from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, ROLE_BEST, STATUS_OK, method_sort_key
+from analysis.schema import (
+    FLOOR_METHOD,
+    REFERENCE_METHOD,
+    REPORT_TRIAL_METRICS,
+    ROLE_BEST,
+    STATUS_OK,
+    method_sort_key,
+)
 
 DEFAULT_TOLERANCE = 0.1
 TARGET_GROUP: tuple[str, ...] = ("sweep", "dataset", "dim")
@@ -302,3 +309,22 @@ def _paired_table(paired: pd.DataFrame) -> tuple[str, pd.DataFrame, str]:
         f"{REFERENCE_METHOD} closer to the truth): {wide_tables.describe(constant)}"
     )
     return caption, shown, "paired_difference"
+
+
+def log_trial_metrics(tracking_uri: str, times: pd.DataFrame) -> int:
+    """Write each trial's ``time_to_target_s`` (when it reached the target) and ``target_ll`` onto its MLflow
+    run (:data:`analysis.schema.REPORT_TRIAL_METRICS`); returns how many runs were written."""
+    import time
+
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    now = int(time.time() * 1000)
+    written = 0
+    for _, row in times.iterrows():
+        values = {name: float(row[name]) for name in REPORT_TRIAL_METRICS if np.isfinite(row[name])}
+        if values:
+            client.log_batch(str(row["run_id"]), metrics=[Metric(k, v, now, 0) for k, v in values.items()])
+            written += 1
+    return written
