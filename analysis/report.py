@@ -17,8 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from analysis import cost_sections, learning, predictions, scaling
 from analysis import figures as fig
@@ -26,11 +24,11 @@ from analysis.builder import Builder, method_key
 from analysis.cost_model import DEFAULT_BOOT
 from analysis.cost_tables import RUNTIME_FALLBACK, RUNTIME_STAT
 from analysis.errors import ReportError
-from analysis.loading import SweepData, SweepInfo, learning_curves, load_sweep_data
+from analysis.loading import SweepData, learning_curves, load_sweep_data
 from analysis.render import Section, render_html, render_markdown
+from analysis.report_files import ARTIFACT_PATH, log_artifacts, write_whole
 from analysis.schema import FLOOR_METHOD, PEER_METHODS, REFERENCE_METHOD, STATUS_OK, method_sort_key
 
-ARTIFACT_PATH = "report"
 _OWNED = ("report.html", "report.md", "figures", "tables")
 
 
@@ -340,23 +338,6 @@ def _hpo_section(b: Builder, runs: pd.DataFrame, best: pd.DataFrame) -> Section:
     return section
 
 
-def _log_artifacts(tracking_uri: str, sweeps: list[SweepInfo], out: Path) -> tuple[list[str], list[str]]:
-    client = MlflowClient(tracking_uri=tracking_uri)
-    logged: list[str] = []
-    problems: list[str] = []
-    for info in sweeps:
-        if info.parent_run_id is None:
-            problems.append(f"sweep {info.name!r} has no parent run; report not logged to MLflow")
-            continue
-        try:
-            client.log_artifacts(info.parent_run_id, str(out), artifact_path=ARTIFACT_PATH)
-        except (MlflowException, OSError) as err:
-            problems.append(f"could not log the report to run {info.parent_run_id}: {err}")
-        else:
-            logged.append(info.parent_run_id)
-    return logged, problems
-
-
 def _headline(
     b: Builder,
     runs: pd.DataFrame,
@@ -453,8 +434,8 @@ def build_report(
     sections = [_headline(b, runs, runtime, speed, pred, cross_pred), *body]
     title = f"relgrad report: {', '.join(ctx.sweeps)}"
     html_path, md_path = out / "report.html", out / "report.md"
-    md_path.write_text(render_markdown(title, sections), encoding="utf-8")
-    html_path.write_text(render_html(title, sections), encoding="utf-8")
+    write_whole(md_path, render_markdown(title, sections))
+    write_whole(html_path, render_html(title, sections))
     report = Report(
         out_dir=out,
         html=html_path,
@@ -465,5 +446,5 @@ def build_report(
         headline=b.headline,
     )
     if log_to_mlflow:
-        report.logged_to_runs, report.warnings = _log_artifacts(tracking_uri, data.sweeps, out)
+        report.logged_to_runs, report.warnings = log_artifacts(tracking_uri, data.sweeps, out)
     return report

@@ -41,6 +41,9 @@ TAG_GIT_COMMIT = "git_commit"
 #: that cut a still-improving fit ends in :data:`STILL_IMPROVING` (tied to the core by tests/test_schema.py).
 TAG_STOPPED_REASON = "stopped_reason"
 STILL_IMPROVING = " (still improving)"
+#: Why a trial has no ``gaussian_test_ll`` (too few training rows, a singular covariance, too costly where
+#: the true LL is known): the yardstick is never silently absent. Empty when the yardstick was computed.
+TAG_GAUSSIAN_ABSENT = "gaussian_absent_reason"
 ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
 #: The retrained best configuration of an HPO sweep.
@@ -64,6 +67,7 @@ TAG_COLUMNS: tuple[str, ...] = (
     TAG_GIT_COMMIT,
     TAG_TRIAL_ID,
     TAG_STOPPED_REASON,
+    TAG_GAUSSIAN_ABSENT,
 )
 #: Metrics logged once at the end of training, at the last step.
 FINAL_METRICS: tuple[str, ...] = (

@@ -77,6 +77,16 @@ def _npz(name: str, **arrays: np.ndarray) -> Callable[[Path], None]:
 _GOOD = np.random.default_rng(0).normal(size=(40, 3))
 _NAN = _GOOD.copy()
 _NAN[3, 1] = np.nan
+_TENTHS = np.column_stack([_GOOD, np.full(40, 0.1)])  # 0.1 is not exact: its computed sd is not 0
+_TWINS = np.column_stack([_GOOD, _GOOD[:, 1]])
+_SUM = np.column_stack([_GOOD, _GOOD[:, 0] + 2.0 * _GOOD[:, 2]])
+_WIDE = np.random.default_rng(1).normal(size=(10, 8))  # 6 training rows for 8 columns
+
+
+def _csv(name: str, array: np.ndarray, first: str = "") -> Callable[[Path], None]:
+    rows = "".join(",".join(repr(float(v)) for v in row) + "\n" for row in array)
+    return _write(name, first + rows)
+
 
 CLI_CASES: list[Case] = [
     # lists, ranges and numbers
@@ -143,7 +153,7 @@ CLI_CASES: list[Case] = [
         _write("types.yaml", "scaling: {train: {epochs: five}}\n"),
     ),
     # stores
-    Case(("scaling", "--tracking-uri", "sqlite:////proc/x.db"), "cannot open it for writing"),
+    Case(("scaling", "--tracking-uri", "sqlite:////proc/x.db"), "/proc/x.db: cannot create files"),
     Case(("scaling", "--tracking-uri", "postgresql://u@localhost/db"), "database driver is not installed"),
     Case(("scaling", "--tracking-uri", "sqlite:///mlflow.db"), "must be absolute"),
     # data files
@@ -155,6 +165,16 @@ CLI_CASES: list[Case] = [
     Case(("scaling", "--data-file", "{tmp}/words.csv"), "words.csv", _write("words.csv", "a,b\n1,x\n2,y\n")),
     Case(("tune", "--data-file", "{tmp}/bad.npz"), "bad.npz", _npz("bad.npz", train=_GOOD, val=_GOOD[:, :2])),
     Case(("train", "--data-file", "{tmp}/x.txt"), "unknown extension", _write("x.txt", "1,2\n")),
+    Case(("train", "--data-file", "{tmp}/tenths.csv"), "constant", _csv("tenths.csv", _TENTHS)),
+    Case(("train", "--data-file", "{tmp}/twins.npy"), "identical", _array("twins.npy", _TWINS)),
+    Case(("scaling", "--data-file", "{tmp}/sum.csv"), "linear combination", _csv("sum.csv", _SUM)),
+    Case(("train", "--data-file", "{tmp}/wide.npy"), "training rows for", _array("wide.npy", _WIDE)),
+    Case(("tune", "--data-file", "{tmp}/na.csv"), "missing value", _csv("na.csv", _GOOD, "1.5,NA,2\n")),
+    Case(("train", "--data-file", "{tmp}/inf.csv"), "not a finite", _csv("inf.csv", _GOOD, "1,inf,2\n")),
+    # resuming with a changed grid or data
+    Case(("scaling", "--resume", "--dims", "8,16"), "--resume runs sweep 'bad' with the config"),
+    Case(("scaling", "--resume", "--set", "train.epochs=2"), "--set would change it"),
+    Case(("tune", "--resume", "--data-file", "{tmp}/x.npy"), "--data-file would change it"),
     # reports
     Case(("report", "--sweep", "bad", "--predict-dims", "0"), "--predict-dims: each D must be in 1..1000000"),
     Case(("scaling", "--report", "--predict-dims", "x"), "--predict-dims: 'x' is not"),
@@ -189,7 +209,9 @@ def run_case(case: Case, folder: Path) -> Row:
     if case.setup is not None:
         case.setup(folder)
     command, *rest = (a.replace("{tmp}", str(folder)) for a in case.argv)
-    preset = ["--preset", DEFAULT_PRESET] if command in ("scaling", "tune") else []
+    # a resume takes the sweep's saved config: no preset (it would be refused as a change)
+    sweep = command in ("scaling", "tune") and "--resume" not in rest
+    preset = ["--preset", DEFAULT_PRESET] if sweep else []
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = main([command, *_store_args(folder), *preset, *rest])

@@ -5,7 +5,9 @@
 message that names the problem. Each sample-taking entry point is tried with the same bad batches (NaN,
 inf, no rows, wrong width, integer dtype, not a tensor), so the table shows one check applied everywhere.
 A float64 batch given to a float32 flow is not bad input: every entry point casts it, and the table has a
-row that shows so.
+row that shows so; likewise a bfloat16 array (widened exactly) and a header-less CSV with a byte-order mark
+(every row kept). Degenerate data (a constant or linearly dependent column, fewer rows than columns) is
+refused by ``Dataset.from_arrays`` before any training.
 """
 
 from __future__ import annotations
@@ -75,6 +77,78 @@ def _cast_float64() -> object:
     return "cast to float32"
 
 
+def _csv_file(name: str, text: str, encoding: str = "utf-8") -> str:
+    """A CSV file of ``text`` in the temporary folder ``relgrad-bad-library`` (a stable path)."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.gettempdir()) / "relgrad-bad-library"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding=encoding)
+    return str(path)
+
+
+def _rows_csv(rows: np.ndarray) -> str:
+    return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in rows)
+
+
+def _bom_csv_keeps_every_row() -> object:
+    """A header-less CSV written with a UTF-8 byte-order mark: its first row is data, not a header."""
+    from relgrad_core import load_data_file
+
+    rows = np.random.default_rng(0).normal(size=(300, DIM))
+    data = load_data_file(_csv_file("bom.csv", _rows_csv(rows), encoding="utf-8-sig"))
+    kept = sum(len(split) for split in (data.train, data.val, data.test))
+    if kept != len(rows):
+        raise AssertionError(f"{kept} of {len(rows)} rows kept")
+    return f"{kept} of {len(rows)} rows kept"
+
+
+def _bfloat16_is_widened() -> object:
+    from relgrad_core import Dataset
+
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(40, DIM))).to(torch.bfloat16)
+    data = Dataset.from_arrays(x)
+    return f"widened exactly to float32, split {len(data.train)}/{len(data.val)}/{len(data.test)}"
+
+
+def _degenerate_cases() -> list[tuple[str, Callable[[], object]]]:
+    """Data whose density does not exist, or that a CSV quirk or a dtype would turn into wrong data."""
+    from relgrad_core import Dataset, load_data_file
+
+    rows = np.random.default_rng(0).normal(size=(40, DIM))
+
+    def with_column(column: np.ndarray) -> np.ndarray:
+        return np.column_stack([rows, column])
+
+    huge = rows.copy()
+    huge[5, 1] = 1e39
+    return [
+        ("Dataset.from_arrays(a column of 0.1)", lambda: Dataset.from_arrays(with_column(np.full(40, 0.1)))),
+        ("Dataset.from_arrays(a duplicated column)", lambda: Dataset.from_arrays(with_column(rows[:, 1]))),
+        (
+            "Dataset.from_arrays(a column = 3·another + 1)",
+            lambda: Dataset.from_arrays(with_column(3.0 * rows[:, 2] + 1.0)),
+        ),
+        (
+            "Dataset.from_arrays(a column = a sum of two)",
+            lambda: Dataset.from_arrays(with_column(rows[:, 0] + rows[:, 3])),
+        ),
+        ("Dataset.from_arrays(fewer rows than columns)", lambda: Dataset.from_arrays(rows[:8].T.copy())),
+        (
+            "Dataset.from_arrays(1e39, standardize=False)",
+            lambda: Dataset.from_arrays(huge, standardize=False),
+        ),
+        ("Dataset.from_arrays(complex)", lambda: Dataset.from_arrays(rows.astype(np.complex128))),
+        ("Dataset.from_arrays(object array)", lambda: Dataset.from_arrays(rows.astype(object))),
+        (
+            "load_data_file(CSV whose first row holds NA)",
+            lambda: load_data_file(_csv_file("na.csv", "1.5,NA,2,3\n" + _rows_csv(rows))),
+        ),
+    ]
+
+
 def _argument_cases() -> list[tuple[str, Callable[[], object]]]:
     from relgrad_core import Dataset, backward, fit, load_data_file, load_dataset, make_flow, time_step
 
@@ -130,12 +204,21 @@ ARGUMENT_EXPECT = {
     "time_step(..., repeats=0)": "repeats must be a positive integer",
     "Dataset.from_arrays(1-D array)": "must be 2-D",
     "Dataset.from_arrays(array with NaN)": "non-finite",
-    "Dataset.from_arrays(strings)": "not strings",
+    "Dataset.from_arrays(strings)": "strings",
     "Dataset.from_arrays(1 row)": "1 row(s)",
     "Dataset.from_arrays(x, val=other width)": "different widths",
     "Dataset.from_arrays(x, val_fraction=1.2)": "val_fraction must lie strictly between 0 and 1",
     "load_dataset('imagenet')": "unknown dataset 'imagenet'",
     "load_data_file('absent.npy')": "no such file",
+    "Dataset.from_arrays(a column of 0.1)": "column(s) 4 (counting from 0) constant",
+    "Dataset.from_arrays(a duplicated column)": "columns 1 and 4 (counting from 0) are identical",
+    "Dataset.from_arrays(a column = 3·another + 1)": "column 4 (counting from 0) is an affine function",
+    "Dataset.from_arrays(a column = a sum of two)": "is a linear combination of columns 0, 3",
+    "Dataset.from_arrays(fewer rows than columns)": "training rows for 8 columns",
+    "Dataset.from_arrays(1e39, standardize=False)": "beyond torch.float32",
+    "Dataset.from_arrays(complex)": "complex numbers",
+    "Dataset.from_arrays(object array)": "Python objects",
+    "load_data_file(CSV whose first row holds NA)": "line 1, column 2: 'NA' is a missing value",
 }
 
 
@@ -153,9 +236,16 @@ def library_cases() -> list[tuple[str, Callable[[], object]]]:
         for what, batch in _bad_batches().items():
             cases.append((f"{call_label}, x: {what}", lambda call=call, batch=batch: call(batch)))
     cases += _argument_cases()
+    cases += _degenerate_cases()
     cases.append(("flow.log_prob(x), x: float64 (flow float32)", _cast_float64))
+    cases.append(("Dataset.from_arrays(bfloat16 tensor)", _bfloat16_is_widened))
+    cases.append(("load_data_file(header-less CSV with a byte-order mark)", _bom_csv_keeps_every_row))
     return cases
 
 
-#: The float64 row is the one case expected to be accepted.
-ACCEPTED = {"flow.log_prob(x), x: float64 (flow float32)"}
+#: Inputs that are not bad, shown beside the bad ones: cast, widened or read whole.
+ACCEPTED = {
+    "flow.log_prob(x), x: float64 (flow float32)",
+    "Dataset.from_arrays(bfloat16 tensor)",
+    "load_data_file(header-less CSV with a byte-order mark)",
+}

@@ -29,12 +29,21 @@ def plugin_modules(value: str | None = None) -> list[str]:
 def load_plugins(value: str | None = None) -> list[str]:
     """Import each plugin module once (a module already imported is not re-run); the names loaded.
 
-    Raises ``ImportError`` naming the variable and the module when one cannot be imported.
+    Raises ``ImportError`` naming the variable, the module and the exception, in one line, when a module
+    cannot be found or raises anything while it is imported (its own error is chained as the cause).
     """
     names = plugin_modules(value)
     for name in names:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ImportError(f"{ENV_VAR}: cannot import plugin module {name!r}: {exc}") from exc
+            raise ImportError(f"{ENV_VAR}: cannot import plugin module {name!r}: {_one_line(exc)}") from exc
+        except Exception as exc:  # the plugin's own code failed: name it and what it raised
+            raise ImportError(
+                f"{ENV_VAR}: plugin module {name!r} raised {type(exc).__name__} at import: {_one_line(exc)}"
+            ) from exc
     return names
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

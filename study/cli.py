@@ -1,12 +1,14 @@
 """The ``relgrad`` command: ``scaling``, ``tune``, ``train``, ``ui`` and ``report``.
 
 Exit codes: 0 done, 2 bad input (a one-line message, no traceback, before Ray starts or any run is
-recorded), 130 interrupted (continue with ``--resume``), 1 some trials failed or anything else.
+recorded), 130 interrupted by Ctrl-C and 143 by SIGTERM (continue with ``--resume``), 1 some trials
+failed or anything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study import preflight, ray_runtime, viewing  # ray_runtime first: it keeps embedded Ray on loopback
+from study import preflight, ray_runtime, signals, viewing  # ray_runtime first: embedded Ray on loopback
 from study.config import (
     SYNTHETIC_DATASETS,
     ConfigError,
@@ -41,9 +43,16 @@ from study.parsing import (
     parse_assignment,
     parse_yaml_value,
 )
-from study.tracking import DEFAULT_EXPERIMENT, check_sweep_name, check_tracking_uri, default_tracking_uri
+from study.tracking import (
+    DEFAULT_EXPERIMENT,
+    check_sweep_name,
+    check_tracking_uri,
+    default_storage_path,
+    default_tracking_uri,
+)
 
 SWEEPS, RUNS = ("scaling", "tune"), ("scaling", "tune", "train")
+DEFAULT_PRESET = "quick"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         run = sub.add_parser(command, help=helps[command])
         _common(run)
         if command in SWEEPS:
-            run.add_argument("--preset", default="quick", help=f"one of {preset_names()} or a YAML file")
+            presets = f"one of {preset_names()} or a YAML file (default {DEFAULT_PRESET})"
+            run.add_argument("--preset", help=presets)
             run.add_argument("--resume", action="store_true", help="continue the sweep --name")
         _config_flags(run, command)
     scaling = sub.choices["scaling"]
@@ -198,7 +208,7 @@ def build_config(command: str, args: argparse.Namespace) -> Any:
     if command == "train":
         base = SingleRun()
     else:
-        preset = load_preset(args.preset)
+        preset = load_preset(args.preset or DEFAULT_PRESET)
         base = preset.scaling if command == "scaling" else preset.tune
     return _with_data_file(with_overrides(base, _overrides(command, args)), command, args)
 
@@ -266,21 +276,22 @@ def _store_uri(args: argparse.Namespace) -> str:
     return str(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
 
 
-def _tracking_uri(args: argparse.Namespace) -> str:
-    """:func:`_store_uri`, checked usable (a sqlite file is opened, created if new)."""
+def _tracking_uri(args: argparse.Namespace, *, write: bool = True) -> str:
+    """:func:`_store_uri`, checked usable (a sqlite file is opened, created if new, written to)."""
     uri = _store_uri(args)
-    check_tracking_uri(uri)
+    check_tracking_uri(uri, write=write)
     return uri
 
 
 def _storage_path(args: argparse.Namespace) -> str:
     if args.storage_path and "://" in args.storage_path:  # s3://, gs://: kept as given
         return str(args.storage_path)
-    return str(Path(args.storage_path or Path.cwd() / "runs" / "ray_results").resolve())
+    return str(Path(args.storage_path or default_storage_path()).resolve())
 
 
 def _start_ray(args: argparse.Namespace, train: Any, gpus_per_trial: float) -> None:
     ray_runtime.start_ray(args.address, num_cpus=args.num_cpus)
+    signals.install()  # ray.init replaced the SIGTERM handler with one that dumps a stack and aborts
     if args.address:
         preflight.check_cluster_device(train.device, gpus_per_trial)
 
@@ -289,15 +300,6 @@ def _ui_hint(uri: str) -> str:
     if uri.startswith("http"):
         return f"MLflow UI: {uri}"
     return "open the MLflow UI with: relgrad ui  (then http://127.0.0.1:5000)"
-
-
-def _resume_hint(command: str, name: str, args: argparse.Namespace) -> str:
-    where = "".join(
-        f" {option} {value}"
-        for option, value in (("--tracking-uri", args.tracking_uri), ("--storage-path", args.storage_path))
-        if value
-    )
-    return f"continue it with: relgrad {command} --resume --name {name}{where}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,15 +313,34 @@ def _sweep_config(command: str, args: argparse.Namespace, storage: str) -> tuple
 
     if not args.name:
         raise ConfigError("--resume needs the --name of the sweep to continue")
+    _refuse_changes(command, args)
     saved = load_saved_config(storage, check_sweep_name(args.name))
     kind, cls = ("scaling", ScalingConfig) if command == "scaling" else ("hpo", HpoConfig)
     if saved.get("kind") != kind:
         raise ConfigError(f"--resume: sweep {args.name!r} is a {saved.get('kind')!r} sweep, not {kind}")
-    return from_dict(cls, saved.get("config")), saved.get("experiment", args.experiment)
+    experiment = saved.get("experiment", DEFAULT_EXPERIMENT)
+    if args.experiment not in (DEFAULT_EXPERIMENT, experiment):
+        raise ConfigError(
+            f"--resume: sweep {args.name!r} is in experiment {experiment!r}, not {args.experiment!r}"
+        )
+    return from_dict(cls, saved.get("config")), experiment
+
+
+def _refuse_changes(command: str, args: argparse.Namespace) -> None:
+    """A resumed sweep runs the grid and data it was started with: a flag that would change them is an
+    error (applying it to half a sweep would mix two studies in one), not silently ignored."""
+    given = [f.option for f in FLAGS if command in f.paths and getattr(args, _dest(f)) is not None]
+    given += ["--set"] * bool(args.set) + ["--preset"] * (args.preset is not None)
+    if given:
+        raise ConfigError(
+            f"--resume runs sweep {args.name!r} with the config it was started with; {', '.join(given)} "
+            "would change it: drop them, or start a new sweep with another --name"
+        )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from study import sweep
+    from study.finalise import resume_command
 
     command = args.command
     report_options = None
@@ -328,7 +349,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     storage = _storage_path(args)
     cfg, experiment = _sweep_config(command, args, storage)
     if command == "scaling":
-        name = args.name or preflight.default_name(Path(args.preset).stem, time.strftime("%Y%m%d-%H%M%S"))
+        preset = Path(args.preset or DEFAULT_PRESET).stem
+        name = args.name or preflight.default_name(preset, time.strftime("%Y%m%d-%H%M%S"))
     else:
         label = f"tune-{cfg.data.dataset}-{cfg.space.method}"
         name = args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S"))
@@ -342,8 +364,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             cfg, sweep=name, tracking_uri=uri, experiment=experiment, storage_path=storage, resume=args.resume
         )
     except KeyboardInterrupt:
-        print(f"relgrad: sweep {name} interrupted; {_resume_hint(command, name, args)}", file=sys.stderr)
+        hint = resume_command(
+            command, name, tracking_uri=uri, storage_path=storage, experiment=experiment, address=args.address
+        )
+        print(f"relgrad: sweep {name} interrupted; continue it with: {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    summary = dataclasses.replace(summary, experiment=experiment, address=args.address)
     for line in summary.lines():
         print(line)
     if command == "tune" and summary.best is not None:
@@ -384,7 +410,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     tctx = prepare_tracking(uri, args.experiment, name, "train", params, resume=False)
     ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": "train"})
-    ok = False
+    ok, closed_as = False, None
     try:
         if args.address:
             import ray
@@ -395,8 +421,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             outcome = run_logged(point, ctx, "train", progress=True)
         ok = outcome.status == "ok"
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run has recorded itself interrupted
+        closed_as = "KILLED"
+        print(f"\nrelgrad: run {name} interrupted (recorded as such); run the command again", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:  # the parent never stays RUNNING, whatever happened to the run
-        tracking.finish_parent(uri, tctx.parent_run_id, ok=ok)
+        tracking.finish_parent(uri, tctx.parent_run_id, ok=ok, run_status=closed_as)
     from study.results import train_result_line
 
     print(f"\n{train_result_line(name, outcome)}")
@@ -419,7 +449,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     options = viewing.report_options(args.min_dim, args.predict_dims)
     # reading must not create an empty store: look for the file before the URI check opens it
     viewing.require_store(_store_uri(args))
-    return viewing.build_report(sweeps, _tracking_uri(args), args.experiment, args.out, options)
+    # a report of a read-only store is still written; that MLflow cannot take a copy is then said
+    return viewing.build_report(sweeps, _tracking_uri(args, write=False), args.experiment, args.out, options)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -432,6 +463,16 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code (SIGTERM handled like Ctrl-C, but exit 143 rather than 130)."""
+    with signals.handled():
+        code = _run(argv)
+        if code == EXIT_INTERRUPTED and signals.terminated():
+            print(f"relgrad: stopped by SIGTERM (exit code {signals.EXIT_TERMINATED})", file=sys.stderr)
+            return signals.EXIT_TERMINATED
+        return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         return COMMANDS[args.command](args)

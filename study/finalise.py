@@ -8,15 +8,17 @@ step, resumable, instead of a traceback out of Tune's callback loop.
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback, Stopper
 
-from analysis.schema import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, TAG_STATUS
+from analysis.schema import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, TAG_STATUS, TAG_STATUS_REASON
 from study import tracking
 from study.parsing import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from study.trial import SweepContext, run_name, trial_params
@@ -25,6 +27,35 @@ logger = logging.getLogger(__name__)
 
 #: The ``relgrad`` subcommand of each sweep kind (for the resume hint).
 COMMAND = {"scaling": "scaling", "hpo": "tune"}
+
+
+def resume_command(
+    kind: str,
+    sweep: str,
+    *,
+    tracking_uri: str,
+    storage_path: str,
+    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    address: str | None = None,
+) -> str:
+    """The command that continues ``sweep``, as the user should type it (shell-quoted): the one place
+    the resume hint is built.
+
+    It carries every flag needed to find the sweep again from the current directory: the MLflow store
+    and Tune's storage path whenever they are not what a bare command would use here (a value from
+    ``MLFLOW_TRACKING_URI`` is written out: the variable may be gone by then), a non-default experiment,
+    and the Ray cluster the sweep ran on.
+    """
+    words = ["relgrad", COMMAND.get(kind, kind), "--resume", "--name", sweep]
+    if tracking_uri != tracking.default_tracking_uri():
+        words += ["--tracking-uri", tracking_uri]
+    if storage_path.rstrip("/") != tracking.default_storage_path():
+        words += ["--storage-path", storage_path]
+    if experiment != tracking.DEFAULT_EXPERIMENT:
+        words += ["--experiment", experiment]
+    if address:
+        words += ["--address", address]
+    return shlex.join(words)
 
 
 @dataclass
@@ -45,6 +76,8 @@ class SweepSummary:
     complete: bool = True
     best: dict[str, Any] | None = None
     problem: str | None = None
+    experiment: str = tracking.DEFAULT_EXPERIMENT
+    address: str | None = None  # the Ray cluster it ran on (None: embedded Ray)
 
     @property
     def exit_code(self) -> int:
@@ -55,7 +88,14 @@ class SweepSummary:
 
     @property
     def resume_command(self) -> str:
-        return f"relgrad {COMMAND.get(self.kind, self.kind)} --name {self.sweep} --resume"
+        return resume_command(
+            self.kind,
+            self.sweep,
+            tracking_uri=self.tracking_uri,
+            storage_path=self.storage_path,
+            experiment=self.experiment,
+            address=self.address,
+        )
 
     def lines(self) -> list[str]:
         """The summary as text lines, for the CLI."""
@@ -138,16 +178,57 @@ class MlflowFinaliser(Callback):
     def _error(self, trial: Any) -> None:
         run_id = self._ensure_run(trial)
         run = tracking.client_for(self.ctx.tracking.tracking_uri).get_run(run_id)
-        if run.data.tags.get(TAG_STATUS) == STATUS_INTERRUPTED:
+        tags = run.data.tags
+        if tags.get(TAG_STATUS) == STATUS_INTERRUPTED:
             return  # a SIGINT reached the worker: the trial recorded it; resume re-runs it
-        message = (getattr(trial, "error_msg", None) or "the trial's worker failed").strip()
+        if tags.get(TAG_STATUS) == STATUS_FAILED and tags.get(TAG_STATUS_REASON):
+            return  # the trial recorded its own exception (type and message): keep it
         tracking.finish_child(
-            self.ctx.tracking.tracking_uri,
-            run_id,
-            STATUS_FAILED,
-            message.splitlines()[-1][:2000],
-            run_status="FAILED",
+            self.ctx.tracking.tracking_uri, run_id, STATUS_FAILED, trial_error(trial), run_status="FAILED"
         )
+
+
+def trial_error(trial: Any) -> str:
+    """The error Tune recorded for ``trial``, as ``Type: message`` (one line), for a trial that could not
+    record its own: its worker died, or the trial failed before its run existed.
+
+    Tune writes the last error of a trial beside its results the moment it fails (``error.pkl``: the
+    exception, a ``RayTaskError`` around the trial's own or a ``RayActorError`` when the worker process
+    died; ``error.txt``: its text), first in the driver's staging folder, later in the storage path.
+    """
+    error = _pickled_error(trial)
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):  # a RayTaskError: the trial's own exception inside
+        error = cause
+    if isinstance(error, BaseException):
+        lines = str(error).strip().splitlines()
+        return f"{type(error).__name__}: {lines[0]}"[:2000] if lines else type(error).__name__
+    lines = [line.strip() for line in _error_text(trial).splitlines() if line.strip()]
+    return lines[-1][:2000] if lines else "the trial's worker failed (Tune recorded no error)"
+
+
+def _pickled_error(trial: Any) -> object:
+    """The exception object Tune saved for ``trial`` (written by this driver's own Tune), or None."""
+    import cloudpickle
+
+    path = getattr(trial, "pickled_error_file", None)  # the driver's staging copy: there at once
+    try:
+        if path and Path(path).is_file():
+            with open(path, "rb") as handle:
+                return cloudpickle.load(handle)
+        return trial.get_pickled_error()  # the copy in the storage path
+    except Exception:  # unreadable, or not a Tune trial: the text will do
+        return None
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        if path and Path(path).is_file():
+            return Path(path).read_text(errors="replace")
+        return str(trial.get_error() or "")
+    except Exception:
+        return ""
 
 
 #: Sweeps whose Tune run was asked to end as on Ctrl-C (see :func:`stop_for_problem`).

@@ -39,7 +39,7 @@ from analysis.schema import (
     STATUS_RUNNING,
     TAG_STATUS,
 )
-from study import tracking
+from study import signals, tracking
 from study.config import (
     ConfigError,
     HpoConfig,
@@ -240,8 +240,9 @@ def _execute(plan: _Plan, *, storage_path: str, resume: bool, cpus: float, gpus:
     results: ResultGrid | None = None
     interrupted = False
     try:
-        results = tuner.fit()
-    except KeyboardInterrupt:  # a second Ctrl-C while Tune was shutting down
+        with signals.tune_fit():  # a SIGTERM now stops Tune as its first Ctrl-C does
+            results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C (or SIGTERM) while Tune was shutting down
         interrupted = True
     try:
         # Every trial process is gone now: a run still RUNNING was cut short.

@@ -11,12 +11,10 @@ one still RUNNING when no driver can be running it is reconciled to ``interrupte
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
 import re
 import socket
-import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +40,7 @@ from analysis.schema import (
     TAG_SWEEP,
     TAG_TRIAL_ID,
 )
+from study import store
 from study.config import ConfigError
 
 #: Tags of this module's own bookkeeping (not read by analysis): a scaling point's identity, the
@@ -90,6 +89,11 @@ def default_tracking_uri(cwd: str | Path | None = None) -> str:
     return f"sqlite:///{(root / 'mlflow.db').as_posix()}"
 
 
+def default_storage_path(cwd: str | Path | None = None) -> str:
+    """``<abs cwd>/runs/ray_results``: where Tune keeps a sweep's state (what ``--resume`` restores)."""
+    return str(Path(cwd or os.getcwd()).resolve() / "runs" / "ray_results")
+
+
 def default_artifact_root(tracking_uri: str) -> str | None:
     """Absolute artifact root next to a sqlite store (trials run in other working directories).
 
@@ -105,12 +109,12 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len("sqlite:///") :])
 
 
-def check_tracking_uri(tracking_uri: str, timeout_s: float = 5.0) -> None:
+def check_tracking_uri(tracking_uri: str, timeout_s: float = 5.0, *, write: bool = True) -> None:
     """Raise ConfigError (one line) unless the store can be used, before any Ray or trial work.
 
-    A server must answer ``/health``; a sqlite file is really opened for writing (created if new: a
-    folder that ``os.access`` calls writable can still refuse files, e.g. ``/proc``); a database URL
-    needs its SQLAlchemy driver installed.
+    A server must answer ``/health``; a sqlite file is created whole if new and, with ``write``, really
+    written to (a folder that ``os.access`` calls writable can still refuse files, e.g. ``/proc``; a
+    read-only or full one is refused); a database URL needs its SQLAlchemy driver installed.
     """
     if tracking_uri.startswith(("http://", "https://")):
         _check_server(tracking_uri, timeout_s)
@@ -119,7 +123,7 @@ def check_tracking_uri(tracking_uri: str, timeout_s: float = 5.0) -> None:
     if tracking_uri.startswith("sqlite:") and path is None:
         raise ConfigError(f"tracking URI {tracking_uri!r}: use an absolute sqlite:////abs/path.db")
     if path is not None:
-        _check_sqlite(tracking_uri, path, timeout_s)
+        _check_sqlite(tracking_uri, path, timeout_s, write)
         return
     if tracking_uri.startswith("file:") or "://" not in tracking_uri:
         raise ConfigError(
@@ -143,24 +147,20 @@ def _check_server(tracking_uri: str, timeout_s: float) -> None:
         ) from None
 
 
-def _check_sqlite(tracking_uri: str, path: Path, timeout_s: float) -> None:
+def _check_sqlite(tracking_uri: str, path: Path, timeout_s: float, write: bool) -> None:
+    """The store is created whole if new (or rebuilt if an earlier creation was cut), opened by MLflow
+    (an out-of-date schema says so here), and really written to (see :mod:`study.store`)."""
     if not path.is_absolute():
         raise ConfigError(f"tracking URI {tracking_uri!r}: the sqlite path must be absolute")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        reason = exc.strerror or exc
-        raise ConfigError(f"tracking store {path}: cannot create its folder ({reason})") from None
-    try:
-        # BEGIN IMMEDIATE takes the write lock: it creates the file and fails now, not after retries.
-        connection = sqlite3.connect(path, timeout=timeout_s)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.rollback()
-        finally:
-            connection.close()
-    except (sqlite3.Error, OSError) as exc:
-        raise ConfigError(f"tracking store {path}: cannot open it for writing ({exc})") from None
+        client_for(tracking_uri)
+    except ConfigError:
+        raise
+    except Exception as exc:  # MLflow refusing the store (e.g. its schema is older than this MLflow)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"tracking store {path}: MLflow cannot open it ({first})") from None
+    if write:
+        store.check_writable(path, timeout_s)
 
 
 def _check_database_driver(tracking_uri: str) -> None:
@@ -200,21 +200,18 @@ def with_retry(call: Callable[[], T], attempts: int = 20, wait_s: float = 0.25) 
 def client_for(tracking_uri: str) -> MlflowClient:
     """One client per process and store, its database schema set up once.
 
-    MLflow creates (or upgrades) a sqlite store's tables when a process first opens it, and two
-    processes doing so on a new file race (``table ... already exists``): the first use is serialised
-    by an exclusive ``flock`` on a lock file beside the database.
+    A new sqlite store is built whole in a temporary file and moved into place, and one that an earlier
+    creation left half-built is rebuilt (:func:`study.store.ensure_schema`); two processes doing so on
+    a new file would race (``table ... already exists``), so the first use is serialised by an
+    exclusive ``flock`` on a lock file beside the database.
     """
     path = sqlite_path(tracking_uri)
-    if path is None:
+    if path is None or store.is_complete(path):  # nothing to create: no lock (a read-only store opens)
         return MlflowClient(tracking_uri=tracking_uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            client = MlflowClient(tracking_uri=tracking_uri)
-            with_retry(lambda: client.search_experiments(max_results=1))  # opens the store: set-up done
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with store.creation_lock(path):
+        store.ensure_schema(path, default_artifact_root(tracking_uri))
+        client = MlflowClient(tracking_uri=tracking_uri)
+        with_retry(lambda: client.search_experiments(max_results=1))  # opens the store: set-up done
     return client
 
 

@@ -24,6 +24,7 @@ from analysis.schema import (
     STATUS_DIVERGED,
     STATUS_FAILED,
     STATUS_OK,
+    TAG_GAUSSIAN_ABSENT,
     TAG_STATUS,
     TAG_STATUS_REASON,
     TAG_STOPPED_REASON,
@@ -58,7 +59,12 @@ class TrialOutcome:
     reason: str
     metrics: Metrics
     steps: int = 0
-    stopped_reason: str = ""  # relgrad_core's History.stopped_reason ("" when training did not end)
+    tags: dict[str, str] = field(default_factory=dict)  # set on the run with its final status
+
+    @property
+    def stopped_reason(self) -> str:
+        """relgrad_core's ``History.stopped_reason`` ("" when training did not end)."""
+        return self.tags.get(TAG_STOPPED_REASON, "")
 
 
 def point_key(point: Mapping[str, Any]) -> str:
@@ -225,16 +231,16 @@ def execute(
     if dataset.true_test_ll is not None:
         metrics["true_test_ll"] = float(dataset.true_test_ll)
         metrics["kl_gap"] = float(dataset.true_test_ll) - test_ll
-    yardstick = gaussian_yardstick(dataset)
+    yardstick, absent = gaussian_yardstick(dataset)
     if yardstick is not None:
         metrics["gaussian_test_ll"] = yardstick
         metrics["reported_gaussian_test_ll"] = dataset.reported_ll(yardstick)
         metrics["gain_over_gaussian"] = test_ll - yardstick
-    stopped = history.stopped_reason
-    reason = f"trained {history.steps} steps, stopped by {stopped}"
+    tags = {TAG_GAUSSIAN_ABSENT: absent, TAG_STOPPED_REASON: history.stopped_reason}
+    reason = f"trained {history.steps} steps, stopped by {history.stopped_reason}"
     if not math.isfinite(test_ll):
-        return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps, stopped)
-    return TrialOutcome(STATUS_OK, reason, metrics, history.steps, stopped)
+        return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps, tags)
+    return TrialOutcome(STATUS_OK, reason, metrics, history.steps, tags)
 
 
 #: Above this many multiply-adds (n_train·D²) the Gaussian yardstick is left out where the exact LL is
@@ -242,22 +248,27 @@ def execute(
 GAUSSIAN_YARDSTICK_MAX_MACS = 2e9
 
 
-def gaussian_yardstick(dataset: Any) -> float | None:
-    """Test LL (on the tensors, like ``test_ll``) of a full-covariance Gaussian fitted on train.
+def gaussian_yardstick(dataset: Any) -> tuple[float | None, str]:
+    """``(value, "")``: the test LL (on the tensors, like ``test_ll``) of a full-covariance Gaussian fitted
+    on train; or ``(None, why)`` when there is none, ``why`` being recorded in the run's
+    ``TAG_GAUSSIAN_ABSENT`` tag (the yardstick is never silently absent).
 
     Every data set without a known true LL gets it (its only yardstick); synthetic ones when cheap.
-    None when it cannot be fitted (e.g. fewer samples than dimensions: a singular covariance).
+    It cannot be fitted when the training covariance is singular (e.g. fewer samples than dimensions).
     """
     from relgrad_core import gaussian_test_ll
 
     n, dim = dataset.train.shape
     if dataset.true_test_ll is not None and n * dim * dim > GAUSSIAN_YARDSTICK_MAX_MACS:
-        return None
+        return None, (
+            f"not computed: its fit costs n_train·D² = {n * dim * dim:.3g} multiply-adds (over "
+            f"{GAUSSIAN_YARDSTICK_MAX_MACS:g}) and the true test LL is known"
+        )
     try:
         value = float(gaussian_test_ll(dataset, reported=False))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+    except ValueError as exc:
+        return None, f"cannot be fitted: {exc}"
+    return (value, "") if math.isfinite(value) else (None, f"its test LL is not finite ({value})")
 
 
 def timing_metrics(timing: Any) -> Metrics:
@@ -368,8 +379,8 @@ def run_logged(
         raise
     final = {k: v for k, v in outcome.metrics.items() if k in FINAL_METRICS}
     tracking.log_metrics(uri, run_id, final, step=max(outcome.steps, 0))
-    if outcome.stopped_reason:
-        tracking.set_tags(uri, run_id, {TAG_STOPPED_REASON: outcome.stopped_reason})
+    if outcome.tags:
+        tracking.set_tags(uri, run_id, outcome.tags)
     tracking.finish_child(uri, run_id, outcome.status, outcome.reason)
     if report is not None:
         result = {**latest, **outcome.metrics, "status": outcome.status}

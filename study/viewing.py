@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.parsing import EXIT_OK, EXIT_USAGE, ConfigError, parse_int_list
+from study.parsing import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, parse_int_list
 from study.tracking import default_artifact_root, sqlite_path
 
 PREDICT_HELP = (
@@ -51,7 +51,9 @@ def require_store(uri: str) -> None:
 def build_report(
     sweeps: list[str], uri: str, experiment: str, out: str | None, options: ReportOptions
 ) -> int:
-    """Build the report under ``out`` (default ``reports/<sweeps>``), print its headline; the exit code."""
+    """Build the report under ``out`` (default ``reports/<sweeps>``), print its headline; the exit code:
+    1 when the report could not be written, or was written but MLflow could not take a copy (each
+    problem one line on stderr; where the report is, is printed either way)."""
     try:
         import analysis
     except ImportError as exc:
@@ -69,10 +71,18 @@ def build_report(
     except analysis.ReportError as exc:
         print(f"relgrad report: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # e.g. the disk filled while the report was written
+        print(
+            f"relgrad report: cannot write the report under {out_dir}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return EXIT_FAILED
     for line in getattr(report, "headline", None) or [str(report)]:
         print(line)
     print(f"report: {getattr(report, 'html', out_dir / 'report.html')}")
-    return EXIT_OK
+    warnings = list(getattr(report, "warnings", None) or [])
+    for warning in warnings:
+        print(f"relgrad report: {warning}", file=sys.stderr)
+    return EXIT_FAILED if warnings else EXIT_OK
 
 
 def open_ui(uri: str, host: str, port: int) -> int:

@@ -74,7 +74,9 @@ def test_params_tags_and_statuses_round_trip(written) -> None:
         "float32",
     )
     for name in schema.TAG_COLUMNS:
-        assert row[name] != "", name
+        if name != schema.TAG_GAUSSIAN_ABSENT:
+            assert row[name] != "", name
+    assert row[schema.TAG_GAUSSIAN_ABSENT] == "" and math.isfinite(row["gaussian_test_ll"])  # it was fitted
     assert row["sweep"] == "schema" and row["parent_run_id"]
     cut = runs[runs["status"] == schema.STATUS_INTERRUPTED].iloc[0]
     assert "interrupted" in cut["status_reason"] and math.isnan(cut["test_ll"])
@@ -121,3 +123,20 @@ def test_a_trials_stopped_reason_and_gains_round_trip(written) -> None:
     assert row[schema.TAG_STOPPED_REASON] == outcome.stopped_reason != ""
     assert row["kl_gap"] == pytest.approx(row["true_test_ll"] - row["test_ll"])
     assert row["gain_over_gaussian"] == pytest.approx(row["test_ll"] - row["gaussian_test_ll"])
+
+
+def test_a_trial_without_its_gaussian_yardstick_says_why(tmp_path: Path) -> None:
+    """6 training rows in 8 dimensions: no Gaussian fit exists, and the run's tag says so."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tctx = prepare_tracking(uri, "relgrad", "few", "scaling", {"methods": "relative"}, resume=False)
+    data = DataConfig(dataset="noise", n_train=6, n_val=4, n_test=4)
+    train = TrainConfig(epochs=1, steps_per_epoch=2, timing_warmup=1, timing_repeats=2, device="cpu")
+    ctx = SweepContext(tracking=tctx, data=data, train=train, dedupe_points=True)
+    outcome = run_logged({**POINT, "dim": 8}, ctx, "trial-few")
+    assert outcome.status == schema.STATUS_OK and "gaussian_test_ll" not in outcome.metrics
+    (row,) = load_runs("few", tracking_uri=uri).to_dict("records")
+    assert math.isnan(row["gaussian_test_ll"])
+    assert row[schema.TAG_GAUSSIAN_ABSENT] == (
+        "cannot be fitted: noise: a full-covariance Gaussian in 8 dimensions needs more than 8 "
+        "training rows, got 6"
+    )

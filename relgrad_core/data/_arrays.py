@@ -17,16 +17,35 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from relgrad_core.data._degenerate import constant_columns, constant_message
+
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+#: What numpy dtype kinds that are not numbers hold, for the message that refuses them.
+_NOT_NUMBERS = {
+    "b": "booleans",
+    "c": "complex numbers (only real values have a density here)",
+    "U": "strings",
+    "S": "bytes",
+    "O": "Python objects (e.g. a mixed table: convert it with x.astype(float))",
+    "M": "datetimes",
+    "m": "timedeltas",
+    "V": "structured records",
+}
+
 
 def as_float_matrix(value: object, what: str, *, name: str, min_rows: int = 1) -> np.ndarray:
     """``value`` (numpy array, torch tensor or nested list) as a finite 2-D float64 array.
 
-    Integers and floats are accepted; strings, objects, booleans and complex numbers are refused, as
+    Integers and floats are accepted (torch's bfloat16 and float8 too: numpy has no such dtypes, so they
+    are widened to float32, exactly); strings, objects, booleans and complex numbers are refused, as
     are 1-D input, NaN/inf and fewer than ``min_rows`` rows. Every message names ``name`` and ``what``.
     """
     where = f"{name}: {what}"
     if isinstance(value, torch.Tensor):
-        array = value.detach().cpu().numpy()
+        tensor = value.detach().cpu()
+        if tensor.dtype.is_floating_point and tensor.dtype not in _NUMPY_FLOATS:
+            tensor = tensor.float()  # bfloat16, float8: every value is exact in float32
+        array = tensor.numpy()
     elif isinstance(value, np.ndarray):
         array = value
     elif isinstance(value, list | tuple):
@@ -37,11 +56,9 @@ def as_float_matrix(value: object, what: str, *, name: str, min_rows: int = 1) -
     else:
         raise TypeError(f"{where} must be a numpy array or a torch tensor, got {type(value).__name__}")
     kind = array.dtype.kind
-    if kind == "b" or kind not in "iuf":
-        raise TypeError(
-            f"{where} has dtype {array.dtype}; expected numbers (int or float), "
-            f"not {'booleans' if kind == 'b' else 'strings/objects/complex'}"
-        )
+    if kind not in "iuf":
+        held = _NOT_NUMBERS.get(kind, "values that are not numbers")
+        raise TypeError(f"{where} has dtype {array.dtype}: {held}; expected real numbers (int or float)")
     if array.ndim != 2:
         hint = " (one sample per row: use x.reshape(-1, 1) for 1-D data)" if array.ndim == 1 else ""
         raise ValueError(f"{where} must be 2-D (n_samples, dim), got shape {array.shape}{hint}")
@@ -94,17 +111,24 @@ class Standardization:
         ddof: int = 0,
         columns: list[str] | None = None,
     ) -> Standardization:
-        """Column means and sds of ``rows``; a constant column (sd = 0) is an error naming it."""
+        """Column means and sds of ``rows``; a constant column is an error naming it.
+
+        Constant means sd ≤ ``CONSTANT_RTOL`` · max|value| (see :mod:`._degenerate`), not sd = 0: a column
+        of 0.1 has a rounding sd of ~1e-17, and dividing by it would blow rounding up to unit variance.
+        """
         if rows.shape[0] <= ddof:
             raise ValueError(f"{name}: {rows.shape[0]} row(s) in {fit_on} cannot give a standard deviation")
         mean = rows.mean(axis=0)
         std = rows.std(axis=0, ddof=ddof)
-        constant = np.flatnonzero(~(std > 0))
+        constant = constant_columns(rows)
         if constant.size:
-            labels = [columns[i] for i in constant] if columns else [f"{i}" for i in constant]
+            message = constant_message(constant, rows, columns).replace("training", fit_on)
+            raise ValueError(f"{name}: {message}; cannot standardise: drop them")
+        if not np.isfinite(std).all():
+            column = int(np.flatnonzero(~np.isfinite(std))[0])
             raise ValueError(
-                f"{name}: column(s) {', '.join(labels)} constant in the {fit_on} rows (standard deviation "
-                f"0); cannot standardise: drop them or pass standardize=False"
+                f"{name}: column {column} (counting from 0) is too large to standardise in float64 "
+                f"(its variance overflows); rescale it first"
             )
         return cls(mean=mean, std=std, fit_on=fit_on, ddof=ddof)
 

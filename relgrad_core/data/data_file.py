@@ -3,16 +3,20 @@
 * ``.npy``: one 2-D numeric array (rows = samples), split into train/val/test with ``seed``.
 * ``.npz``: arrays ``train`` (and optionally ``val``, ``test``; a missing one is cut out of train), or a
   single array of any name, split like ``.npy``.
-* ``.csv``: comma-separated numbers, one sample per line; a first line with any non-numeric cell is taken
-  as the header (column names).
+* ``.csv``: comma-separated numbers, one sample per line (UTF-8, a byte-order mark allowed). The first line
+  is a header (column names) only when none of its cells is a number, so no data row is ever taken for
+  a header. Missing values (an empty cell, ``NA``, ``N/A``, ``nan``, ``null``, ``None``, ``?``) are refused
+  with their line and column: fill them or drop their rows first.
 
-Every problem (missing file, unknown extension, wrong shape, NaN/inf, strings, empty, too few rows) is
-one ``ValueError`` whose one-line message names the file and the problem, raised before any training.
+Every problem (missing file, unknown extension, wrong shape, NaN/inf, missing values, strings, empty, too
+few rows, degenerate columns) is one ``ValueError`` whose one-line message names the file and the problem,
+raised before any training.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 import pickle
 import zipfile
@@ -26,6 +30,8 @@ from relgrad_core.data.dataset import Dataset
 
 SUFFIXES = (".npy", ".npz", ".csv")
 NPZ_SPLITS = ("train", "val", "test")
+#: CSV cells that mean "no value" in common exports (compared case-insensitively, stripped).
+MISSING_VALUES = frozenset({"", "na", "n/a", "nan", "-nan", "null", "none", "?"})
 
 
 def load_data_file(
@@ -102,15 +108,17 @@ def _read_npz(file: Path, label: str) -> dict[str, np.ndarray]:
 
 def _read_csv(file: Path, label: str) -> dict[str, np.ndarray]:
     try:
-        with open(file, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first cell
+        with open(file, newline="", encoding="utf-8-sig") as handle:
             lines = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if row]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ValueError(f"{label}: not a readable CSV file ({_one_line(err)})") from err
     if not lines:
         raise ValueError(f"{label}: the file is empty")
     header: list[str] | None = None
-    if not all(_is_number(cell) for cell in lines[0][1]):
-        header = [cell.strip() for cell in lines[0][1]]
+    first = lines[0][1]
+    if not any(_is_number(cell) for cell in first) and not all(_is_missing(cell) for cell in first):
+        header = [cell.strip() for cell in first]
         lines = lines[1:]
     if not lines:
         raise ValueError(f"{label}: has a header but no data rows")
@@ -120,19 +128,43 @@ def _read_csv(file: Path, label: str) -> dict[str, np.ndarray]:
         if len(row) != width:
             raise ValueError(f"{label}: line {number} has {len(row)} cells, expected {width}")
         for column, cell in enumerate(row):
-            if not _is_number(cell):
-                name = f"column {column + 1}" + (f" ({header[column]!r})" if header else "")
-                raise ValueError(f"{label}: line {number}, {name}: {cell.strip()!r} is not a number")
-            values[index, column] = float(cell)
+            values[index, column] = _cell_value(cell, f"{label}: line {number}, {_column(column, header)}")
     return {"train": _checked(values, "the table", label)}
 
 
+def _column(index: int, header: list[str] | None) -> str:
+    return f"column {index + 1}" + (f" ({header[index]!r})" if header else "")
+
+
+def _cell_value(cell: str, where: str) -> float:
+    """The number in ``cell``; a missing, non-numeric or non-finite cell is an error naming ``where``."""
+    text = cell.strip()
+    if _is_missing(cell):
+        raise ValueError(
+            f"{where}: {text!r} is a missing value; fill in or drop the rows with missing values first"
+        )
+    if not _is_number(cell):
+        raise ValueError(f"{where}: {text!r} is not a number")
+    value = float(text)
+    if not math.isfinite(value):
+        what = "is not a finite number" if "inf" in text.lower() else "overflows float64"
+        raise ValueError(f"{where}: {text!r} {what}")
+    return value
+
+
+def _is_missing(cell: str) -> bool:
+    return cell.strip().lower() in MISSING_VALUES
+
+
 def _is_number(cell: str) -> bool:
+    """A cell that parses as a number and is not a missing-value marker (``nan`` parses but is missing)."""
+    if _is_missing(cell):
+        return False
     try:
         float(cell)
     except ValueError:
         return False
-    return bool(cell.strip())
+    return True
 
 
 def _checked(array: np.ndarray, what: str, label: str) -> np.ndarray:

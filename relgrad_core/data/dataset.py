@@ -10,6 +10,7 @@ import torch
 
 from relgrad_core.data._arrays import Standardization, as_float_matrix, split_sizes
 from relgrad_core.data._checks import check_dtype, check_seed, check_splits
+from relgrad_core.data._degenerate import check_not_degenerate
 
 SPLITS = ("train", "val", "test")
 
@@ -110,9 +111,16 @@ class Dataset:
         *training* mean and (population) sd, and ``ll_offset = −Σ log s`` makes :meth:`reported_ll` give
         LLs in the space of the arrays as passed.
 
+        The training rows must have a density (else a flow's likelihood grows without bound): at least
+        ``dim + 1`` of them, no constant column (sd at most 1e-12 of the column's largest |value|: a
+        rounding test, so that a column of 0.1 counts as constant) and no column that is a linear
+        combination of others (duplicates included). These are refused, not dropped: the LL of the
+        remaining columns would be a different quantity, so which columns to keep is the caller's call.
+
         Raises:
-            TypeError: strings/objects/booleans, or not an array at all.
-            ValueError: not 2-D, empty, NaN/inf, widths that differ, too few rows, a constant column.
+            TypeError: strings/objects/booleans/complex, or not an array at all.
+            ValueError: not 2-D, empty, NaN/inf, widths that differ, too few rows, a constant or linearly
+                dependent training column, values that overflow ``dtype``.
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
@@ -159,6 +167,7 @@ class Dataset:
             "split": {split: len(arrays[split]) for split in SPLITS},
             "split_how": how,
         }
+        check_not_degenerate(arrays["train"], name=name)
         ll_offset = 0.0
         transform = "none"
         if standardize:
@@ -169,9 +178,9 @@ class Dataset:
             transform = "standardise with the training mean and sd"
         return cls(
             name=name,
-            train=_tensor(arrays["train"], dtype),
-            val=_tensor(arrays["val"], dtype),
-            test=_tensor(arrays["test"], dtype),
+            train=_tensor(arrays["train"], dtype, f"{name}: train split"),
+            val=_tensor(arrays["val"], dtype, f"{name}: val split"),
+            test=_tensor(arrays["test"], dtype, f"{name}: test split"),
             transform=transform,
             info=info,
             ll_space="raw (the arrays as passed)",
@@ -193,5 +202,14 @@ def _carved_rows(n: int, fraction: float, split: str, *, name: str) -> int:
     return count
 
 
-def _tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+def _tensor(array: np.ndarray, dtype: torch.dtype, where: str) -> torch.Tensor:
+    """``array`` as ``dtype``; a finite value beyond the dtype's range is named (it would become inf)."""
+    largest = float(np.abs(array).max())
+    limit = torch.finfo(dtype).max
+    if largest > limit:
+        row, column = (int(i) for i in np.argwhere(np.abs(array) > limit)[0])
+        raise ValueError(
+            f"{where} has values up to {largest:.3g}, beyond {dtype} (largest {limit:.3g}), first at row "
+            f"{row}, column {column}; keep standardize=True or pass dtype=torch.float64"
+        )
     return torch.from_numpy(np.ascontiguousarray(array)).to(dtype)

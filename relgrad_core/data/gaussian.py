@@ -18,9 +18,10 @@ import math
 
 import torch
 
+from relgrad_core.data._degenerate import DEPENDENT_RTOL
 from relgrad_core.data.dataset import Dataset
 
-SINGULAR_RESIDUAL = 1e-10  # float64 rounding leaves ~1e-15; real data are many orders above this
+SINGULAR_RESIDUAL = DEPENDENT_RTOL  # float64 rounding leaves ~1e-15; real data are many orders above this
 
 
 def gaussian_log_prob(train: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -96,8 +96,11 @@ def test_gaussian_yardstick_is_in_the_reported_space(digits_pair: tuple[Dataset,
 def test_gaussian_yardstick_refuses_a_singular_covariance() -> None:
     x = np.random.default_rng(0).normal(size=(50, 3))
     x = np.hstack([x, x[:, :1] + x[:, 1:2]])  # 4th column = 1st + 2nd
-    with pytest.raises(ValueError, match="singular"):
-        gaussian_test_ll(Dataset.from_arrays(x, standardize=False))
+    splits = torch.from_numpy(x)
+    with pytest.raises(ValueError, match="singular"):  # a Dataset built by hand is not checked for this
+        gaussian_test_ll(Dataset("dependent", train=splits, val=splits, test=splits))
+    with pytest.raises(ValueError, match=r"column 3 .* linear combination of columns 0, 1"):
+        Dataset.from_arrays(x, standardize=False)  # from_arrays refuses such data up front
     with pytest.raises(ValueError, match="more than 4 training rows"):
         gaussian_log_prob(torch.zeros(3, 4), torch.zeros(2, 4))
 

@@ -83,7 +83,7 @@ def test_from_arrays_takes_tensors_ints_and_given_splits() -> None:
     ("x", "kwargs", "error", "message"),
     [
         (np.array([["a", "b"], ["c", "d"]]), {}, TypeError, "x has dtype <U1.*strings"),
-        (np.array([[object()]] * 5), {}, TypeError, "strings/objects"),
+        (np.array([[object()]] * 5), {}, TypeError, "dtype object: Python objects"),
         (np.ones((10, 2), dtype=bool), {}, TypeError, "booleans"),
         (np.arange(10.0), {}, ValueError, r"2-D.*reshape\(-1, 1\)"),
         (np.zeros((0, 3)), {}, ValueError, "empty"),
@@ -91,7 +91,7 @@ def test_from_arrays_takes_tensors_ints_and_given_splits() -> None:
         (np.ones((3, 2)), {}, ValueError, "at least 4 are needed"),
         (_table(20), {"val": np.zeros((4, 2))}, ValueError, "different widths"),
         (_table(20), {"val_fraction": 1.5}, ValueError, "val_fraction must lie strictly between 0 and 1"),
-        (np.ones((20, 2)), {}, ValueError, "constant in the train rows"),
+        (np.ones((20, 2)), {}, ValueError, "constant in the training rows"),
         ("data.csv", {}, TypeError, "numpy array or a torch tensor"),
     ],
 )
@@ -167,7 +167,7 @@ def _write(tmp_path: Path, name: str, content: object) -> Path:
         ("ragged.csv", "1,2\n3\n", "line 2 has 1 cells, expected 2"),
         ("empty.csv", "", "the file is empty"),
         ("header_only.csv", "a,b\n", "no data rows"),
-        ("nan.csv", "1,2\n3,nan\n4,5\n6,7\n8,9\n", "non-finite"),
+        ("nan.csv", "1,2\n3,nan\n4,5\n6,7\n8,9\n", "line 2, column 2: .nan. is a missing value"),
     ],
 )
 def test_bad_files_give_one_line_naming_file_and_problem(

@@ -200,7 +200,7 @@ def test_double_ctrl_c_mid_trial_is_interrupted_then_resumed_on_loopback_ray(
         proc.send_signal(signal.SIGINT)  # and again, impatiently
     output, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, output[-3000:]
-    assert "relgrad scaling --name cut --resume" in output
+    assert "relgrad scaling --resume --name cut --storage-path " in output
     cut = [r for r in _children(store["uri"], "cut") if "test_ll" not in r.data.metrics]
     assert cut and all(r.data.tags["status"] == STATUS_INTERRUPTED for r in cut)  # never `ok`
     assert all(r.info.status != "RUNNING" for r in _children(store["uri"], "cut"))
@@ -270,6 +270,7 @@ def test_all_trials_failed_exits_1_and_resume_reruns_them(
     assert "failed" in capsys.readouterr().out
     (run,) = _children(store["uri"], "fail")
     assert run.data.tags["status"] == STATUS_FAILED and run.info.status == "FAILED"
+    assert run.data.tags["status_reason"].startswith(("RayActorError", "ActorDiedError"))  # Tune's own error
     assert set(load_runs("fail", tracking_uri=store["uri"])["status"]) == {STATUS_FAILED}
 
     assert _resume("fail", store) == 0  # the marker exists: the worker is not killed again
@@ -382,7 +383,10 @@ def test_tracking_outage_ends_the_sweep_cleanly_and_resume_finishes_it(
         # Tune prints the trials' own errors; the driver itself must not crash in its callbacks
         assert "on_trial_error" not in output and "MlflowFinaliser" not in output, output[-3000:]
         assert "Traceback" not in output.split("sweep outage:", 1)[1], output[-3000:]
-        assert "relgrad scaling --name outage --resume" in output and "tracking store" in output
+        assert (
+            "relgrad scaling --resume --name outage --tracking-uri http" in output
+            and "tracking store" in output
+        )
 
         relay.set_up(True)  # the server is back
         assert _resume("outage", store) == 0

@@ -15,7 +15,7 @@ import pytest
 from analysis.schema import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, STATUS_RUNNING, STATUSES
 from study import tracking
 from study.config import ConfigError, DataConfig, TrainConfig
-from study.finalise import MlflowFinaliser, SweepSummary, reset_problem
+from study.finalise import MlflowFinaliser, SweepSummary, reset_problem, trial_error
 from study.searcher import BudgetedGridSearcher
 from study.sweep import _check_storage, prepare_tracking
 from study.trial import SweepContext, point_key, run_logged
@@ -123,7 +123,8 @@ def test_exit_codes_and_lines() -> None:
     failed = _summary({"failed": 4}, True)
     assert failed.exit_code == 1 and "4 trial(s) failed" in "\n".join(failed.lines())
     cut = _summary({"ok": 1, STATUS_INTERRUPTED: 1}, False)
-    assert cut.exit_code == 130 and "relgrad scaling --name s --resume" in cut.lines()[-1]
+    assert cut.lines()[-1].endswith("relgrad scaling --resume --name s --tracking-uri uri --storage-path /x")
+    assert cut.exit_code == 130
     outage = _summary({}, False, problem="the tracking store uri failed (ConnectionError: down)")
     assert outage.exit_code == 130 and any("tracking store" in line for line in outage.lines())
 
@@ -233,6 +234,50 @@ def test_finaliser_notes_a_dead_store_instead_of_raising(
     MlflowFinaliser(down).on_trial_complete(0, [], trial)
     assert tracking.problem("outage") is not None
     reset_problem("outage")
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 17, finding 10: a failed trial keeps its own error as its reason
+# --------------------------------------------------------------------------------------------
+def _tune_trial(trial_id: str, pickled: object = None, text: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(
+        trial_id=trial_id,
+        config=POINT,
+        last_result={},
+        get_pickled_error=lambda: pickled,
+        get_error=lambda: text,
+    )
+
+
+def test_a_trial_that_recorded_its_own_error_keeps_it(store: dict[str, str]) -> None:
+    ctx = _ctx(store["uri"], "own-error")
+    run_id = tracking.start_child(ctx.tracking, "t1", {}, point_key=point_key(POINT))
+    tracking.finish_child(
+        store["uri"], run_id, STATUS_FAILED, "RuntimeError: boom at D=8", run_status="FAILED"
+    )
+    MlflowFinaliser(ctx).on_trial_error(0, [], _tune_trial("t1"))  # Tune has nothing better to say
+    run = _child(ctx)
+    assert (
+        run.data.tags["status"] == STATUS_FAILED
+        and run.data.tags["status_reason"] == "RuntimeError: boom at D=8"
+    )
+
+
+def test_a_trial_whose_worker_died_gets_the_error_tune_recorded(store: dict[str, str]) -> None:
+    from ray.exceptions import RayActorError, RayTaskError
+
+    ctx = _ctx(store["uri"], "dead-worker")
+    tracking.start_child(ctx.tracking, "t1", {}, point_key=point_key(POINT))  # left running: the worker died
+    MlflowFinaliser(ctx).on_trial_error(0, [], _tune_trial("t1", RayActorError()))
+    run = _child(ctx)
+    assert run.info.status == "FAILED" and run.data.tags["status"] == STATUS_FAILED
+    assert run.data.tags["status_reason"].startswith("RayActorError: The actor")
+    # the other forms Tune keeps: a task error around the trial's exception, or only the text
+    wrapped = RayTaskError("train", "Traceback ...", RuntimeError("boom at D=8"))
+    assert trial_error(_tune_trial("t2", wrapped)) == "RuntimeError: boom at D=8"
+    assert (
+        trial_error(_tune_trial("t3", None, "Failure # 1\nTraceback\nValueError: bad\n")) == "ValueError: bad"
+    )
 
 
 def test_finish_child_takes_exactly_the_schema_statuses(store: dict[str, str]) -> None:

@@ -78,7 +78,8 @@ def test_gpus_requested_on_a_cpu_cluster(ray_session, store: dict[str, str], cap
 
 
 def test_resume_of_an_unknown_sweep(store: dict[str, str], capsys) -> None:
-    assert main(_scaling(store, "--resume")) == 2
+    where = ["--tracking-uri", store["uri"], "--storage-path", store["storage"]]
+    assert main(["scaling", "--resume", "--name", "bad", *where]) == 2
     assert "no sweep named 'bad'" in capsys.readouterr().err
 
 
