@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from analysis.schema import STATUS_OK
+from analysis.schema import STATUS_OK, TAG_GAUSSIAN_ABSENT
 
 if TYPE_CHECKING:
     from study.trial import TrialOutcome
@@ -63,7 +63,9 @@ def train_result_line(name: str, outcome: TrialOutcome) -> str:
         if outcome.stopped_reason
         else outcome.reason
     )
-    return f"{name}: {ll_against_yardsticks(metrics)}; {why}{spent}"
+    absent = outcome.tags.get(TAG_GAUSSIAN_ABSENT, "")
+    no_yardstick = f"; no Gaussian yardstick: {absent}" if absent else ""
+    return f"{name}: {ll_against_yardsticks(metrics)}{no_yardstick}; {why}{spent}"
 
 
 def tune_result_lines(best: Mapping[str, Any]) -> list[str]:

@@ -159,7 +159,7 @@ def test_a_step_or_time_cap_on_a_still_improving_run_says_so(teacher, monkeypatc
 def test_max_steps(teacher):
     flow = make_flow("relative", 4, 2, device="cpu", seed=0)
     history = fit(flow, teacher, method="relative", lr=1e-3, batch_size=100, max_steps=5)
-    assert history.stopped_reason == "max_steps" and history.steps == 5
+    assert history.stopped_reason == "max_steps (still improving)" and history.steps == 5
 
 
 def test_patience_stops_and_restores_the_best_weights(teacher, monkeypatch):
