@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
@@ -150,3 +151,42 @@ def plot_cost_model(
     ]
     fig.legend(handles_list, labels, loc="center right", fontsize=7, frameon=False)
     return save_figure(fig, ctx, out_dir, name, title, right=0.87)
+
+
+def plot_achieved_rate(rates: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> list[Path]:
+    """Achieved GFLOP/s (counted FLOPs per step over the fastest step time) against D, one line per method,
+    one panel per depth × batch size, with each sweep's measured matrix-multiply peak as a horizontal line."""
+    configs = sorted({(r.depth, r.batch_size) for r in rates.itertuples()})
+    fig, axes = panels(len(configs), height=3.6)
+    sweeps = list(dict.fromkeys(rates["sweep"].astype(str)))
+    for ax, (depth, batch) in zip(axes, configs, strict=True):
+        part = rates[(rates["depth"] == depth) & (rates["batch_size"] == batch)]
+        keys = sorted(
+            {(str(r.sweep), str(r.method)) for r in part.itertuples()},
+            key=lambda k: (k[0], method_sort_key(k[1])),
+        )
+        for sweep, method in keys:
+            rows = part[(part["sweep"] == sweep) & (part["method"] == method)].sort_values("dim")
+            ax.plot(
+                rows["dim"].astype(float),
+                rows["gflops"],
+                color=method_colour(method),
+                marker=sweep_marker(sweeps, sweep),
+                ms=4,
+                lw=1.5,
+                label=method + (f" [{sweep}]" if len(sweeps) > 1 else ""),
+            )
+        for sweep, peak in part.groupby("sweep")["peak_gflops"].first().items():
+            if np.isfinite(peak):
+                where = f" [{sweep}]" if len(sweeps) > 1 else ""
+                ax.axhline(peak, color="0.3", ls="--", lw=1.0, label=f"matmul peak {peak:.3g} GFLOP/s{where}")
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("dimension D")
+        ax.set_ylabel("achieved GFLOP/s (counted FLOPs / step time)")
+        ax.set_title(f"depth {depth}, batch {batch}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save_figure(
+        fig, ctx, out_dir, "achieved_rate", "Achieved GFLOP/s against D and the machine's matmul peak"
+    )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from analysis import cost_figures, predictions, scaling
+from analysis import cost_figures, counted, counted_report, predictions, scaling
 from analysis.builder import Builder, sort_methods
 from analysis.cost_model import ORDER_NOT_FITTED, order_rule
 from analysis.cost_tables import (
@@ -45,6 +45,9 @@ class CostResult:
     flagged: pd.DataFrame
     predict_dims: list[int]
     extend_to: float
+    #: Runtime only: the counted order per curve and the achieved rate per D (:mod:`analysis.counted`).
+    counted: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rates: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def analyse(
@@ -55,8 +58,14 @@ def analyse(
     min_dim: int | None,
     n_boot: int,
     seed: int,
+    peaks: Mapping[str, float] | None = None,
 ) -> CostResult:
-    """Fit every curve, flag disturbed timings (runtime only) and build the order tables."""
+    """Fit every curve, flag disturbed timings (runtime only) and build the order tables.
+
+    Runtime: the counted order (:mod:`analysis.counted`) joins the timed one, and ``order`` of the per-method
+    table becomes the headline's (:func:`analysis.counted_report.combine`); ``peaks``: each sweep's measured
+    matrix-multiply peak (GFLOP/s), for the achieved-rate table.
+    """
     metric, fallback = (RUNTIME_STAT, RUNTIME_FALLBACK) if key == "runtime" else (MEMORY_STAT, None)
     groups = fit_groups(runs, metric, fallback=fallback, n_boot=n_boot, seed=seed)
     flagged = flag_disturbed(groups, runs) if key == "runtime" else flag_disturbed([], runs)
@@ -64,6 +73,10 @@ def analyse(
     slopes = scaling.fit_table(runs, slope_metric, min_dim=min_dim, n_boot=n_boot, seed=seed)
     table = cost_table(groups, slopes, n_boot=n_boot, seed=seed)
     orders = method_orders(table)
+    curves, rates = pd.DataFrame(), pd.DataFrame()
+    if key == "runtime":
+        curves, rates = counted.counted_table(runs), counted.rate_table(runs, peaks)
+        orders, table = counted_report.combine(orders, table, curves)
     old = scaling.method_verdicts(slopes).rename(
         columns={"k_median": "slope_k", "ci_low": "slope_low", "ci_high": "slope_high"}
     )
@@ -73,7 +86,7 @@ def analyse(
     table = sort_methods(table, [*FIT_GROUP]).reset_index(drop=True)
     max_dim = float(max((g.dims.max() for g in groups if len(g.dims)), default=0.0))
     dims = list(predict_dims) if predict_dims else predictions.default_predict_dims(max_dim)
-    return CostResult(key, groups, table, orders, flagged, dims, float(max([*dims, max_dim])))
+    return CostResult(key, groups, table, orders, flagged, dims, float(max([*dims, max_dim])), curves, rates)
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -259,19 +272,21 @@ def method_lines(res: CostResult) -> list[str]:
     several = orders[["sweep", "device_name"]].drop_duplicates().shape[0] > 1
     for r in orders.itertuples():
         where = f" ({r.sweep}, {r.device_name})" if several else ""
-        if r.order == "not fitted":
-            lines.append(f"{r.method}{where}: not fitted — {r.reason}")
+        timed = str(getattr(r, "order_timed", r.order))
+        if timed == ORDER_NOT_FITTED:
+            lines.append(counted_report.headline_line(f"{r.method}{where}", r, res.rates, str(r.reason)))
             continue
         c = f"c = {_fmt(r.c)} s/D³ [{_fmt(r.c_low)}, {_fmt(r.c_high)}]"
         share = f"{_pct(r.d3_share_at_max)} of the step at D = {int(r.max_dim)}"
-        if r.order == "cubic":
+        if timed == "cubic":
             half = f"dominates from D ≈ {_dim(r.half_dim)} [{_dim(r.half_dim_low)}, {_dim(r.half_dim_high)}]"
-            line = f"{r.method}{where}: cubic — {c}, {share}, {half}"
+            evidence = f"{c}, {share}, {half}"
         else:
             why = str(r.order_reason) if isinstance(r.order_reason, str) and r.order_reason else ""
-            line = f"{r.method}{where}: quadratic — {why}: {c}, {share}"
+            evidence = f"{why}: {c}, {share}"
+        line = counted_report.headline_line(f"{r.method}{where}", r, res.rates, evidence)
         if r.n_groups > 1:
-            line += f"; cubic in {r.n_cubic} of {r.n_groups} depth × batch curves"
+            line += f"; timed cubic in {r.n_cubic} of {r.n_groups} depth × batch curves"
         lines.append(line)
     return lines
 

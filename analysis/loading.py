@@ -22,6 +22,7 @@ from analysis.schema import (
     HISTORY_METRICS,
     INT_PARAMS,
     METRICS,
+    OPTIONAL_TAG_COLUMNS,
     REQUIRED_METRIC,
     ROLE_BEST,
     ROLE_DEFAULT,
@@ -53,6 +54,7 @@ class SweepInfo:
         parent_run_id: the newest parent run of that name (``None`` if the trials have no parent).
         ignored_parent_ids: older parent runs with the same sweep name, whose trials are left out.
         params: the parent's parameters (the sweep configuration).
+        metrics, tags: the parent's metrics (e.g. ``matmul_peak_gflops``) and tags.
     """
 
     name: str
@@ -60,6 +62,8 @@ class SweepInfo:
     parent_run_id: str | None
     ignored_parent_ids: tuple[str, ...] = ()
     params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -150,7 +154,7 @@ def _run_row(run: Run) -> dict[str, Any]:
         "start_time_ms": run.info.start_time,
         "mlflow_status": run.info.status,
     }
-    for key in TAG_COLUMNS:
+    for key in (*TAG_COLUMNS, *OPTIONAL_TAG_COLUMNS):
         row[key] = tags.get(key)
     if row[TAG_STATUS] is None:
         # The study always tags its trials; an untagged run (e.g. killed mid-write) is described
@@ -186,7 +190,15 @@ def _typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
             frame[key] = pd.to_numeric(frame[key], errors="coerce").astype("float64")
         else:
             frame[key] = pd.Series(float("nan"), index=frame.index, dtype="float64")
-    for key in (*STR_PARAMS, *TAG_COLUMNS, "sweep", "role", "parent_run_id", "run_name"):
+    for key in (
+        *STR_PARAMS,
+        *TAG_COLUMNS,
+        *OPTIONAL_TAG_COLUMNS,
+        "sweep",
+        "role",
+        "parent_run_id",
+        "run_name",
+    ):
         if key in frame:
             frame[key] = frame[key].fillna("").astype(str)
         else:
@@ -247,6 +259,8 @@ def _collect(
             parent_run_id=parent.info.run_id if parent else None,
             ignored_parent_ids=tuple(p.info.run_id for p in parents[1:]),
             params=dict(parent.data.params) if parent else {},
+            metrics=dict(parent.data.metrics) if parent else {},
+            tags=dict(parent.data.tags) if parent else {},
         )
         infos.append(info)
         trial_runs.extend(trials)
@@ -354,7 +368,7 @@ def load_sweep_data(
 
 
 def learning_curves(data: SweepData) -> pd.DataFrame:
-    """Histories pivoted to one row per (run, step) with ``val_ll, train_nll, train_time_s``
+    """Histories pivoted to one row per (run, step) with ``val_ll, train_ll, train_data_nll, train_time_s``
     and the run's configuration columns joined on."""
     hist = data.histories
     cols = ["run_id", "step", *HISTORY_METRICS]

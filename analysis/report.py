@@ -18,16 +18,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import cost_sections, learning, predictions, scaling
+from analysis import cost_sections, counted_report, grid, learning, predictions, scaling
 from analysis import figures as fig
 from analysis.builder import Builder, method_key
 from analysis.cost_model import DEFAULT_BOOT
 from analysis.cost_tables import RUNTIME_FALLBACK, RUNTIME_STAT
 from analysis.errors import ReportError
-from analysis.loading import SweepData, learning_curves, load_sweep_data
+from analysis.loading import SweepData, SweepInfo, learning_curves, load_sweep_data
 from analysis.render import Section, render_html, render_markdown
 from analysis.report_files import ARTIFACT_PATH, log_artifacts, write_whole
-from analysis.schema import FLOOR_METHOD, PEER_METHODS, REFERENCE_METHOD, STATUS_OK, method_sort_key
+from analysis.schema import (
+    FLOOR_METHOD,
+    PEAK_METRIC,
+    PEER_METHODS,
+    REFERENCE_METHOD,
+    STATUS_OK,
+    method_sort_key,
+)
 
 _OWNED = ("report.html", "report.md", "figures", "tables")
 
@@ -152,7 +159,7 @@ def _overview(data: SweepData, ctx: fig.FigureContext) -> Section:
     return Section("Overview", paras, [("Sweeps", sweeps), ("Machines and software", env)])
 
 
-def _trials(b: Builder, runs: pd.DataFrame) -> Section:
+def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
     counts = pd.crosstab([runs["sweep"], runs["method"]], runs["status"]).reset_index()
     counts.columns.name = None
     problems = runs.loc[
@@ -185,6 +192,8 @@ def _trials(b: Builder, runs: pd.DataFrame) -> Section:
         if n_bad
         else "All trials finished with status 'ok'."
     )
+    cut = grid.capped_lines(sweeps) + grid.skipped_lines(runs)
+    paras.append("Not run: " + "; ".join(cut) + "." if cut else "Every D of the grid ran for every method.")
     tables = [("Trials per method and status", counts)]
     if n_bad:
         tables.append(("Skipped, diverged and failed trials", problems))
@@ -200,7 +209,9 @@ def _speed_metric(runs: pd.DataFrame) -> str:
     return RUNTIME_FALLBACK
 
 
-def _speedup_section(b: Builder, runs: pd.DataFrame) -> tuple[list[Section], pd.DataFrame]:
+def _speedup_section(
+    b: Builder, runs: pd.DataFrame, peaks: dict[str, float]
+) -> tuple[list[Section], pd.DataFrame]:
     methods = set(runs.loc[runs["sec_per_iter"].notna(), "method"])
     if REFERENCE_METHOD not in methods or len(methods) < 2:
         return [
@@ -240,7 +251,7 @@ def _speedup_section(b: Builder, runs: pd.DataFrame) -> tuple[list[Section], pd.
         )
     ]
     if FLOOR_METHOD in methods:
-        over = b.table("overhead_mlp", scaling.overhead_table(runs, metric=metric))
+        over = b.table("overhead_mlp", scaling.overhead_table(runs, metric=metric, peaks=peaks))
         ofig = b.figure(fig.plot_overhead(over, b.ctx, b.out_dir / "figures"))
         logged = over["flop_floor"].notna().any()
         flop_text = (
@@ -255,7 +266,10 @@ def _speedup_section(b: Builder, runs: pd.DataFrame) -> tuple[list[Section], pd.
                 "Overhead over the MLP floor",
                 [
                     f"t_{REFERENCE_METHOD} / t_{FLOOR_METHOD} on {metric}: the same network trained "
-                    "without the log-determinant term. " + flop_text
+                    "without the log-determinant term. " + flop_text,
+                    "gflops_reference / gflops_mlp: counted FLOPs per step over the step time; pct_of_peak: "
+                    f"{REFERENCE_METHOD}'s rate as a share of the sweep's measured matrix-multiply peak "
+                    "(– where the runs did not count their work or no peak was measured).",
                 ],
                 [("Overhead per D", over if logged else over.drop(columns=["flop_floor"]))],
                 [("Relative-gradient step time over the MLP step, with the matrix-FLOP ratio.", ofig)],
@@ -345,8 +359,10 @@ def _headline(
     speed: pd.DataFrame,
     pred: pd.DataFrame,
     cross_pred: pd.DataFrame,
+    peak_tags: dict[str, dict[str, str]],
 ) -> Section:
-    """The report's opening: trial counts, each method's order with its evidence, the speedups."""
+    """The report's opening: trial counts, each method's order (counted, and timed beside it) with its
+    evidence, the share of the matmul peak the reference reaches, the speedups."""
     counts = runs["status"].value_counts().sort_index()
     lines = [f"{len(runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
     peers = sorted((m for m in runs["method"].unique() if m in PEER_METHODS), key=method_sort_key)
@@ -355,6 +371,7 @@ def _headline(
         lines.append(f"peers, other libraries' flows in the same harness: {named}")
     if runtime.groups:
         lines += cost_sections.method_lines(runtime)
+        lines += counted_report.peak_lines(runtime.rates, peak_tags)
         cross = b.frames.get("crossover", pd.DataFrame(columns=["sweep", "depth", "batch_size", "baseline"]))
         lines += cost_sections.speedup_lines(speed, cross, pred, cross_pred)
         lines += cost_sections.flag_line(runtime)
@@ -415,15 +432,21 @@ def build_report(
     # Figure footers name only the sweeps and devices whose runs the figure shows.
     b = Builder(out, _restricted(ctx, timed))
     fit_args = {"predict_dims": dims, "min_dim": min_dim, "n_boot": n_boot, "seed": 0}
-    runtime = cost_sections.analyse(timed, "runtime", **fit_args)
+    peaks = {s.name: s.metrics[PEAK_METRIC] for s in data.sweeps if PEAK_METRIC in s.metrics}
+    runtime = cost_sections.analyse(timed, "runtime", peaks=peaks, **fit_args)
     memory = cost_sections.analyse(timed, "memory", **fit_args)
-    body = [_overview(data, ctx), _trials(b, runs), cost_sections.cost_section(b, runtime, timed)]
+    body = [
+        _overview(data, ctx),
+        _trials(b, runs, data.sweeps),
+        cost_sections.cost_section(b, runtime, timed),
+    ]
+    body.append(counted_report.section(b, runtime.counted, runtime.rates, runtime.orders))
     speed, pred, cross_pred = scaling.speedup_table(timed.iloc[0:0]), pd.DataFrame(), pd.DataFrame()
     if runtime.groups:
         prediction, pred, cross_pred = cost_sections.prediction_section(b, runtime, dims is not None)
         body += [prediction, cost_sections.timing_section(b, runtime, timed)]
     if timed["sec_per_iter"].notna().any():
-        speed_sections, speed = _speedup_section(b, timed)
+        speed_sections, speed = _speedup_section(b, timed, peaks)
         body += speed_sections
     else:
         body.append(Section("Speedup and crossover", ["No timing data in this report."]))
@@ -431,7 +454,8 @@ def build_report(
     body.append(_learning_section(b, runs, learning_curves(data), tolerance))
     b.ctx = _restricted(ctx, runs[runs["kind"] == "hpo"])
     body.append(_hpo_section(b, runs, data.best))
-    sections = [_headline(b, runs, runtime, speed, pred, cross_pred), *body]
+    peak_tags = {s.name: s.tags for s in data.sweeps}
+    sections = [_headline(b, runs, runtime, speed, pred, cross_pred, peak_tags), *body]
     title = f"relgrad report: {', '.join(ctx.sweeps)}"
     html_path, md_path = out / "report.html", out / "report.md"
     write_whole(md_path, render_markdown(title, sections))

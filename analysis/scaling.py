@@ -9,7 +9,7 @@ bootstrap over the (D, t) points in that range, widened by √(n/(n−2)) for th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -362,10 +362,23 @@ def overhead_table(
     reference: str = REFERENCE_METHOD,
     floor: str = FLOOR_METHOD,
     metric: str = "sec_per_iter",
+    peaks: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """``t_reference / t_floor`` per configuration and D, next to the matrix-FLOP ratio the reference's
-    runs logged (``flop_ratio``, from the core's method registry); NaN for runs that predate it."""
-    columns = [*CONFIG_GROUP, "dim", "t_reference_s", "t_mlp_s", "overhead", "flop_floor"]
+    runs logged (``flop_ratio``, from the core's method registry); NaN for runs that predate it. Where the
+    runs counted their work: each method's achieved GFLOP/s (median ``flops_per_step`` over its median
+    time) and the reference's ``pct_of_peak``, its share of the sweep's measured matmul peak (``peaks``)."""
+    columns = [
+        *CONFIG_GROUP,
+        "dim",
+        "t_reference_s",
+        "t_mlp_s",
+        "overhead",
+        "flop_floor",
+        "gflops_reference",
+        "gflops_mlp",
+        "pct_of_peak",
+    ]
     speedups = speedup_table(runs, reference, metric)
     part = speedups[speedups["baseline"] == floor]
     if part.empty:
@@ -373,11 +386,20 @@ def overhead_table(
     out = part.rename(columns={"t_baseline_s": "t_mlp_s"}).copy()
     out["overhead"] = out["t_reference_s"] / out["t_mlp_s"]
     keys = [*CONFIG_GROUP, "dim"]
-    if "flop_ratio" in runs:
-        ref = _usable(runs, metric)
-        ref = ref[ref["method"] == reference]
-        logged = ref.groupby(keys, sort=True)["flop_ratio"].median().rename("flop_floor").reset_index()
-        out = out.merge(logged, on=keys, how="left")
-    else:
-        out["flop_floor"] = float("nan")
+    usable = _usable(runs, metric)
+    for name, column in (
+        ("flop_ratio", "flop_floor"),
+        ("flops_per_step", "flops_ref"),
+        ("flops_per_step", "flops_mlp"),
+    ):
+        method = floor if column == "flops_mlp" else reference
+        if name in usable:
+            rows = usable[usable["method"] == method]
+            logged = rows.groupby(keys, sort=True)[name].median().rename(column).reset_index()
+            out = out.merge(logged, on=keys, how="left")
+        else:
+            out[column] = float("nan")
+    out["gflops_reference"] = out["flops_ref"] / out["t_reference_s"] / 1e9
+    out["gflops_mlp"] = out["flops_mlp"] / out["t_mlp_s"] / 1e9
+    out["pct_of_peak"] = 100.0 * out["gflops_reference"] / out["sweep"].map(dict(peaks or {})).astype(float)
     return out[columns].reset_index(drop=True)

@@ -69,6 +69,18 @@ TAG_COLUMNS: tuple[str, ...] = (
     TAG_STOPPED_REASON,
     TAG_GAUSSIAN_ABSENT,
 )
+#: Set on a trial whose step runs operations the counter cannot count (neither a counted product or
+#: decomposition, nor elementwise, nor a view): their aten names, comma-separated. Absent when there are none.
+TAG_UNCOUNTED_OPS = "uncounted_ops"
+#: Tags a run may carry or not (loaded as columns, "" when absent).
+OPTIONAL_TAG_COLUMNS: tuple[str, ...] = (TAG_UNCOUNTED_OPS,)
+#: On the parent run of a scaling sweep: the side n of the n×n GEMM that measured ``matmul_peak_gflops``,
+#: the device and the threads it ran on (a trial's resources).
+TAG_MATMUL_PEAK_SIZE = "matmul_peak_size"
+TAG_MATMUL_PEAK_DEVICE = "matmul_peak_device"
+TAG_MATMUL_PEAK_THREADS = "matmul_peak_threads"
+#: Parent-run metric: the best rate (GFLOP/s) of that GEMM in the trials' dtype, measured once per sweep.
+PEAK_METRIC = "matmul_peak_gflops"
 #: Metrics logged once at the end of training, at the last step.
 FINAL_METRICS: tuple[str, ...] = (
     "test_ll",
@@ -87,6 +99,11 @@ FINAL_METRICS: tuple[str, ...] = (
 #: replaced by a longer one, ``load_avg_1m`` the machine's 1-minute load average when the step was timed,
 #: ``flop_ratio`` the method's matrix FLOPs per step over the MLP's (from the core's method registry; not
 #: logged for a method without a FLOP model, e.g. a peer).
+#: Counted work of one step at the trial's D, B and depth (``relgrad_core.counting``, no clock, every method,
+#: peers included): ``flops_per_step`` the FLOPs of its matrix products and linear algebra,
+#: ``flops_cubic_per_step`` the part of them that grows as D³ at a fixed B (decompositions, inverses, D×D×D
+#: products), ``bytes_per_step`` the sizes of every data-moving operation's tensor inputs and outputs (an
+#: upper bound on its memory traffic).
 #: Likelihoods: ``val_ll``, ``test_ll`` and ``gaussian_test_ll`` (full-covariance Gaussian fitted on train,
 #: the yardstick) are per-sample means on the tensors the flow is trained on (after any standardisation);
 #: ``reported_test_ll = test_ll + ll_offset`` and ``reported_gaussian_test_ll`` are the same in the data set's
@@ -104,6 +121,9 @@ METRICS: tuple[str, ...] = (
     "timing_retimed",
     "load_avg_1m",
     "flop_ratio",
+    "flops_per_step",
+    "flops_cubic_per_step",
+    "bytes_per_step",
     "peak_mem_mb",
     "train_ll",
     "val_ll",

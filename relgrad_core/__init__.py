@@ -6,6 +6,7 @@ NeurIPS 2020.
 
 from relgrad_core.activation import inverse_smooth_leaky_relu, log_derivative, smooth_leaky_relu
 from relgrad_core.base import BASES, make_base
+from relgrad_core.counting import StepCount, count_step
 from relgrad_core.data import (
     DATASETS,
     Dataset,
@@ -32,7 +33,7 @@ from relgrad_core.methods import (
     unregister_method,
 )
 from relgrad_core.plugins import load_plugins
-from relgrad_core.timing import StepTiming, time_step
+from relgrad_core.timing import MatmulPeak, StepTiming, matmul_peak, time_step
 from relgrad_core.training import Diverged, EpochRecord, History, evaluate_nll, fit
 
 __all__ = [
@@ -47,10 +48,13 @@ __all__ = [
     "Flow",
     "History",
     "LUFlow",
+    "MatmulPeak",
     "MethodSpec",
     "SingularWeightError",
+    "StepCount",
     "StepTiming",
     "backward",
+    "count_step",
     "dataset_names",
     "evaluate_nll",
     "fit",
@@ -64,6 +68,7 @@ __all__ = [
     "log_derivative",
     "make_base",
     "make_flow",
+    "matmul_peak",
     "matrix_flops",
     "method_names",
     "register_dataset",

@@ -29,12 +29,19 @@ product costs ``2·B·D²`` FLOPs, so in units of B·D² a product counts 2. Per
 * lu: the two triangular factors are applied as two dense products: forward 4, backward 6 per layer (the
   gradients of both factors and the one between them), input gradient 2 on every layer but the first:
   ``12L − 2``.
-* ordinary, autodiff, jacobian: the MLP's ``6L − 2`` (autograd on the same data term), plus
+* ordinary, autodiff: the MLP's ``6L − 2`` (autograd on the same data term), plus
   ordinary ``2·D³`` per layer (``inv``: LU ⅔D³ + inversion from the factors ⁴⁄₃D³);
   autodiff ``⁸⁄₃·D³`` per layer (``slogdet``'s LU ⅔D³ forward, ``W⁻ᵀ`` from the factors by two triangular
-  solves, 2D³, backward); jacobian about ``(6L − 2 + ⁸⁄₃)·B·D³``: forward-mode Jacobians carry D tangents
-  per sample, so the matrix products of the data-term gradient happen D times over ((6L − 2)·B·D³, within a
-  few per cent of torch's FLOP counter), plus B factorisations with their backward (⁸⁄₃·B·D³).
+  solves, 2D³, backward).
+* jacobian: ``(6L − 2 + ⁸⁄₃)·B·D³``: forward-mode Jacobians carry D tangents per sample, so the products of
+  the data-term gradient happen D times over ((6L − 2)·B·D³), plus B factorisations with their backward
+  (⁸⁄₃·B·D³); and ``(16L − 10)·B·D²`` (8 at L = 1): the data term's products once for the loss and once as
+  ``jacfwd``'s primal pass, with the backward through both.
+
+**Which is authoritative**: the count. :func:`relgrad_core.counting.count_step` counts what a step actually
+dispatches (torch's FLOP counter plus the linear algebra it leaves out); this model is its closed form, and
+``tests/core/test_counting.py`` checks the two agree term by term for every built-in at depths 1–3 and both
+kinds of base (O(B·D) matrix-vector work, e.g. relative's bias directions, is counted there but not here).
 
 :func:`flop_ratio` compares the O(B·D²) parts only (the part every method shares); the D³ and B·D³ terms are
 in :func:`matrix_flops`. A method may have no FLOP model (``flops=None``: other libraries' flows, whose work
@@ -288,6 +295,10 @@ def _lu_bd2(depth: int, gaussian_base: bool) -> float:
     return 12 * depth - 2
 
 
+def _jacobian_bd2(depth: int, gaussian_base: bool) -> float:
+    return 8 if depth == 1 else 16 * depth - 10
+
+
 _MLP_FLOPS = FlopModel(_mlp_bd2)
 for _spec in (
     MethodSpec(
@@ -323,7 +334,7 @@ for _spec in (
         "jacobian",
         DenseFlow,
         jacobian_direction,
-        FlopModel(_mlp_bd2, bd3=lambda depth: 6.0 * depth - 2.0 + 8.0 / 3.0),
+        FlopModel(_jacobian_bd2, bd3=lambda depth: 6.0 * depth - 2.0 + 8.0 / 3.0),
         order=30,
         cost="O(B·D³)",
         summary="autograd through log|det| of each sample's full Jacobian",

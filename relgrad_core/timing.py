@@ -24,7 +24,7 @@ from time import perf_counter
 import torch
 
 from relgrad_core.checks import check_nonnegative_int, check_positive_int, check_positive_number
-from relgrad_core.device import synchronize
+from relgrad_core.device import resolve_device, synchronize
 from relgrad_core.flow import Flow
 from relgrad_core.machine import load_avg_1m
 from relgrad_core.methods import check_method
@@ -35,6 +35,9 @@ from relgrad_core.training import make_optimizer
 RETIME_THRESHOLD = 0.25
 #: A disturbed timing is re-measured once with this many times the repeats.
 RETIME_FACTOR = 3
+#: Side of the square matrices of :func:`matmul_peak` by device type: on a CPU a 2048² product (17 GFLOP)
+#: runs at the BLAS's full rate in a fraction of a second on 2 cores; a GPU needs a larger one to fill.
+PEAK_SIZES: dict[str, int] = {"cpu": 2048, "cuda": 8192}
 
 
 @dataclass
@@ -253,4 +256,55 @@ def time_step(
         load_avg_1m=load,
         peak_mem_bytes=peak,
         device=str(device),
+    )
+
+
+@dataclass(frozen=True)
+class MatmulPeak:
+    """The best rate of an n×n by n×n product (``2·n³`` FLOPs) on one device, dtype and thread count."""
+
+    gflops: float
+    size: int
+    seconds: float
+    device: str
+    dtype: str
+    threads: int
+
+
+def matmul_peak(
+    device: str | torch.device | None = "auto",
+    dtype: torch.dtype = torch.float32,
+    *,
+    size: int | None = None,
+    repeats: int = 3,
+) -> MatmulPeak:
+    """The machine's practical matrix-multiply peak: best of ``repeats`` timed ``size``² products after one
+    untimed one (``size``: :data:`PEAK_SIZES` by device type; 2048 elsewhere).
+
+    The best, not the median: like a step timing, a product is only ever slowed by other work. On a CPU it
+    runs on torch's current thread count (a trial's: its Ray CPUs), so that it bounds what a trial can reach.
+    """
+    resolved = resolve_device(device)
+    n = PEAK_SIZES.get(resolved.type, 2048) if size is None else size
+    check_positive_int("size", n)
+    check_positive_int("repeats", repeats)
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=generator).to(device=resolved, dtype=dtype) for _ in range(2))
+    out = torch.empty(n, n, device=resolved, dtype=dtype)
+    torch.mm(a, b, out=out)
+    times = []
+    for _ in range(repeats):
+        synchronize(resolved)
+        start = perf_counter()
+        torch.mm(a, b, out=out)
+        synchronize(resolved)
+        times.append(perf_counter() - start)
+    best = min(times)
+    return MatmulPeak(
+        gflops=2.0 * n**3 / best / 1e9,
+        size=n,
+        seconds=best,
+        device=str(resolved),
+        dtype=str(dtype).removeprefix("torch."),
+        threads=torch.get_num_threads(),
     )

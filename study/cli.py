@@ -210,7 +210,8 @@ def build_config(command: str, args: argparse.Namespace) -> Any:
     else:
         preset = load_preset(args.preset or DEFAULT_PRESET)
         base = preset.scaling if command == "scaling" else preset.tune
-    return _with_data_file(with_overrides(base, _overrides(command, args)), command, args)
+    overrides = preflight.user_grid(command, _overrides(command, args))  # --dims sets preset caps aside
+    return _with_data_file(with_overrides(base, overrides), command, args)
 
 
 def _with_data_file(cfg: Any, command: str, args: argparse.Namespace) -> Any:
@@ -356,6 +357,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         name = args.name or preflight.default_name(label, time.strftime("%Y%m%d-%H%M%S"))
     check_sweep_name(name)
     _preflight(command, cfg, args)
+    if command == "scaling" and not args.resume:  # the grid as it will run, before anything starts
+        print(preflight.grid_text(cfg, args.preset or DEFAULT_PRESET, _overrides(command, args)))
     uri = _tracking_uri(args)
     _start_ray(args, cfg.train, cfg.resources.gpus_per_trial)
     run = sweep.run_scaling if command == "scaling" else sweep.run_hpo

@@ -278,6 +278,7 @@ class ScalingConfig(Section):
     # that curve are skipped. A number for every method, or a mapping method -> seconds.
     budget_s: Budget = None
     max_dim: dict[MethodName, Dim] = Field(default_factory=dict)  # per-method cap (jacobian is O(B·D³))
+    matmul_peak_size: Annotated[int, Strict(), Field(ge=0, le=MAX_DIM)] | None = None  # n of the peak's GEMM
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     resources: Resources = Field(default_factory=Resources)

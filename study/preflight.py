@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.config import SYNTHETIC_DATASETS, ConfigError, DataConfig, TrainConfig
+from study.config import SYNTHETIC_DATASETS, ConfigError, DataConfig, TrainConfig, load_preset
 from study.tracking import check_sweep_name
 
 #: A trial whose estimated peak memory exceeds this fraction of its device's memory is refused.
@@ -214,3 +214,55 @@ def named_dataset(data: DataConfig, seed: int, where: str) -> DataShape:
 
 def named_dataset_dim(data: DataConfig, seed: int, where: str) -> int:
     return named_dataset(data, seed, where).dim
+
+
+# --------------------------------------------------------------------------------------------
+# The grid as it will run
+# --------------------------------------------------------------------------------------------
+def _dims_text(dims: list[int]) -> str:
+    if len(dims) <= 3:
+        return ", ".join(map(str, dims))
+    return f"{dims[0]}…{dims[-1]} ({len(dims)} D)"
+
+
+def user_grid(command: str, overrides: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A scaling grid means what the user typed: dims given on the command line (``--dims``,
+    ``--set dims=``) set the preset's per-method ``max_dim`` caps aside; caps the user sets too
+    (``--set max_dim.M=D``) apply."""
+    if command == "scaling" and any(path == "dims" for path, _ in overrides):
+        return [("max_dim", {}), *overrides]
+    return overrides
+
+
+def grid_text(cfg: Any, preset: str, overrides: list[tuple[str, Any]]) -> str:
+    """What a scaling sweep will run per method, printed before it starts: each method's D, the cuts its
+    ``max_dim`` makes, the caps of ``preset`` that the user's dims set aside, and the per-step budgets."""
+    all_dims = sorted(set(cfg.dims))
+    lines = ["grid:"]
+    for method in cfg.methods:
+        dims, cap = cfg.dims_of(method), cfg.max_dim.get(method)
+        cut = [d for d in all_dims if d not in dims]
+        if not dims:
+            lines.append(f"  {method}: not run: every D is above its max_dim {cap}")
+        elif cut:
+            lines.append(
+                f"  {method}: D = {_dims_text(dims)}; capped at {cap} by max_dim (skips {_dims_text(cut)})"
+            )
+        else:
+            lines.append(f"  {method}: D = {_dims_text(dims)}")
+    dims_given = any(path == "dims" for path, _ in overrides)
+    caps = load_preset(preset).scaling.max_dim if dims_given else {}
+    dropped = {m: d for m, d in caps.items() if m in cfg.methods and cfg.max_dim.get(m) != d}
+    if dropped:
+        shown = ", ".join(f"{m} ≤ {d}" for m, d in dropped.items())
+        lines.append(
+            f"  the preset's max_dim caps ({shown}) do not apply: --dims was given "
+            "(cap a method with --set max_dim.METHOD=D)"
+        )
+    budgets = {m: cfg.budget_for(m) for m in cfg.methods}
+    if any(b is not None for b in budgets.values()):
+        shown = ", ".join(f"{m} {b:g} s" for m, b in budgets.items() if b is not None)
+        lines.append(
+            f"  per-step budget ({shown}): a curve's larger D are skipped once its step takes longer"
+        )
+    return "\n".join(lines)

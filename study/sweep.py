@@ -54,7 +54,7 @@ from study.config import (
 from study.finalise import MlflowFinaliser, SweepSummary, TrackingOutageStopper, reset_problem
 from study.searcher import BudgetedGridSearcher
 from study.tracking import TrackingContext
-from study.trial import SweepContext, run_logged, tune_trial
+from study.trial import SweepContext, matmul_peak_record, run_logged, tune_trial
 
 logger = logging.getLogger(__name__)
 
@@ -310,6 +310,8 @@ def run_scaling(
         dedupe_points=True,
     )
     points = cfg.points()
+    if not resume:
+        log_matmul_peak(tctx, cfg)
 
     def new_tuner(trainable: Any) -> Tuner:
         save_config(
@@ -337,6 +339,23 @@ def run_scaling(
     )
     _close_parent(tctx, complete)
     return _summary(tctx, storage_path, statuses, complete=complete, problem=problem)
+
+
+def log_matmul_peak(tctx: TrackingContext, cfg: ScalingConfig) -> None:
+    """The machine's matrix-multiply peak, measured once per sweep where a trial runs (a Ray task with a
+    trial's CPUs and GPUs) and logged on the parent run; a failure is a warning, never the sweep's end."""
+    if cfg.matmul_peak_size == 0:
+        return
+    res = cfg.resources
+    task = ray.remote(matmul_peak_record).options(num_cpus=res.cpus_per_trial, num_gpus=res.gpus_per_trial)
+    try:
+        metrics, tags = ray.get(
+            task.remote(cfg.train.device, cfg.train.dtype, cfg.matmul_peak_size, res.cpus_per_trial)
+        )
+        tracking.log_metrics(tctx.tracking_uri, tctx.parent_run_id, metrics)
+        tracking.set_tags(tctx.tracking_uri, tctx.parent_run_id, tags)
+    except Exception as exc:  # the peak is context for the report, not a result
+        logger.warning("sweep %s: the matrix-multiply peak was not measured: %s", tctx.sweep, exc)
 
 
 def scaling_from_saved(saved: dict[str, Any]) -> ScalingConfig:

@@ -20,14 +20,19 @@ from typing import Any
 from analysis.schema import (
     FINAL_METRICS,
     FINISHED_STATUSES,
+    PEAK_METRIC,
     ROLE_TRIAL,
     STATUS_DIVERGED,
     STATUS_FAILED,
     STATUS_OK,
     TAG_GAUSSIAN_ABSENT,
+    TAG_MATMUL_PEAK_DEVICE,
+    TAG_MATMUL_PEAK_SIZE,
+    TAG_MATMUL_PEAK_THREADS,
     TAG_STATUS,
     TAG_STATUS_REASON,
     TAG_STOPPED_REASON,
+    TAG_UNCOUNTED_OPS,
 )
 from study import tracking
 from study.config import DataConfig, TrainConfig, flatten, to_dict
@@ -138,12 +143,15 @@ def execute(
     *,
     on_timing: Callable[[Metrics], None] | None = None,
     on_record: Callable[[Metrics, int], bool | None] | None = None,
+    on_tags: Callable[[dict[str, str]], None] | None = None,
     progress: bool = False,
 ) -> TrialOutcome:
-    """Time one step of ``point['method']`` at ``point['dim']``, then train and evaluate.
+    """Time one step of ``point['method']`` at ``point['dim']``, count its work, then train and evaluate.
 
     Timing: ``time_step`` median / min / IQR of a full step (gradient + Adam update) on one batch,
     and the peak memory; it restores the weights, so training starts from the initialisation.
+    Counting: ``count_step`` FLOPs and bytes of the same step on the same batch (no clock; weights
+    restored too); operations it cannot count go to ``on_tags`` as the ``uncounted_ops`` tag.
     Training: ``fit`` with ``on_record(metrics, step)`` after each evaluation (``train_ll``, ``val_ll``,
     ``train_data_nll``, ``train_time_s``; ``step`` = cumulative training steps). A non-finite loss gives
     status ``diverged``; anything else that goes wrong propagates.
@@ -151,6 +159,7 @@ def execute(
     import torch
 
     from relgrad_core import Diverged, evaluate_nll, fit, flop_ratio, make_flow, resolve_device, time_step
+    from relgrad_core.counting import count_step
 
     dtype = torch.float64 if train.dtype == "float64" else torch.float32
     device = resolve_device(train.device)
@@ -186,10 +195,14 @@ def execute(
         optimizer=train.optimizer,
         lr=1e-3,
     )
+    count = count_step(flow, batch, point["method"], optimizer=train.optimizer, warn=False)
     metrics: Metrics = {
         **timing_metrics(timing),
+        **counted_metrics(count),
         "flop_ratio": flop_ratio(point["method"], int(point["depth"])),
     }
+    if count.uncounted and on_tags is not None:
+        on_tags({TAG_UNCOUNTED_OPS: ",".join(count.uncounted)})
     if on_timing is not None:
         on_timing(dict(metrics))
 
@@ -284,6 +297,34 @@ def timing_metrics(timing: Any) -> Metrics:
     }
 
 
+def counted_metrics(count: Any) -> Metrics:
+    """The schema's counted-work metrics of a ``relgrad_core.counting.StepCount``."""
+    return {
+        "flops_per_step": float(count.flops),
+        "flops_cubic_per_step": float(count.flops_cubic),
+        "bytes_per_step": float(count.bytes),
+    }
+
+
+def matmul_peak_record(
+    device: str, dtype: str, size: int | None, cpus: float
+) -> tuple[Metrics, dict[str, str]]:
+    """Measure the matrix-multiply peak where a trial runs (its device, dtype and CPU threads): the parent
+    run's metric and tags. Run as a Ray task with a trial's resources (see ``study.sweep``)."""
+    import torch
+
+    from relgrad_core.timing import matmul_peak
+
+    torch.set_num_threads(max(1, int(cpus)))
+    peak = matmul_peak(device, torch.float64 if dtype == "float64" else torch.float32, size=size)
+    tags = {
+        TAG_MATMUL_PEAK_SIZE: str(peak.size),
+        TAG_MATMUL_PEAK_DEVICE: tracking.environment_tags(peak.device)["device_name"],
+        TAG_MATMUL_PEAK_THREADS: str(peak.threads),
+    }
+    return {PEAK_METRIC: peak.gflops}, tags
+
+
 def _maybe_kill_worker(marker: str | None) -> None:
     """Testing hook: the first trial to get here SIGKILLs its own worker (a real process death)."""
     if not marker:
@@ -361,7 +402,13 @@ def run_logged(
     try:
         _maybe_kill_worker(ctx.inject_worker_kill)
         outcome = execute(
-            point, ctx.data, ctx.train, on_timing=on_timing, on_record=on_record, progress=progress
+            point,
+            ctx.data,
+            ctx.train,
+            on_timing=on_timing,
+            on_record=on_record,
+            on_tags=lambda tags: tracking.set_tags(uri, run_id, tags),
+            progress=progress,
         )
     except SystemExit:
         if not _ended_by_driver(uri, run_id):

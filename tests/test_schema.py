@@ -60,6 +60,37 @@ def test_every_metric_round_trips(written) -> None:
     assert row["timing_repeats"] >= 3 and row["timing_retimed"] in (0.0, 1.0)
 
 
+def _eigh_direction(flow, x):
+    """The MLP's direction plus an eigendecomposition the FLOP counter cannot count."""
+    import torch
+
+    from relgrad_core.gradients import data_term_direction
+
+    loss = data_term_direction(flow, x)
+    with torch.no_grad():
+        for layer in flow.layers:
+            layer.weight.grad.add_(torch.linalg.eigh(layer.weight.mT @ layer.weight).eigenvectors, alpha=0.0)
+    return loss
+
+
+def test_uncounted_work_is_tagged_and_read_back(written, tmp_path: Path) -> None:
+    from relgrad_core import DenseFlow, FlopModel, MethodSpec, register_method, unregister_method
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tctx = prepare_tracking(uri, "relgrad", "eigh", "scaling", {"methods": "eigh"}, resume=False)
+    data = DataConfig(dataset="teacher", n_train=32, n_val=16, n_test=16, teacher_depth=1)
+    train = TrainConfig(epochs=1, steps_per_epoch=2, timing_warmup=0, timing_repeats=1, device="cpu")
+    register_method(MethodSpec("eigh", DenseFlow, _eigh_direction, FlopModel(lambda depth, gaussian: 0.0)))
+    try:
+        run_logged({**POINT, "method": "eigh"}, SweepContext(tracking=tctx, data=data, train=train), "t")
+    finally:
+        unregister_method("eigh")
+    row = load_runs("eigh", tracking_uri=uri).iloc[0]
+    assert row[schema.TAG_UNCOUNTED_OPS] == "aten._linalg_eigh"
+    _, _, runs = written  # a built-in method's runs carry no such tag: the column is empty
+    assert set(runs[schema.TAG_UNCOUNTED_OPS]) == {""}
+
+
 def test_params_tags_and_statuses_round_trip(written) -> None:
     _, _, runs = written
     assert set(runs["status"]) == {schema.STATUS_OK, schema.STATUS_INTERRUPTED}

@@ -43,6 +43,17 @@ def true_seconds(method: str, dim: int) -> float:
 
 
 METHODS = ("relative", "ordinary", "autodiff", "jacobian", "lu", "mlp")
+#: The parent's measured matrix-multiply peak (GFLOP/s) and the GEMM size it used.
+PEAK_GFLOPS = 500.0
+
+
+def counted_flops(method: str, dim: int, batch: int = BATCH) -> tuple[float, float]:
+    """(FLOPs, cubic FLOPs) of one depth-2 step, as relgrad_core.counting counts the built-ins."""
+    b, d = float(batch), float(dim)
+    cubic = {"ordinary": 4 * d**3, "autodiff": 16 / 3 * d**3, "jacobian": (10 + 8 / 3) * b * d**3}
+    quadratic = {"relative": 12 * b * d * d + 8 * b * d, "lu": 22 * b * d * d, "jacobian": 22 * b * d * d}
+    flops = quadratic.get(method, 10 * b * d * d if method in cubic or method == "mlp" else 18 * b * d * d)
+    return flops + cubic.get(method, 0.0), cubic.get(method, 0.0)
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,13 @@ def build_store(
     parent = client.create_run(
         exp, tags={"sweep": SCALING, "role": "parent", "kind": "scaling"}, run_name=SCALING
     ).info.run_id
-    _log(client, parent, {"dims": list(DIMS), "methods": ",".join(METHODS)}, {})
+    _log(
+        client,
+        parent,
+        {"dims": ",".join(map(str, DIMS)), "methods": ",".join(methods)},
+        {"matmul_peak_gflops": PEAK_GFLOPS},
+        tags={"matmul_peak_size": "2048"},
+    )
     for method in methods:
         for dim in DIMS:
             for seed in SEEDS:
@@ -176,7 +193,11 @@ def build_store(
                             },
                         )
                     )
+                flops, cubic = counted_flops(method, dim)
                 metrics = {
+                    "flops_per_step": flops,
+                    "flops_cubic_per_step": cubic,
+                    "bytes_per_step": 4.0 * (8 * BATCH * dim + 12 * dim * dim),
                     "sec_per_iter": sec,
                     "sec_per_iter_min": 0.9 * sec,
                     "sec_per_iter_iqr": 0.05 * sec,

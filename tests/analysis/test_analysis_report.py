@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis import Report, build_report
+from tests.analysis.conftest import PEAK_GFLOPS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = (
@@ -19,6 +20,7 @@ SECTIONS = (
     "Overview",
     "Trials",
     "Runtime scaling",
+    "Counted work and achieved rate",
     "Predictions",
     "Timing quality",
     "Speedup and crossover",
@@ -29,6 +31,7 @@ SECTIONS = (
 )
 FIGURES = (
     "runtime_vs_dim",
+    "achieved_rate",
     "speedup_vs_dim",
     "overhead_vs_mlp",
     "memory_vs_dim",
@@ -44,6 +47,8 @@ TABLES = (
     "verdicts_runtime",
     "cost_model_runtime",
     "d3_share_runtime",
+    "counted_work",
+    "achieved_rate",
     "predictions",
     "crossover_predicted",
     "predicted_vs_measured",
@@ -99,6 +104,10 @@ def test_html_is_self_contained(report: Report) -> None:
 
 def test_findings_match_the_fake_power_laws(report: Report) -> None:
     verdicts = pd.read_csv(report.tables["verdicts_runtime"]).set_index("method")
+    # counted and timed orders agree on the fake store: the headline order is both
+    assert (verdicts["order"] == verdicts["order_counted"]).all()
+    assert (verdicts["order"] == verdicts["order_timed"]).all()
+    assert verdicts["order_note"].isna().all()
     for method in ("relative", "lu", "mlp"):
         assert verdicts.loc[method, "order"] == "quadratic"
         assert verdicts.loc[method, "slope_low"] <= 2.0 <= verdicts.loc[method, "slope_high"]
@@ -112,7 +121,14 @@ def test_findings_match_the_fake_power_laws(report: Report) -> None:
     assert cost.loc["relative", "c"] == pytest.approx(0.0, abs=1e-13)
     assert cost.loc["jacobian", "half_dim"] < 64 < cost.loc["relative", "half_dim"]
     lines = report.headline
-    assert lines[1].startswith("relative: quadratic") and lines[2].startswith("ordinary: cubic")
+    assert lines[1].startswith("relative: quadratic (no D³ work in the count); timed quadratic — ")
+    assert lines[2].startswith("ordinary: cubic (D³ work ") and "; timed cubic — c = " in lines[2]
+    peak = next(line for line in lines if "matrix-multiply peak" in line)
+    rates = pd.read_csv(report.tables["achieved_rate"])
+    top = rates[(rates["method"] == "relative") & (rates["dim"] == 1024)].iloc[0]
+    assert top["pct_of_peak"] == pytest.approx(100 * top["gflops"] / PEAK_GFLOPS)
+    assert peak.startswith("relative reaches ") and f"{top['pct_of_peak']:.0f}% of the measured" in peak
+    assert "(500 GFLOP/s, a 2048² GEMM)" in peak
     assert any(line.startswith("relative vs ordinary: ×") and "at D = 23552" in line for line in lines)
     predicted = pd.read_csv(report.tables["predictions"])
     assert set(predicted["dim"]) == {4096, 23552}  # default: largest D × 4 and the paper's largest
@@ -122,6 +138,11 @@ def test_findings_match_the_fake_power_laws(report: Report) -> None:
     assert cross.loc["mlp", "crossover"].startswith("never")
     overhead = pd.read_csv(report.tables["overhead_mlp"])
     assert overhead["flop_floor"].tolist() == pytest.approx([1.2] * len(overhead))  # logged by the runs
+    assert overhead["pct_of_peak"].tolist() == pytest.approx(
+        list(100 * overhead["gflops_reference"] / PEAK_GFLOPS)
+    )
+    counted = pd.read_csv(report.tables["counted_work"]).set_index("method")
+    assert counted.loc["jacobian", "order_counted"] == "cubic" and counted.loc["mlp", "c3"] == 0
     md = report.markdown.read_text(encoding="utf-8")
     assert md.index("## Headline") < md.index("## Overview") < md.index("## Runtime scaling")
     # the range of the secondary slope is stated beside it

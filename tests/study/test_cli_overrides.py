@@ -139,3 +139,52 @@ def test_default_sweep_name_is_made_safe(fake_sweep: dict[str, Any], tmp_path: P
     argv[argv.index("smoke")] = str(preset)
     assert main(argv) == 0
     assert fake_sweep["kwargs"]["sweep"].startswith("my-preset-s-copy-")
+
+
+def _quick(fake_sweep: dict[str, Any], *flags: str) -> list[str]:
+    argv = list(fake_sweep["argv"])
+    argv[argv.index("smoke")] = "quick"
+    return [*argv, "--dataset", "noise", "--batch-sizes", "64", *flags]
+
+
+def test_user_dims_set_the_presets_caps_aside_and_the_grid_is_printed(
+    fake_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the grid: the quick preset caps relative and mlp at 2048, but the user asked for 4096
+    fake_sweep["outcome"] = _summary({"ok": 18})
+    assert main(_quick(fake_sweep, "--methods", "relative,ordinary,mlp", "--dims", "128:4096:x2")) == 0
+    cfg = fake_sweep["cfg"]
+    assert cfg.max_dim == {} and all(cfg.dims_of(m) == [128, 256, 512, 1024, 2048, 4096] for m in cfg.methods)
+    out = capsys.readouterr().out
+    assert (
+        "  relative: D = 128…4096 (6 D)\n  ordinary: D = 128…4096 (6 D)\n  mlp: D = 128…4096 (6 D)\n" in out
+    )
+    assert "the preset's max_dim caps (relative ≤ 2048, mlp ≤ 2048) do not apply: --dims was given" in out
+    assert "per-step budget (relative 3 s, ordinary 3 s, mlp 3 s)" in out
+    assert out.index("grid:") < out.index("MLflow store:")  # printed before the sweep's own output
+
+
+def test_caps_the_user_sets_beside_dims_apply_and_are_printed(
+    fake_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_sweep["outcome"] = _summary({"ok": 7})
+    argv = _quick(fake_sweep, "--methods", "relative,jacobian", "--set", "dims=[64,128,256,512]")
+    assert main([*argv, "--set", "max_dim.jacobian=128"]) == 0
+    assert fake_sweep["cfg"].max_dim == {"jacobian": 128}
+    out = capsys.readouterr().out
+    assert "  relative: D = 64…512 (4 D)\n" in out
+    assert "  jacobian: D = 64, 128; capped at 128 by max_dim (skips 256, 512)\n" in out
+    assert "the preset's max_dim caps (jacobian ≤ 64, relative ≤ 2048) do not apply" in out
+    assert main([*argv, "--set", "max_dim.jacobian=32"]) == 0
+    assert "  jacobian: not run: every D is above its max_dim 32\n" in capsys.readouterr().out
+
+
+def test_without_dims_the_presets_caps_apply_and_are_printed(
+    fake_sweep: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_sweep["outcome"] = _summary({"ok": 7})
+    assert main(_quick(fake_sweep, "--methods", "relative,ordinary")) == 0
+    assert fake_sweep["cfg"].dims_of("relative")[-1] == 2048
+    out = capsys.readouterr().out
+    assert "  relative: D = 64…2048 (6 D); capped at 2048 by max_dim (skips 3072)\n" in out
+    assert "  ordinary: D = 64…3072 (7 D)\n" in out and "do not apply" not in out

@@ -59,6 +59,18 @@ def test_scaling_sweep_with_report(ray_session, store: dict[str, str], tmp_path:
     fits = pd.concat(pd.read_csv(p) for p in (out / "tables").glob("*.csv") if "exponent" in p.name)
     assert {"relative", "ordinary", "mlp"} <= set(fits["method"])
 
+    # the order from the runs' counted work, on 4 distinct D: exact whatever the timings on a shared machine
+    verdicts = pd.read_csv(out / "tables" / "verdicts_runtime.csv").set_index("method")
+    assert verdicts["order_counted"].to_dict() == {
+        "relative": "quadratic",
+        "ordinary": "cubic",
+        "mlp": "quadratic",
+    }
+    assert (verdicts["order"] == verdicts["order_counted"]).all() and "order_timed" in verdicts
+    rates = pd.read_csv(out / "tables" / "achieved_rate.csv")
+    assert (rates["gflops"] > 0).all() and (rates["pct_of_peak"] > 0).all()  # the sweep measured its peak
+    assert "matrix-multiply peak" in printed
+
     # and the report landed as artifacts of the sweep's parent run
     (parent,) = [r for r in runs_of(store["uri"], "e2e") if r.data.tags.get("role") == "parent"]
     client = MlflowClient(tracking_uri=store["uri"])

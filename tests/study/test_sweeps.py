@@ -56,6 +56,10 @@ def test_scaling_sweep_records_ok_diverged_and_skipped(
     parent = parents[0]
     assert parent.data.tags["kind"] == "scaling" and parent.info.status == "FINISHED"
     assert parent.data.params["methods"] == "relative,ordinary"
+    # the machine's matmul peak, measured once on a trial's resources (smoke: a 128² GEMM, 1 thread)
+    assert parent.data.metrics["matmul_peak_gflops"] > 0
+    assert (parent.data.tags["matmul_peak_size"], parent.data.tags["matmul_peak_threads"]) == ("128", "1")
+    assert parent.data.tags["matmul_peak_device"].startswith("cpu: ")
 
     children = _children(runs)
     by_key = {
@@ -89,6 +93,11 @@ def test_scaling_sweep_records_ok_diverged_and_skipped(
         assert tags["device_name"].startswith("cpu: ")
         assert all(metrics[name] >= 0 for name in TIMING)
         assert metrics["sec_per_iter_min"] <= metrics["sec_per_iter"]
+        # counted work at the trial's own D and batch (16), depth 2: relative has no D³ work, ordinary's inv
+        dim = key[1]
+        assert metrics["flops_per_step"] > 0 and metrics["bytes_per_step"] > 0
+        assert metrics["flops_cubic_per_step"] == (2 * 2 * dim**3 if key[0] == "ordinary" else 0)
+        assert "uncounted_ops" not in tags
         assert run.data.params["device"] == "cpu"
         if statuses[key] == "ok":
             assert math.isfinite(metrics["test_ll"]) and math.isfinite(metrics["true_test_ll"])
