@@ -32,19 +32,16 @@ from ray.tune import FailureConfig, ResultGrid, RunConfig, Tuner
 
 from analysis.schema import (
     FINISHED_STATUSES,
-    ROLE_BEST,
-    ROLE_DEFAULT,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
     TAG_STATUS,
 )
-from study import signals, tracking
+from study import retrain, signals, tracking
 from study.config import (
     ConfigError,
     HpoConfig,
     ScalingConfig,
-    SingleRun,
     flatten,
     from_dict,
     to_dict,
@@ -54,7 +51,7 @@ from study.config import (
 from study.finalise import MlflowFinaliser, SweepSummary, TrackingOutageStopper, reset_problem
 from study.searcher import BudgetedGridSearcher
 from study.tracking import TrackingContext
-from study.trial import SweepContext, matmul_peak_record, run_logged, tune_trial
+from study.trial import SweepContext, matmul_peak_record, tune_trial
 
 logger = logging.getLogger(__name__)
 
@@ -461,8 +458,8 @@ def run_hpo(
     if complete and results is not None:
         best = _best_config(results)
         if best is not None and cfg.retrain_best:
-            best = _retrain_best(best, ctx, cfg)
-            best["default"] = _retrain_default(dim, ctx, cfg)
+            best = retrain.best(best, ctx, cfg)
+            best["default"] = retrain.default(dim, ctx, cfg)
             statuses = _statuses(tctx)
     _close_parent(tctx, complete)
     return _summary(tctx, storage_path, statuses, complete=complete, problem=problem, best=best)
@@ -481,39 +478,3 @@ def _best_config(results: ResultGrid) -> dict[str, Any] | None:
     best["_val_ll"] = float(value)
     best["_trial_id"] = str(result.metrics.get("trial_id", ""))
     return best
-
-
-def _retrain(point: dict[str, Any], ctx: SweepContext, cfg: HpoConfig, role: str, params: dict[str, str]):
-    """Train ``point`` from scratch on the trials' schedule (no ASHA) as a ``role`` run, and test it."""
-    retrain_ctx = SweepContext(
-        tracking=ctx.tracking,
-        data=ctx.data,
-        train=ctx.train,
-        role=role,
-        extra_params={**ctx.extra_params, **params},
-    )
-    task = ray.remote(run_logged).options(
-        num_cpus=cfg.resources.cpus_per_trial, num_gpus=cfg.resources.gpus_per_trial
-    )
-    return ray.get(task.remote(point, retrain_ctx, role))
-
-
-def _retrain_best(best: dict[str, Any], ctx: SweepContext, cfg: HpoConfig) -> dict[str, Any]:
-    """Retrain the best config from scratch (full schedule, no ASHA) and evaluate it on test."""
-    point = {k: v for k, v in best.items() if not k.startswith("_")}
-    outcome = _retrain(point, ctx, cfg, ROLE_BEST, {"best_of_trial": best.get("_trial_id", "")})
-    return {**best, "status": outcome.status, "stopped_reason": outcome.stopped_reason, **outcome.metrics}
-
-
-def _retrain_default(dim: int, ctx: SweepContext, cfg: HpoConfig) -> dict[str, Any]:
-    """What the search is worth: ``relgrad train``'s default configuration (lr, depth, α, batch size),
-    trained on the same schedule and data as the retrained best, and tested."""
-    defaults = SingleRun()
-    point = {
-        "method": cfg.space.method,
-        "dim": dim,
-        "seed": cfg.space.seed,
-        **{k: getattr(defaults, k) for k in ("lr", "depth", "alpha", "batch_size")},
-    }
-    outcome = _retrain(point, ctx, cfg, ROLE_DEFAULT, {})
-    return {**point, "status": outcome.status, "stopped_reason": outcome.stopped_reason, **outcome.metrics}
