@@ -4,10 +4,10 @@ speedups, learning curves, HPO views.
 Reads only MLflow (and pandas/numpy/matplotlib); never imports torch, ray or the `study` package.
 """
 
+from analysis.convergence import kl_at_convergence, paired_difference, time_to_target, trial_outcomes
 from analysis.cost_model import CostFit, fit_cost_model, half_dim, order_rule
 from analysis.cost_tables import GroupFit, cost_table, fit_groups, flag_disturbed, method_orders
 from analysis.errors import ReportError
-from analysis.learning import best_configs, kl_gap_table, time_to_target
 from analysis.loading import SweepData, SweepInfo, load_histories, load_runs, load_sweep_data
 from analysis.report import Report, build_report
 from analysis.scaling import (
@@ -29,7 +29,6 @@ __all__ = [
     "ReportError",
     "SweepData",
     "SweepInfo",
-    "best_configs",
     "build_report",
     "cost_table",
     "crossover_table",
@@ -40,14 +39,16 @@ __all__ = [
     "fit_table",
     "flag_disturbed",
     "half_dim",
-    "kl_gap_table",
+    "kl_at_convergence",
     "load_histories",
     "load_runs",
     "load_sweep_data",
     "method_orders",
     "order_rule",
     "overhead_table",
+    "paired_difference",
     "speedup_table",
     "time_to_target",
+    "trial_outcomes",
     "verdict",
 ]

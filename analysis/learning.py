@@ -1,8 +1,9 @@
-"""Learning views: validation LL against wall-clock, KL gap on teacher data, time to a target LL,
-and the hyper-parameter search tables.
+"""The report's learning section and its headline lines: what a sweep's fits say about model quality.
 
-Log-likelihoods are in nats per sample, higher is better. On ``teacher`` data the data-generating
-density is known, so ``true_test_ll − LL`` estimates KL(p_true ‖ p_model) ≥ 0.
+Only fits that converged compare (:mod:`analysis.convergence`): a sweep whose fits were mostly cut by their
+budget while still improving says so in one line and shows one small table. Otherwise: the KL gap at
+convergence per D and method (also per dimension), the paired difference relative − ordinary, the time to
+come within 1 nat of the best, and the curves. Log-likelihoods are in nats per sample, higher is better.
 """
 
 from __future__ import annotations
@@ -17,14 +18,9 @@ from analysis.schema import (
     FLOOR_METHOD,
     REFERENCE_METHOD,
     REPORT_TRIAL_METRICS,
-    ROLE_BEST,
     STATUS_OK,
     method_sort_key,
 )
-
-DEFAULT_TOLERANCE = 0.1
-TARGET_GROUP: tuple[str, ...] = ("sweep", "dataset", "dim")
-TRIAL_CONFIG: tuple[str, ...] = ("depth", "batch_size", "method")
 
 
 def scaling_curves(curves: pd.DataFrame) -> pd.DataFrame:
@@ -34,132 +30,6 @@ def scaling_curves(curves: pd.DataFrame) -> pd.DataFrame:
         return curves
     keep = (curves["kind"] != "hpo") & curves["val_ll"].notna() & curves["train_time_s"].notna()
     return curves[keep].sort_values(["run_id", "train_time_s"]).reset_index(drop=True)
-
-
-def has_teacher(runs: pd.DataFrame) -> bool:
-    """Whether any trial carries the true model's test LL (teacher data)."""
-    return bool(runs["true_test_ll"].notna().any())
-
-
-def kl_gap_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Final ``true_test_ll − test_ll`` (≈ KL, nats) per configuration; median over seeds."""
-    keys = [*TARGET_GROUP, *TRIAL_CONFIG]
-    columns = [*keys, "kl_gap_median", "kl_gap_min", "kl_gap_max", "n"]
-    part = runs[(runs["status"] == STATUS_OK) & runs["true_test_ll"].notna()]
-    part = part[part["test_ll"].notna()]
-    if part.empty:
-        return pd.DataFrame(columns=columns)
-    gap = (part["true_test_ll"] - part["test_ll"]).rename("gap")
-    out = (
-        part.assign(gap=gap)
-        .groupby(keys, sort=True)["gap"]
-        .agg(kl_gap_median="median", kl_gap_min="min", kl_gap_max="max", n="size")
-        .reset_index()
-    )
-    return out[columns]
-
-
-def _first_time_reaching(trial: pd.DataFrame, target: float) -> float:
-    reached = trial[trial["val_ll"] >= target]
-    return float(reached["train_time_s"].min()) if len(reached) else float("nan")
-
-
-def time_to_target(
-    runs: pd.DataFrame, curves: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE
-) -> pd.DataFrame:
-    """Wall-clock seconds until the validation LL first comes within ``tolerance`` nats of the
-    best final validation LL reached by any method at that D (per sweep and dataset).
-
-    One row per (sweep, dataset, D, depth, batch size, method): the target, how many trials
-    reached it, and the median time over those that did (NaN if none did).
-    """
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be non-negative, got {tolerance}")
-    keys = [*TARGET_GROUP, *TRIAL_CONFIG]
-    columns = [*keys, "target_ll", "best_final_val_ll", "n_trials", "n_reached", "time_to_target_s"]
-    curves = scaling_curves(curves)
-    ok = runs[(runs["status"] == STATUS_OK) & (runs["kind"] != "hpo") & runs["val_ll"].notna()]
-    if ok.empty or curves.empty:
-        return pd.DataFrame(columns=columns)
-    best = ok.groupby(list(TARGET_GROUP), sort=True)["val_ll"].max().rename("best_final_val_ll")
-    rows: list[dict[str, object]] = []
-    by_run = dict(tuple(curves.groupby("run_id", sort=False)))
-    for key, part in ok.groupby(keys, sort=True):
-        labels = dict(zip(keys, key, strict=True))
-        best_ll = float(best.loc[tuple(labels[k] for k in TARGET_GROUP)])
-        target = best_ll - tolerance
-        times = [_first_time_reaching(by_run[r], target) for r in part["run_id"] if r in by_run]
-        reached = [t for t in times if np.isfinite(t)]
-        rows.append(
-            {
-                **labels,
-                "target_ll": target,
-                "best_final_val_ll": best_ll,
-                "n_trials": len(part),
-                "n_reached": len(reached),
-                "time_to_target_s": float(np.median(reached)) if reached else float("nan"),
-            }
-        )
-    return pd.DataFrame(rows, columns=columns)
-
-
-def hpo_trials(runs: pd.DataFrame) -> pd.DataFrame:
-    """Trials of HPO sweeps with their searched hyper-parameters and final val LL."""
-    columns = [
-        "sweep",
-        "method",
-        "lr",
-        "depth",
-        "alpha",
-        "batch_size",
-        "dim",
-        "dataset",
-        "val_ll",
-        "status",
-        "run_id",
-    ]
-    return runs.loc[runs["kind"] == "hpo", columns].reset_index(drop=True)
-
-
-def best_configs(runs: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
-    """Per HPO sweep and method: the trial with the highest val LL; and the test LL of the
-    ``role=best`` retrained run (matched on method when the best run records one)."""
-    columns = [
-        "sweep",
-        "method",
-        "lr",
-        "depth",
-        "alpha",
-        "batch_size",
-        "val_ll",
-        "n_trials",
-        "retrained_test_ll",
-    ]
-    trials = hpo_trials(runs)
-    ok = trials[(trials["status"] == STATUS_OK) & trials["val_ll"].notna()]
-    if ok.empty:
-        return pd.DataFrame(columns=columns)
-    rows: list[dict[str, object]] = []
-    for (sweep, method), part in ok.groupby(["sweep", "method"], sort=True):
-        top = part.loc[part["val_ll"].idxmax()]
-        retrained = best[(best["sweep"] == sweep) & (best["role"] == ROLE_BEST)] if not best.empty else best
-        if len(retrained) and (retrained["method"] != "unknown").any():
-            retrained = retrained[retrained["method"] == method]
-        test_ll = float(retrained["test_ll"].iloc[-1]) if len(retrained) else float("nan")
-        rows.append(
-            {
-                "sweep": sweep,
-                "method": method,
-                "lr": top["lr"],
-                "depth": top["depth"],
-                "alpha": top["alpha"],
-                "batch_size": top["batch_size"],
-                "val_ll": top["val_ll"],
-                "n_trials": len(part),
-                "retrained_test_ll": test_ll,
-            }
-        )
-    return pd.DataFrame(rows, columns=columns).sort_values("val_ll", ascending=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,7 +61,9 @@ def _cut_summary(outcomes: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("method", key=lambda c: c.map(method_sort_key), kind="stable")
 
 
-def learning_section(b: Builder, runs: pd.DataFrame, curves: pd.DataFrame) -> Section:
+def learning_section(
+    b: Builder, runs: pd.DataFrame, curves: pd.DataFrame, nats: float = convergence.TARGET_NATS
+) -> Section:
     """Quality at convergence per D and method, the paired difference, time to target, and the curves;
     or, when most fits were cut by their budget while still improving, one line saying quality cannot be
     compared and one small table."""
@@ -242,17 +114,17 @@ def learning_section(b: Builder, runs: pd.DataFrame, curves: pd.DataFrame) -> Se
     if kl["gain_over_gaussian_median"].notna().any():
         caption = "Gain over the Gaussian yardstick (test LL, nats)"
         _add_by_dim(section, kl, "gain_over_gaussian", caption, "kl_at_convergence")
-    times = b.table("time_to_target", convergence.time_to_target(outcomes, curves))
+    times = b.table("time_to_target", convergence.time_to_target(outcomes, curves, nats))
     first = b.table("first_to_target", convergence.first_to_target(times))
     if len(first):
         section.paragraphs.append(
-            f"Time to target: training seconds until the validation LL comes within "
-            f"{convergence.TARGET_NATS:g} nat of the best any method reached at that D and seed, and stays "
+            f"Time to target: training seconds until the validation LL comes within {nats:g} nat of the "
+            "best any method reached at that D and seed, and stays "
             "there up to the fit's best evaluation (median [min, max] over the seeds that reached it)."
         )
         spread = {"low": "time_min", "high": "time_max", "n": "n_reached"}
         for caption, frame in wide_tables.by_dim(first, "time_median", **spread):
-            title = f"Seconds to within {convergence.TARGET_NATS:g} nat of the best: {caption}"
+            title = f"Seconds to within {nats:g} nat of the best: {caption}"
             section.tables.append((title, frame, "time_to_target"))
     return section
 
@@ -328,3 +200,24 @@ def log_trial_metrics(tracking_uri: str, times: pd.DataFrame) -> int:
             client.log_batch(str(row["run_id"]), metrics=[Metric(k, v, now, 0) for k, v in values.items()])
             written += 1
     return written
+
+
+def headline_lines(b: Builder) -> list[str]:
+    """The learning part of the headline, from the tables the section wrote: one line when the fits do not
+    compare, else per D the KL gap at convergence, the paired difference and who reached the target first."""
+    outcomes = b.frames.get("learning_trials")
+    if outcomes is None or outcomes.empty:
+        return []
+    cut = int(outcomes["still_improving"].sum())
+    if cut > MOSTLY_CUT * len(outcomes):
+        return [
+            f"learning: quality not compared — {cut} of {len(outcomes)} fits were cut by their budget while "
+            "still improving"
+        ]
+    if "kl_at_convergence" not in b.frames or "paired_difference" not in b.frames:
+        return []
+    return convergence.headline_lines(
+        b.frames["kl_at_convergence"],
+        b.frames["paired_difference"],
+        b.frames.get("first_to_target", pd.DataFrame()),
+    )

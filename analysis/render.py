@@ -42,7 +42,9 @@ class Section:
 def sig3(value: float) -> str:
     """``value`` to 3 significant figures: plain notation from 0.001 to 999 999 (``1220``, ``0.0123``),
     scientific outside it (``1.7e-12``)."""
-    if value == 0 or not math.isfinite(value):
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if value == 0 or math.isnan(value):
         return f"{value:g}"
     exponent = math.floor(math.log10(abs(value)))
     if -3 <= exponent < 6:
@@ -61,6 +63,8 @@ def _cell(value: object) -> str:
     if isinstance(value, float | np.floating):
         if math.isnan(value):
             return "–"
+        if float(value).is_integer() and 1 <= abs(value) < 1e6:
+            return str(int(value))  # a count or a D that pandas stored as a float: not 3 s.f. of it
         return sig3(float(value))
     return str(value)
 

@@ -18,7 +18,7 @@ from analysis.render import sig3
 from analysis.schema import method_sort_key
 
 #: Columns that identify a curve besides D and method; those constant over a table go to its caption.
-CURVE_KEYS: tuple[str, ...] = ("sweep", "dataset", "depth", "batch_size")
+CURVE_KEYS: tuple[str, ...] = ("sweep", "device_name", "dataset", "depth", "batch_size")
 _LABELS = {"batch_size": "batch", "dataset": "data", "device_name": "device"}
 
 
@@ -44,11 +44,12 @@ def lift_constants(frame: pd.DataFrame, keep: Sequence[str] = ()) -> tuple[pd.Da
     return frame.drop(columns=list(constant)), constant
 
 
-def spread(median: float, low: float, high: float, n: int) -> str:
-    """``median [min, max]`` over several seeds, the value alone for one; a dash when missing."""
-    if median is None or (isinstance(median, float) and math.isnan(median)):
+def spread(median: float, low: float, high: float, n: int = 2) -> str:
+    """``median [min, max]`` over several seeds (or a value and its interval: ``n`` left at 2), the value
+    alone for one seed or without bounds; a dash when missing."""
+    if median is None or math.isnan(float(median)):
         return "–"
-    if n > 1 and not (math.isnan(low) or math.isnan(high)):
+    if n > 1 and low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
         return f"{sig3(median)} [{sig3(low)}, {sig3(high)}]"
     return sig3(median)
 
@@ -65,7 +66,8 @@ def by_dim(
 ) -> list[tuple[str, pd.DataFrame]]:
     """``long`` (one row per curve and D) pivoted to D × ``columns`` tables of ``value``, one per curve
     configuration (the ``keys`` that vary), each with the caption naming its configuration and the
-    constants. With ``low``/``high``/``n`` the cells read ``median [min, max]`` where ``n`` > 1."""
+    constants. With ``low``/``high`` the cells read ``value [low, high]``: always (an interval), or with
+    ``n`` only where ``n`` > 1 (a median over seeds and their range)."""
     if long.empty:
         return []
     present = [k for k in keys if k in long]
@@ -77,8 +79,8 @@ def by_dim(
         labels = dict(zip(varying, key if isinstance(key, tuple) else (key,), strict=True))
         cell = part.apply(
             lambda r: (
-                spread(r[value], r[low], r[high], int(r[n]))
-                if low is not None and high is not None and n is not None
+                spread(r[value], r[low], r[high], int(r[n]) if n is not None else 2)
+                if low is not None and high is not None
                 else r[value]
             ),
             axis=1,

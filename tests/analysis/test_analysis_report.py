@@ -26,7 +26,7 @@ SECTIONS = (
     "Speedup and crossover",
     "Overhead over the MLP floor",
     "Peak memory",
-    "Learning: log-likelihood against wall-clock",
+    "Learning: likelihood at convergence and against wall-clock",
     "Hyper-parameter search",
 )
 FIGURES = (
@@ -35,9 +35,10 @@ FIGURES = (
     "speedup_vs_dim",
     "overhead_vs_mlp",
     "memory_vs_dim",
-    "ll_vs_time",
+    "kl_at_convergence_vs_dim",
     "kl_gap_vs_time",
-    "hpo_ll_vs_lr",
+    "hpo_ll_vs_budget",
+    "hpo_importances",
 )
 TABLES = (
     "trials",
@@ -60,10 +61,14 @@ TABLES = (
     "verdicts_memory",
     "cost_model_memory",
     "d3_share_memory",
-    "kl_gap",
+    "learning_trials",
+    "kl_at_convergence",
+    "paired_difference",
     "time_to_target",
+    "first_to_target",
     "hpo_trials",
-    "hpo_best",
+    "hpo_outcome",
+    "hpo_importances",
 )
 
 
@@ -94,7 +99,7 @@ def test_every_section_figure_and_table(report: Report) -> None:
 def test_html_is_self_contained(report: Report) -> None:
     html = report.html.read_text(encoding="utf-8")
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == len(FIGURES) + 1  # the main figure is shown again under the headline
+    assert len(sources) == len(FIGURES)  # the main figure once, under the headline
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     # the only links: the table of contents and the CSV files of long tables, next to the report
     links = re.findall(r'href="([^"]*)"', html)
@@ -183,8 +188,56 @@ def test_rerun_overwrites_and_removes_stale_files(fake_store: Any, tmp_path: Pat
     assert second.html == first.html and second.logged_to_runs == []
     assert not (out / "figures" / "leftover.png").exists()
     assert not (out / "figures" / "runtime_vs_dim.png").exists()  # no timings in an HPO sweep
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["hpo_ll_vs_lr.png", "hpo_ll_vs_lr.svg"]
+    assert {p.stem for p in (out / "figures").iterdir()} == {"hpo_ll_vs_budget", "hpo_importances"}
     assert other.read_text() == "not ours"  # files the report does not own are left alone
     md = second.markdown.read_text(encoding="utf-8")
-    assert "No timing data" in md and "no cost model" in md
-    assert "no KL-gap view" not in md and "fake-scaling" not in md
+    # an HPO report has no scaling sections at all, not even empty ones
+    assert "## Runtime scaling" not in md and "## Learning" not in md and "fake-scaling" not in md
+    assert "## Hyper-parameter search" in md
+
+
+def _printed_tables(html: str) -> list[str]:
+    return re.findall(r"<table.*?</table>", html, flags=re.S)
+
+
+def test_no_printed_table_is_wider_than_10_columns_or_longer_than_12_rows(report: Report) -> None:
+    html = report.html.read_text(encoding="utf-8")
+    tables = _printed_tables(html)
+    assert len(tables) > 10
+    for table in tables:
+        head, body = table.split("</thead>")
+        assert head.count("<th") <= 10 and body.count("<tr") <= 12
+    # a long table is a linked CSV: every search trial (8 rows × 12 columns) is one
+    assert 'href="tables/hpo_trials.csv"' in html and "8 rows × 12 columns" in html
+    # D down the side and methods across, constants in the caption
+    md = report.markdown.read_text(encoding="utf-8")
+    assert "| D | relative | ordinary | autodiff | jacobian | lu | mlp |" in md
+    assert "sweep fake-scaling, device cpu: Fake Xeon 9000, depth 2, batch 100" in md
+    assert "| method | order (counted) | order (timed) | t0 (s) | a (s/D²) | c (s/D³) |" in md
+
+
+def test_a_scaling_report_has_no_search_section(fake_store: Any, tmp_path: Path) -> None:
+    report = build_report(
+        fake_store.scaling, tracking_uri=fake_store.tracking_uri, out_dir=tmp_path, log_to_mlflow=False
+    )
+    md = report.markdown.read_text(encoding="utf-8")
+    assert "Hyper-parameter search" not in md and "## Learning" in md
+
+
+def test_budget_cut_fits_do_not_compare_quality(store_builder: Any, tmp_path: Path) -> None:
+    """The demo's case: fits cut by their time budget while still improving; the learning section says so
+    in its first line, shows one small table and no LL panel; mlp is footnoted."""
+    store = store_builder(tmp_path / "store", hpo=False)
+    client = MlflowClient(tracking_uri=store.tracking_uri)
+    for run in client.search_runs([client.get_experiment_by_name("relgrad").experiment_id]):
+        if run.data.tags.get("role") == "trial" and run.data.tags.get("status") == "ok":
+            client.set_tag(run.info.run_id, "stopped_reason", "time_budget (still improving)")
+    report = build_report(store.scaling, tracking_uri=store.tracking_uri, out_dir=tmp_path / "out")
+    md = report.markdown.read_text(encoding="utf-8")
+    learning = md[md.index("## Learning") :]
+    first = learning.splitlines()[2]
+    assert first.startswith("Quality cannot be compared in this sweep:") and "still improving" in first
+    assert learning.count("| method |") == 1 and "![" not in learning
+    assert "'mlp' is left out of every likelihood comparison" in learning
+    assert not (tmp_path / "out" / "figures" / "kl_gap_vs_time.png").exists()
+    assert any(line.startswith("learning: quality not compared") for line in report.headline)

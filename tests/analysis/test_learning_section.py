@@ -116,3 +116,26 @@ def test_the_learning_headline_states_kl_pairing_and_who_was_first(tmp_path: Pat
     assert len(lines) == 2 and lines[1].startswith("D = 64: KL gap at convergence relative 1.29 [1.28, 1.30]")
     assert "relative − ordinary -0.256 [" in lines[1] and "(3 seeds)" in lines[1]
     assert "first within 1 nat of the best: relative (3 of 3 seeds" in lines[1]
+
+
+def test_robust_limits_clip_the_early_evaluations_and_count_them() -> None:
+    from analysis.learning_figures import robust_limits, settled
+
+    curve = pd.DataFrame(
+        {
+            "run_id": "r",
+            "train_time_s": np.arange(1.0, 21.0),
+            "y": [-5000.0, -3000.0] + [-100.0 + k for k in range(18)],
+        }
+    )
+    (low, high), clipped = robust_limits(curve["y"].to_numpy(), settled(curve))
+    assert clipped == 2 and -3000 < low < -100 and high > -83  # the first tenth of the evaluations
+    short = curve.iloc[:2]
+    assert settled(short).tolist() == [-5000.0, -3000.0]  # two points: nothing is dropped
+
+
+def test_no_panel_with_fewer_than_two_points(tmp_path: Path) -> None:
+    from analysis.learning_figures import panel_dims
+
+    curves = pd.DataFrame({"run_id": ["a", "a", "b"], "dim": [8, 8, 16], "train_time_s": [1.0, 2.0, 1.0]})
+    assert panel_dims(curves) == [8]

@@ -24,7 +24,9 @@ def test_the_learning_preset_is_the_designed_study() -> None:
     assert {p["lr"] for p in points if p["method"] == "lu"} == {cfg.lr_per_method["lu"]}
 
 
-def test_learning_pipeline_runs_end_to_end(ray_session, store: dict[str, str], tmp_path: Path) -> None:
+def test_learning_pipeline_runs_end_to_end(
+    ray_session, store: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(
         [
             "scaling",
@@ -50,9 +52,19 @@ def test_learning_pipeline_runs_end_to_end(ray_session, store: dict[str, str], t
             "train.patience=2",
             "--set",
             "train.time_budget_s=20",
+            "--report",
+            "--report-dir",
+            str(tmp_path / "report"),
         ]
     )
     assert code == 0
+    # the headline answers the question per D: KL gap at convergence, the pairing, who was first
+    printed = capsys.readouterr().out
+    for dim in (4, 8):
+        (line,) = [
+            x for x in printed.splitlines() if x.strip().startswith(f"D = {dim}: KL gap at convergence")
+        ]
+        assert "relative" in line and "ordinary" in line and "lu" in line and "first within 1 nat" in line
     data = load_sweep_data("learn", tracking_uri=store["uri"])
     runs = data.runs
     assert len(runs) == 3 * 2 * 2 and set(runs["status"]) == {"ok"}
@@ -68,5 +80,9 @@ def test_learning_pipeline_runs_end_to_end(ray_session, store: dict[str, str], t
     assert set(paired["dim"]) <= {4, 8} and (paired["n_pairs"] <= 2).all()
     times = convergence.time_to_target(outcomes, learning_curves(data))
     assert len(times) == len(outcomes) and times["time_to_target_s"].notna().any()
+    # the report wrote each trial's time to target back onto its run, for the MLflow UI
+    reached = times.dropna(subset=["time_to_target_s"]).set_index("run_id")["time_to_target_s"]
+    logged = runs.set_index("run_id")["time_to_target_s"].dropna()
+    assert logged.to_dict() == pytest.approx(reached.to_dict())
     assert runs["kl_gap"].notna().all() and runs["gain_over_gaussian"].notna().all()
     assert pytest.approx(runs["kl_gap"].tolist()) == (runs["true_test_ll"] - runs["test_ll"]).tolist()
