@@ -127,15 +127,23 @@ def per_dim(
 
 
 def per_row(
-    frame: pd.DataFrame, columns: dict[str, str], title: str, csv: str, sort: str = "method"
+    frame: pd.DataFrame,
+    columns: dict[str, str],
+    title: str,
+    csv: str,
+    sort: str = "method",
+    lift: bool = True,
 ) -> list[Table]:
-    """``frame``'s ``columns`` (renamed), its rows in method order, constants in the caption."""
+    """``frame``'s ``columns`` (renamed), its rows in method order, the curve configuration and (``lift``)
+    any other column with one value on every row in the caption."""
     if frame.empty:
         return []
     out: list[Table] = []
     for labels, part in _groups(frame):
-        shown = _by_method(part, sort)[[c for c in columns if c in part]].rename(columns=columns)
-        shown, constant = lift_constants(shown, keep=(columns.get(sort, sort),))
+        names = [c for c in columns if c in part and c not in labels]  # the configuration: in the caption
+        shown = _by_method(part, sort)[names].rename(columns=columns)
+        keep = (columns.get(sort, sort),) if lift else tuple(shown.columns)
+        shown, constant = lift_constants(shown, keep=keep)
         caption = describe({**labels, **constant})
         out.append((f"{title}: {caption}" if caption else title, shown, csv))
     return out

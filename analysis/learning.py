@@ -54,10 +54,12 @@ def _cut_summary(outcomes: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     frame = outcomes.assign(train_s=outcomes["run_id"].map(train))
     table = frame.groupby("method", sort=False).agg(
         fits=("run_id", "size"),
-        cut_while_improving=("still_improving", "sum"),
-        median_training_s=("train_s", "median"),
+        cut=("still_improving", "sum"),
+        seconds=("train_s", "median"),
     )
-    table = table.reset_index()
+    table = table.reset_index().rename(
+        columns={"cut": "cut while still improving", "seconds": "median training (s)"}
+    )
     return table.sort_values("method", key=lambda c: c.map(method_sort_key), kind="stable")
 
 

@@ -149,7 +149,8 @@ body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width:
 h1 { border-bottom: 2px solid #0072B2; padding-bottom: .2em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
 nav.toc { font-size: 0.9em; } nav.toc ol { columns: 2; margin: 0; }
-table { border-collapse: collapse; font-size: 0.85em; margin: .5em 0 1.5em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: .5em 0 1.5em; display: block;
+        max-width: 100%; overflow-x: auto; }  /* the page never grows wider than the window */
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f0f4f8; }
 td:first-child, th:first-child { text-align: left; }

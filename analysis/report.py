@@ -204,7 +204,9 @@ def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
     )
     cut = grid.capped_lines(sweeps) + grid.skipped_lines(runs)
     paras.append("Not run: " + "; ".join(cut) + "." if cut else "Every D of the grid ran for every method.")
-    tables: list = [("Trials per method and status", counts, "status_counts")]
+    tables = cost_display.per_row(
+        counts, {c: c for c in counts.columns}, "Trials per method and status", "status_counts", lift=False
+    )
     if n_bad:
         tables += cost_display.per_row(
             problems,
