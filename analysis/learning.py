@@ -204,6 +204,15 @@ def log_trial_metrics(tracking_uri: str, times: pd.DataFrame) -> int:
     return written
 
 
+def compares(b: Builder) -> bool:
+    """Whether the section compared quality: most fits converged and the KL gap is known."""
+    outcomes = b.frames.get("learning_trials")
+    if outcomes is None or outcomes.empty:
+        return False
+    mostly_cut = int(outcomes["still_improving"].sum()) > MOSTLY_CUT * len(outcomes)
+    return not mostly_cut and "kl_at_convergence" in b.frames and "paired_difference" in b.frames
+
+
 def headline_lines(b: Builder) -> list[str]:
     """The learning part of the headline, from the tables the section wrote: one line when the fits do not
     compare, else per D the KL gap at convergence, the paired difference and who reached the target first."""

@@ -334,6 +334,9 @@ def _headline(
     if peers:
         named = ", ".join(f"{m} ({PEER_METHODS[m]})" for m in peers)
         lines.append(f"peers, other libraries' flows in the same harness: {named}")
+    learned = learning.headline_lines(b)
+    if learning.compares(b):  # a sweep whose fits converged is read for its quality first
+        lines, learned = lines + learned, []
     if runtime.groups:
         lines += cost_sections.method_lines(runtime)
         lines += counted_report.peak_lines(runtime.rates, peak_tags)
@@ -342,7 +345,7 @@ def _headline(
         lines += cost_sections.flag_line(runtime)
     elif (runs["kind"] != "hpo").any():
         lines.append("No step timings in this report, so no cost model.")
-    lines += learning.headline_lines(b) + search.headline_lines(b)
+    lines += learned + search.headline_lines(b)
     b.headline = lines
     figures = [("Step time against D with the fitted cost models (details below).", b.headline_figure)]
     return Section("Headline", [], [], figures if b.headline_figure is not None else [], bullets=list(lines))

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis import Report, build_report
-from tests.analysis.conftest import PEAK_GFLOPS
+from tests.analysis.conftest import DIMS, PEAK_GFLOPS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = (
@@ -126,8 +126,11 @@ def test_findings_match_the_fake_power_laws(report: Report) -> None:
     assert cost.loc["relative", "c"] == pytest.approx(0.0, abs=1e-13)
     assert cost.loc["jacobian", "half_dim"] < 64 < cost.loc["relative", "half_dim"]
     lines = report.headline
-    assert lines[1].startswith("relative: quadratic (no D³ work in the count); timed quadratic — ")
-    assert lines[2].startswith("ordinary: cubic (D³ work ") and "; timed cubic — c = " in lines[2]
+    # the fake fits converged: their quality is read first, one line per D, then the orders
+    assert lines[1].startswith("D = 64: KL gap at convergence relative")
+    orders = lines[1 + len(DIMS) :]
+    assert orders[0].startswith("relative: quadratic (no D³ work in the count); timed quadratic — ")
+    assert orders[1].startswith("ordinary: cubic (D³ work ") and "; timed cubic — c = " in orders[1]
     peak = next(line for line in lines if "matrix-multiply peak" in line)
     rates = pd.read_csv(report.tables["achieved_rate"])
     top = rates[(rates["method"] == "relative") & (rates["dim"] == 1024)].iloc[0]
