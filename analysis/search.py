@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis import learning_figures
 from analysis.builder import Builder
-from analysis.render import Section, sig3
+from analysis.render import Section
 from analysis.schema import ROLE_BEST, ROLE_DEFAULT, STATUS_OK
 
 #: The parameters an HPO sweep searches (``study.sweep.run_hpo``'s space), with how Optuna samples them.
@@ -202,18 +202,20 @@ def _offset(retrained: pd.DataFrame) -> float:
 
 
 def _verdict(row: pd.Series) -> str:
+    """One sentence: the retrained best's test LL against the Gaussian and the default (LLs to 0.01 nat,
+    so that the differences read off them)."""
     best, default, gaussian = row["best test LL"], row["default test LL"], row["Gaussian"]
     text = f"Sweep {row['sweep']}: {row['trials']} trials of {row['method']}; the best configuration"
     if not np.isfinite(best):
         return text + " was not retrained, so it has no test LL."
-    text += f" retrained reaches a test LL of {sig3(best)}"
+    text += f" retrained reaches a test LL of {best:.2f}"
     if np.isfinite(gaussian):
-        text += f", {sig3(best - gaussian)} nats above the Gaussian yardstick ({sig3(gaussian)})"
+        text += f", {best - gaussian:.2f} nats above the Gaussian yardstick ({gaussian:.2f})"
     if np.isfinite(default):
         verb = "beats" if best > default else "does not beat"
         text += (
-            f"; it {verb} the default configuration trained the same way ({sig3(default)}) by "
-            f"{sig3(best - default)} nats"
+            f"; it {verb} the default configuration trained the same way ({default:.2f}) by "
+            f"{best - default:.2f} nats"
         )
     return text + "."
 

@@ -93,11 +93,9 @@ def test_search_section_says_what_the_search_is_worth(tmp_path: Path) -> None:
     b = Builder(tmp_path, CTX)
     section = search.search_section(b, runs, _retrained(), curves)
     assert section is not None
-    assert "3.50 nats above the Gaussian yardstick (-74.0)" in section.paragraphs[0]
-    assert (
-        "it beats the default configuration trained the same way (-71.5) by 1.00 nats"
-        in section.paragraphs[0]
-    )
+    verdict = section.paragraphs[0]
+    assert "test LL of -70.50, 3.50 nats above the Gaussian yardstick (-74.00)" in verdict
+    assert "it beats the default configuration trained the same way (-71.50) by 1.00 nats" in verdict
     assert {p.name for p in b.figures} >= {"hpo_ll_vs_budget.png", "hpo_importances.png"}
     assert (tmp_path / "tables" / "hpo_importances.csv").is_file()
 
