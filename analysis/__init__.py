@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 #: Public name -> the module that defines it.
 _WHERE: dict[str, str] = {
+    "kl_at_convergence": "convergence",
+    "paired_difference": "convergence",
+    "time_to_target": "convergence",
+    "trial_outcomes": "convergence",
     "CostFit": "cost_model",
     "fit_cost_model": "cost_model",
     "half_dim": "cost_model",
@@ -23,9 +27,6 @@ _WHERE: dict[str, str] = {
     "flag_disturbed": "cost_tables",
     "method_orders": "cost_tables",
     "ReportError": "errors",
-    "best_configs": "learning",
-    "kl_gap_table": "learning",
-    "time_to_target": "learning",
     "SweepData": "loading",
     "SweepInfo": "loading",
     "load_histories": "loading",
@@ -51,7 +52,6 @@ __all__ = [
     "ReportError",
     "SweepData",
     "SweepInfo",
-    "best_configs",
     "build_report",
     "cost_table",
     "crossover_table",
@@ -62,15 +62,17 @@ __all__ = [
     "fit_table",
     "flag_disturbed",
     "half_dim",
-    "kl_gap_table",
+    "kl_at_convergence",
     "load_histories",
     "load_runs",
     "load_sweep_data",
     "method_orders",
     "order_rule",
     "overhead_table",
+    "paired_difference",
     "speedup_table",
     "time_to_target",
+    "trial_outcomes",
     "verdict",
 ]
 
@@ -85,10 +87,10 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from analysis.convergence import kl_at_convergence, paired_difference, time_to_target, trial_outcomes
     from analysis.cost_model import CostFit, fit_cost_model, half_dim, order_rule
     from analysis.cost_tables import GroupFit, cost_table, fit_groups, flag_disturbed, method_orders
     from analysis.errors import ReportError
-    from analysis.learning import best_configs, kl_gap_table, time_to_target
     from analysis.loading import SweepData, SweepInfo, load_histories, load_runs, load_sweep_data
     from analysis.report import Report, build_report
     from analysis.scaling import (

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis import cost_figures, counted, counted_report, predictions, scaling
+from analysis import cost_display, cost_figures, counted, counted_report, predictions, scaling
 from analysis.builder import Builder, sort_methods
 from analysis.cost_model import ORDER_NOT_FITTED, order_rule
 from analysis.cost_tables import (
@@ -143,41 +143,29 @@ def cost_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
             if RUNTIME_STAT in stats and RUNTIME_FALLBACK in stats
             else ""
         ),
-        "The local log-log slope (exponents table) is kept as a secondary number: it depends on the "
-        "range it is taken over (its slope_range column) and is flattened by overhead and B·D² terms.",
+        "The local log-log slope (tables/exponents_*.csv) is kept as a secondary number: it depends on the "
+        "range it is taken over (its slope_range column) and is flattened by overhead and B·D² terms. "
+        "Per method the order, counted and timed, is in tables/verdicts_*.csv with its evidence.",
     ]
     not_fitted = res.table[res.table["reason"] != ""]
     paras += [
         f"{r.method} (depth {r.depth}, batch {r.batch_size}): not fitted — {r.reason}."
         for r in not_fitted.itertuples()
     ]
-    shown = res.table.drop(columns=["reason"])
-    wide = shares.pivot_table(
-        index=["sweep", "depth", "batch_size", "dim"], columns="method", values="d3_share"
+    model = f"{title}: cost model t0 + a·D² + c·D³ per method"
+    tables = cost_display.cost_model(res.table, res.orders, model, unit, f"cost_model_{res.key}")
+    tables += cost_display.d3_share(shares, f"{title}: D³ share c·D³ / t(D) (%)", f"d3_share_{res.key}")
+    caption = (
+        f"{label.capitalize()} against D (points: median over seeds, bars min–max); solid: fitted "
+        "model the order accepts (t0 + a·D² + c·D³ if cubic, t0 + a·D² if quadratic) over the "
+        "measured D, dashed: extrapolated to the largest predicted D; "
+        "grey: slope-2 / slope-3 guides through the largest measured point of "
+        f"{REFERENCE_METHOD} / the first cubic method. Right: the D³ share of each fitted model."
     )
-    wide = wide.reset_index() if len(shares) else shares
-    return Section(
-        title,
-        paras,
-        [
-            ("Order per method", sort_methods(res.orders, ["sweep", "device_name", "method"])),
-            (
-                "Cost model per method × depth × batch size",
-                sort_methods(shown, ["sweep", "device_name", "method"]),
-            ),
-            ("D³ share c·D³ / t(D) at each measured D", wide),
-        ],
-        [
-            (
-                f"{label.capitalize()} against D (points: median over seeds, bars min–max); solid: fitted "
-                "model the order accepts (t0 + a·D² + c·D³ if cubic, t0 + a·D² if quadratic) over the "
-                "measured D, dashed: extrapolated to the largest predicted D; "
-                "grey: slope-2 / slope-3 guides through the largest measured point of "
-                f"{REFERENCE_METHOD} / the first cubic method. Right: the D³ share of each fitted model.",
-                figure,
-            )
-        ],
-    )
+    if res.key == "runtime":  # the headline shows it; once is enough
+        paras.append(f"The figure is the headline's: {caption}")
+        return Section(title, paras, tables)
+    return Section(title, paras, tables, [(caption, figure)])
 
 
 def prediction_section(
@@ -204,17 +192,19 @@ def prediction_section(
         "Predicted vs measured: the model fitted on the smaller D only, against the measurement at "
         + ("each requested D the sweep measured." if predict_given else "each curve's largest measured D."),
     ]
-    tables = [
-        (
-            "Predicted step time and speedup",
-            sort_methods(pred, ["sweep", "depth", "batch_size", "method", "dim"]),
-        ),
-        (
-            "Predicted crossover D per baseline",
-            sort_methods(cross, ["sweep", "depth", "batch_size", "baseline"]),
-        ),
-        ("Predicted vs measured", sort_methods(holdout, ["sweep", "depth", "batch_size", "method", "dim"])),
-    ]
+    tables = cost_display.per_dim(
+        pred, "t_pred_s", "Predicted step time (s) [95%]", "predictions", low="t_low_s", high="t_high_s"
+    )
+    tables += cost_display.per_dim(
+        pred[pred["method"] != REFERENCE_METHOD],
+        "speedup_of_reference",
+        f"Predicted speedup t_method / t_{REFERENCE_METHOD} [95%]",
+        "predictions",
+        low="speedup_low",
+        high="speedup_high",
+    )
+    tables += cost_display.predicted_crossover(cross, "crossover_predicted")
+    tables += cost_display.predicted_vs_measured(holdout, "predicted_vs_measured")
     return Section("Predictions", paras, tables), pred, cross
 
 
@@ -257,11 +247,18 @@ def timing_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
     if "timing_retimed" in timed and timed["timing_retimed"].notna().any():
         n = int((timed["timing_retimed"] > 0).sum())
         paras.append(f"{n} timing(s) were re-timed with more repeats after a disturbed first measurement.")
-    tables = (
-        [("Flagged timings", sort_methods(flagged, ["sweep", "device_name", "method", "dim"]))]
-        if len(flagged)
-        else []
-    )
+    columns = {
+        "method": "method",
+        "dim": "D",
+        "value_s": "fitted (s)",
+        "sec_per_iter": "median (s)",
+        "iqr_over_median": "IQR / median",
+        "load_avg_1m": "load",
+        "timing_retimed": "re-timed",
+        "reason": "reason",
+    }
+    ordered = sort_methods(flagged, ["sweep", "device_name", "method", "dim"])
+    tables = cost_display.per_row(ordered, columns, "Flagged timings", "flagged_timings")
     return Section("Timing quality", paras, tables)
 
 

@@ -15,13 +15,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis import counted
-from analysis.builder import Builder, sort_methods
+from analysis import cost_display, counted
+from analysis.builder import Builder
 from analysis.cost_figures import plot_achieved_rate
 from analysis.cost_model import ORDER_CUBIC, ORDER_NOT_FITTED, ORDER_QUADRATIC
 from analysis.cost_tables import FIT_GROUP
 from analysis.render import Section
-from analysis.schema import REFERENCE_METHOD, method_sort_key
+from analysis.schema import REFERENCE_METHOD
 
 METHOD_GROUP = list(counted.METHOD_GROUP)
 
@@ -171,15 +171,10 @@ def section(b: Builder, curves: pd.DataFrame, rates: pd.DataFrame, orders: pd.Da
             "Every operation of every counted step is a counted product or decomposition, elementwise, "
             "or a view."
         )
-    tables = [("Counted order per method × depth × batch size", sort_methods(curves, list(FIT_GROUP)))]
+    tables = cost_display.counted_work(curves, "counted_work")
     figures = []
     if len(rates) and rates["gflops"].notna().any():
-        wide = rates.pivot_table(
-            index=["sweep", "depth", "batch_size", "dim"], columns="method", values="gflops"
-        )
-        wide = wide[sorted(wide.columns, key=method_sort_key)].reset_index()
-        wide.columns.name = None
-        tables.append(("Achieved GFLOP/s per D", wide))
+        tables += cost_display.per_dim(rates, "gflops", "Achieved GFLOP/s", "achieved_rate")
         figure = b.figure(plot_achieved_rate(rates, b.ctx, b.out_dir / "figures"))
         figures.append(
             ("Achieved GFLOP/s against D per method; dashed: the measured matrix-multiply peak.", figure)

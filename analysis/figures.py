@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from analysis.schema import METHOD_ORDER, PEER_METHODS, REFERENCE_METHOD, method_sort_key
@@ -31,7 +30,6 @@ _DEFAULT_COLOUR = _PALETTE[-1]
 _PEER_PALETTE = ("#882255", "#44AA99", "#999933")
 _MARKERS = ("o", "s", "^", "D", "v", "P")
 _DPI = 150
-MAX_LEARNING_PANELS = 4
 
 
 def method_colour(method: str) -> str:
@@ -194,96 +192,3 @@ def plot_overhead(overhead: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> 
     return save_figure(
         fig, ctx, out_dir, "overhead_vs_mlp", "Cost of the relative gradient over a plain MLP step"
     )
-
-
-def learning_panel_dims(dims: Sequence[int]) -> list[int]:
-    """At most :data:`MAX_LEARNING_PANELS` dimensions, evenly spread and always the largest."""
-    distinct = sorted(set(int(d) for d in dims))
-    if len(distinct) <= MAX_LEARNING_PANELS:
-        return distinct
-    pick = np.linspace(0, len(distinct) - 1, MAX_LEARNING_PANELS).round().astype(int)
-    return [distinct[i] for i in sorted(set(pick.tolist()))]
-
-
-def plot_learning(
-    curves: pd.DataFrame, ctx: FigureContext, out_dir: Path, *, kl_gap: bool = False
-) -> list[Path]:
-    """Validation LL (or the KL gap ``true_test_ll − val_ll``) against training wall-clock time,
-    one line per trial, coloured by method; one panel per D."""
-    data = curves.copy()
-    if kl_gap:
-        data = data[data["true_test_ll"].notna()]
-        data["y"] = data["true_test_ll"] - data["val_ll"]
-        data = data[data["y"] > 0]  # log axis; a non-positive gap is noise around zero
-    else:
-        data["y"] = data["val_ll"]
-    data = data[data["train_time_s"] > 0]
-    dims = learning_panel_dims(data["dim"].dropna().astype(int).tolist())
-    fig, axes = panels(len(dims), height=3.5)
-    for ax, dim in zip(axes, dims, strict=True):
-        part = data[data["dim"] == dim]
-        seen: set[str] = set()
-        for run_id, rows in part.groupby("run_id", sort=False):
-            method = str(rows["method"].iloc[0])
-            rows = rows.sort_values("train_time_s")
-            ax.plot(
-                rows["train_time_s"],
-                rows["y"],
-                color=method_colour(method),
-                lw=1.2,
-                alpha=0.75,
-                label=None if method in seen else method,
-                gid=str(run_id),
-            )
-            seen.add(method)
-        ax.set_xscale("log")
-        if kl_gap:
-            ax.set_yscale("log")
-        ax.set_xlabel("training wall-clock time (s)")
-        ax.set_ylabel("true LL − val LL ≈ KL (nats/sample)" if kl_gap else "validation LL (nats/sample)")
-        ax.set_title(f"D = {dim}", fontsize=9)
-        ax.grid(True, alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
-        order = sorted(range(len(labels)), key=lambda i: method_sort_key(labels[i]))
-        ax.legend(
-            [handles[i] for i in order],
-            [labels[i] for i in order],
-            fontsize=7,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-        )
-    title = "KL gap to the true model against wall-clock" if kl_gap else "Validation LL against wall-clock"
-    name = "kl_gap_vs_time" if kl_gap else "ll_vs_time"
-    return save_figure(fig, ctx, out_dir, name, title)
-
-
-def plot_hpo(trials: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> list[Path]:
-    """Final val LL against learning rate; colour = method, marker = depth."""
-    data = trials[trials["val_ll"].notna() & (trials["lr"] > 0)]
-    fig, axes = panels(1, width=5.6)
-    ax = axes[0]
-    depths = sorted(data["depth"].dropna().unique().tolist())
-    for (method, depth), rows in data.groupby(["method", "depth"]):
-        marker = _MARKERS[depths.index(depth) % len(_MARKERS)]
-        ax.scatter(
-            rows["lr"],
-            rows["val_ll"],
-            color=method_colour(str(method)),
-            marker=marker,
-            s=28,
-            alpha=0.85,
-            edgecolor="white",
-            linewidth=0.5,
-        )
-    methods = sorted(data["method"].unique().tolist(), key=method_sort_key)
-    handles = [Line2D([], [], color=method_colour(m), marker="o", ls="", label=m) for m in methods]
-    handles += [
-        Line2D([], [], color="0.3", marker=_MARKERS[i % len(_MARKERS)], ls="", label=f"depth {d}")
-        for i, d in enumerate(depths)
-    ]
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate (Adam)")
-    ax.set_ylabel("final validation LL (nats/sample)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return save_figure(fig, ctx, out_dir, "hpo_ll_vs_lr", "Hyper-parameter search: val LL against lr")

@@ -25,6 +25,7 @@ from analysis.schema import (
     OPTIONAL_TAG_COLUMNS,
     REQUIRED_METRIC,
     ROLE_BEST,
+    ROLE_DEFAULT,
     ROLE_PARENT,
     ROLE_TRIAL,
     STATUS_FAILED,
@@ -72,7 +73,8 @@ class SweepData:
     Attributes:
         sweeps: one :class:`SweepInfo` per requested sweep, in request order.
         runs: one row per trial (see :func:`load_runs` for the columns).
-        best: the ``role=best`` runs of HPO sweeps (same columns; possibly empty).
+        best: the retrained runs of HPO sweeps, ``role`` ``best`` (the best configuration) or ``default``
+            (the default configuration on the same schedule); same columns; possibly empty.
         histories: long table ``run_id, metric, step, value, timestamp`` of the step-wise metrics.
     """
 
@@ -232,7 +234,11 @@ def _collect(
         parents = _search(client, experiment_id, f"{scope} = '{ROLE_PARENT}'")
         parents.sort(key=lambda r: r.info.start_time or 0, reverse=True)
         trials = _search(client, experiment_id, f"{scope} = '{ROLE_TRIAL}'")
-        best = _search(client, experiment_id, f"{scope} = '{ROLE_BEST}'")
+        best = [
+            r
+            for role in (ROLE_BEST, ROLE_DEFAULT)
+            for r in _search(client, experiment_id, f"{scope} = '{role}'")
+        ]
         if not parents and not trials:
             known = _known_sweeps(client, experiment_id)
             raise ReportError(
@@ -362,7 +368,7 @@ def load_sweep_data(
 
 
 def learning_curves(data: SweepData) -> pd.DataFrame:
-    """Histories pivoted to one row per (run, step) with ``val_ll, train_nll, train_time_s``
+    """Histories pivoted to one row per (run, step) with ``val_ll, train_ll, train_data_nll, train_time_s``
     and the run's configuration columns joined on."""
     hist = data.histories
     cols = ["run_id", "step", *HISTORY_METRICS]

@@ -18,9 +18,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import cost_sections, counted_report, grid, learning, predictions, scaling
+from analysis import (
+    convergence,
+    cost_display,
+    cost_sections,
+    counted_report,
+    grid,
+    learning,
+    predictions,
+    scaling,
+    search,
+)
 from analysis import figures as fig
-from analysis.builder import Builder, method_key
+from analysis.builder import Builder
 from analysis.cost_model import DEFAULT_BOOT
 from analysis.cost_tables import RUNTIME_FALLBACK, RUNTIME_STAT
 from analysis.errors import ReportError
@@ -195,9 +205,16 @@ def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
     )
     cut = grid.capped_lines(sweeps) + grid.skipped_lines(runs)
     paras.append("Not run: " + "; ".join(cut) + "." if cut else "Every D of the grid ran for every method.")
-    tables = [("Trials per method and status", counts)]
+    tables = cost_display.per_row(
+        counts, {c: c for c in counts.columns}, "Trials per method and status", "status_counts", lift=False
+    )
     if n_bad:
-        tables.append(("Skipped, diverged and failed trials", problems))
+        tables += cost_display.per_row(
+            problems,
+            {c: c for c in problems.columns if c not in ("trial_id", "run_id")},
+            "Skipped, diverged and failed trials",
+            "problem_trials",
+        )
     return Section("Trials", paras, tables)
 
 
@@ -228,15 +245,18 @@ def _speedup_section(
     speed = b.table("speedup", scaling.speedup_table(runs, metric=metric))
     cross = b.table("crossover", scaling.crossover_table(speed))
     figure = b.figure(fig.plot_speedup(speed, cross, b.ctx, b.out_dir / "figures"))
-    cross = cross.sort_values(["baseline"], key=method_key, kind="stable")
-    wide = speed.pivot_table(
-        index=["sweep", "depth", "batch_size", "dim"], columns="baseline", values="speedup"
-    ).reset_index()
-    wide.columns.name = None
-    ordered = sorted(
-        [c for c in wide.columns if c not in ("sweep", "depth", "batch_size", "dim")], key=method_sort_key
+    crossing = {
+        "baseline": "baseline",
+        "crossover": "crossover",
+        "crossover_dim": "crossover D",
+        "speedup_at_max_dim": "speedup at max D",
+        "max_dim": "max D",
+        "dims_compared": "D compared",
+    }
+    tables = cost_display.per_row(cross, crossing, "Crossover D per baseline", "crossover", sort="baseline")
+    tables += cost_display.per_dim(
+        speed, "speedup", f"Speedup t_baseline / t_{REFERENCE_METHOD}", "speedup", columns="baseline"
     )
-    wide = wide[["sweep", "depth", "batch_size", "dim", *ordered]]
     sections = [
         Section(
             "Speedup and crossover",
@@ -247,7 +267,7 @@ def _speedup_section(
                 "'always' / 'never in range' when no crossing lies within the measured D (the "
                 "Predictions section gives the crossover of the fitted models).",
             ],
-            [("Crossover D per baseline", cross), ("Speedup per D", wide)],
+            tables,
             [("Speedup of the relative gradient over each baseline; dashed: crossover D.", figure)],
         )
     ]
@@ -256,9 +276,9 @@ def _speedup_section(
         ofig = b.figure(fig.plot_overhead(over, b.ctx, b.out_dir / "figures"))
         logged = over["flop_floor"].notna().any()
         flop_text = (
-            "The flop_floor column is the matrix-FLOP ratio relative/mlp that the runs logged "
-            "(flop_ratio, from the core's method registry): the level a step bound by its matrix "
-            "products would reach. The rest of a step (Adam, elementwise work) costs the same for both."
+            "The matrix-FLOP ratio relative/mlp is the one the runs logged (flop_ratio, from the core's "
+            "method registry): the level a step bound by its matrix products would reach. The rest of a "
+            "step (Adam, elementwise work) costs the same for both."
             if logged
             else "These runs did not log flop_ratio (they predate it), so the matrix-FLOP ratio is not shown."
         )
@@ -268,11 +288,26 @@ def _speedup_section(
                 [
                     f"t_{REFERENCE_METHOD} / t_{FLOOR_METHOD} on {metric}: the same network trained "
                     "without the log-determinant term. " + flop_text,
-                    "gflops_reference / gflops_mlp: counted FLOPs per step over the step time; pct_of_peak: "
+                    "GFLOP/s: counted FLOPs per step over the step time; % of peak: "
                     f"{REFERENCE_METHOD}'s rate as a share of the sweep's measured matrix-multiply peak "
                     "(– where the runs did not count their work or no peak was measured).",
                 ],
-                [("Overhead per D", over if logged else over.drop(columns=["flop_floor"]))],
+                cost_display.per_row(
+                    over if logged else over.drop(columns=["flop_floor"]),
+                    {
+                        "dim": "D",
+                        "overhead": "overhead (×)",
+                        "flop_floor": "matrix-FLOP ratio",
+                        "t_reference_s": f"t_{REFERENCE_METHOD} (s)",
+                        "t_mlp_s": f"t_{FLOOR_METHOD} (s)",
+                        "gflops_reference": f"GFLOP/s {REFERENCE_METHOD}",
+                        "gflops_mlp": f"GFLOP/s {FLOOR_METHOD}",
+                        "pct_of_peak": "% of peak",
+                    },
+                    f"Overhead t_{REFERENCE_METHOD} / t_{FLOOR_METHOD} per D",
+                    "overhead_mlp",
+                    sort="dim",
+                ),
                 [("Relative-gradient step time over the MLP step, with the matrix-FLOP ratio.", ofig)],
             )
         )
@@ -281,76 +316,6 @@ def _speedup_section(
             Section("Overhead over the MLP floor", [f"No '{FLOOR_METHOD}' trials in this report."])
         )
     return sections, speed
-
-
-def _learning_section(b: Builder, runs: pd.DataFrame, curves: pd.DataFrame, tolerance: float) -> Section:
-    section = Section("Learning: log-likelihood against wall-clock")
-    curves = learning.scaling_curves(curves)
-    if curves.empty:
-        section.paragraphs.append(
-            "No val_ll / train_time_s histories in the scaling trials, so no learning curves."
-        )
-        return section
-    shown = fig.learning_panel_dims(curves["dim"].dropna().astype(int).tolist())
-    section.paragraphs.append(
-        "Validation log-likelihood (exact, nats per sample) against cumulative training "
-        f"wall-clock, one line per trial; panels for D = {', '.join(map(str, shown))}."
-    )
-    section.figures.append(
-        (
-            "Validation LL against training time.",
-            b.figure(fig.plot_learning(curves, b.ctx, b.out_dir / "figures")),
-        )
-    )
-    if learning.has_teacher(runs):
-        gap = b.table("kl_gap", learning.kl_gap_table(runs))
-        section.paragraphs.append(
-            "On teacher data the true density is known: true test LL − model LL estimates the "
-            "KL divergence from the true model to the trained one (≥ 0 up to sampling noise)."
-        )
-        section.figures.append(
-            (
-                "KL gap (true LL − val LL) against training time.",
-                b.figure(fig.plot_learning(curves, b.ctx, b.out_dir / "figures", kl_gap=True)),
-            )
-        )
-        section.tables.append(("Final KL gap (true test LL − test LL), median over seeds", gap))
-    else:
-        section.paragraphs.append("No trial recorded true_test_ll (no teacher data), so no KL-gap view.")
-    ttt = b.table("time_to_target", learning.time_to_target(runs, curves, tolerance))
-    section.paragraphs.append(
-        f"Time to target: seconds of training until val LL first comes within {tolerance:g} nats "
-        "of the best final val LL of any method at that D (median over the seeds that reached "
-        "it; '–' when none did)."
-    )
-    section.tables.append(("Time to target LL", ttt))
-    return section
-
-
-def _hpo_section(b: Builder, runs: pd.DataFrame, best: pd.DataFrame) -> Section:
-    trials = learning.hpo_trials(runs)
-    if trials.empty:
-        return Section("Hyper-parameter search", ["No HPO sweep (kind=hpo) in this report."])
-    b.table("hpo_trials", trials)
-    configs = b.table("hpo_best", learning.best_configs(runs, best))
-    plotted = trials[trials["val_ll"].notna()]
-    section = Section(
-        "Hyper-parameter search",
-        [
-            f"{len(trials)} HPO trials ({len(plotted)} with a final val LL). Best configuration "
-            "per method by validation LL; retrained_test_ll is the test LL of the sweep's "
-            "retrained best configuration (role=best run), where present."
-        ],
-        [("Best configuration per method", configs)],
-    )
-    if len(plotted):
-        section.figures.append(
-            (
-                "Final validation LL against learning rate; colour: method, marker: depth.",
-                b.figure(fig.plot_hpo(plotted, b.ctx, b.out_dir / "figures")),
-            )
-        )
-    return section
 
 
 def _headline(
@@ -370,14 +335,18 @@ def _headline(
     if peers:
         named = ", ".join(f"{m} ({PEER_METHODS[m]})" for m in peers)
         lines.append(f"peers, other libraries' flows in the same harness: {named}")
+    learned = learning.headline_lines(b)
+    if learning.compares(b):  # a sweep whose fits converged is read for its quality first
+        lines, learned = lines + learned, []
     if runtime.groups:
         lines += cost_sections.method_lines(runtime)
         lines += counted_report.peak_lines(runtime.rates, peak_tags)
         cross = b.frames.get("crossover", pd.DataFrame(columns=["sweep", "depth", "batch_size", "baseline"]))
         lines += cost_sections.speedup_lines(speed, cross, pred, cross_pred)
         lines += cost_sections.flag_line(runtime)
-    else:
+    elif (runs["kind"] != "hpo").any():
         lines.append("No step timings in this report, so no cost model.")
+    lines += learned + search.headline_lines(b)
     b.headline = lines
     figures = [("Step time against D with the fitted cost models (details below).", b.headline_figure)]
     return Section("Headline", [], [], figures if b.headline_figure is not None else [], bullets=list(lines))
@@ -392,7 +361,7 @@ def build_report(
     min_dim: int | None = None,
     predict_dims: Sequence[int] | None = None,
     log_to_mlflow: bool = True,
-    tolerance: float = learning.DEFAULT_TOLERANCE,
+    tolerance: float = convergence.TARGET_NATS,
     n_boot: int = DEFAULT_BOOT,
 ) -> Report:
     """Build the scaling report of one or several sweeps (several: to compare machines).
@@ -408,7 +377,8 @@ def build_report(
             the sweep's largest D × 4 and the paper's largest D, 23 552.
         log_to_mlflow: log out_dir as artifacts ``report/`` of each sweep's parent run, and the verdict
             (orders, c, D³ share, predicted speedups) as its tags and metrics (analysis.verdict_tracking).
-        tolerance: nats below the best final val LL that count as reaching the target.
+        tolerance: nats below the best validation LL (of any method at a D and seed) that count as
+            reaching the target in the time-to-target view.
         n_boot: bootstrap resamples per cost-model fit.
 
     Raises:
@@ -437,25 +407,26 @@ def build_report(
     peaks = {s.name: s.metrics[PEAK_METRIC] for s in data.sweeps if PEAK_METRIC in s.metrics}
     runtime = cost_sections.analyse(timed, "runtime", peaks=peaks, **fit_args)
     memory = cost_sections.analyse(timed, "memory", **fit_args)
-    body = [
-        _overview(data, ctx),
-        _trials(b, runs, data.sweeps),
-        cost_sections.cost_section(b, runtime, timed),
-    ]
-    body.append(counted_report.section(b, runtime.counted, runtime.rates, runtime.orders))
+    body = [_overview(data, ctx), _trials(b, runs, data.sweeps)]
     speed, pred, cross_pred = scaling.speedup_table(timed.iloc[0:0]), pd.DataFrame(), pd.DataFrame()
-    if runtime.groups:
-        prediction, pred, cross_pred = cost_sections.prediction_section(b, runtime, dims is not None)
-        body += [prediction, cost_sections.timing_section(b, runtime, timed)]
-    if timed["sec_per_iter"].notna().any():
-        speed_sections, speed = _speedup_section(b, timed, peaks)
-        body += speed_sections
-    else:
-        body.append(Section("Speedup and crossover", ["No timing data in this report."]))
-    body.append(cost_sections.cost_section(b, memory, timed))
-    body.append(_learning_section(b, runs, learning_curves(data), tolerance))
+    if len(timed):  # an HPO-only report has no scaling sections, empty or not
+        body.append(cost_sections.cost_section(b, runtime, timed))
+        body.append(counted_report.section(b, runtime.counted, runtime.rates, runtime.orders))
+        if runtime.groups:
+            prediction, pred, cross_pred = cost_sections.prediction_section(b, runtime, dims is not None)
+            body += [prediction, cost_sections.timing_section(b, runtime, timed)]
+        if timed["sec_per_iter"].notna().any():
+            speed_sections, speed = _speedup_section(b, timed, peaks)
+            body += speed_sections
+        else:
+            body.append(Section("Speedup and crossover", ["No timing data in this report."]))
+        body.append(cost_sections.cost_section(b, memory, timed))
+    curves = learning_curves(data)
+    if len(timed):
+        body.append(learning.learning_section(b, runs, curves, nats=tolerance))
     b.ctx = _restricted(ctx, runs[runs["kind"] == "hpo"])
-    body.append(_hpo_section(b, runs, data.best))
+    searched = search.search_section(b, runs, data.best, curves)
+    body += [searched] if searched is not None else []
     peak_tags = {s.name: s.tags for s in data.sweeps}
     sections = [_headline(b, runs, runtime, speed, pred, cross_pred, peak_tags), *body]
     title = f"relgrad report: {', '.join(ctx.sweeps)}"
@@ -474,4 +445,6 @@ def build_report(
     if log_to_mlflow:
         report.logged_to_runs, report.warnings = log_artifacts(tracking_uri, data.sweeps, out)
         report.warnings += log_verdicts(tracking_uri, data.sweeps, runtime.orders, pred)
+        if "time_to_target" in b.frames:
+            learning.log_trial_metrics(tracking_uri, b.frames["time_to_target"])
     return report

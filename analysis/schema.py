@@ -37,6 +37,10 @@ TAG_STATUS = "status"
 TAG_STATUS_REASON = "status_reason"
 TAG_TRIAL_ID = "trial_id"
 TAG_GIT_COMMIT = "git_commit"
+#: How a trial's training ended: ``relgrad_core.training.STOP_REASONS`` (``patience`` = converged); a cap
+#: that cut a still-improving fit ends in :data:`STILL_IMPROVING` (tied to the core by tests/test_schema.py).
+TAG_STOPPED_REASON = "stopped_reason"
+STILL_IMPROVING = " (still improving)"
 #: Why a trial has no ``gaussian_test_ll`` (too few training rows, a singular covariance, too costly where
 #: the true LL is known): the yardstick is never silently absent. Empty when the yardstick was computed.
 TAG_GAUSSIAN_ABSENT = "gaussian_absent_reason"
@@ -44,6 +48,8 @@ ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
 #: The retrained best configuration of an HPO sweep.
 ROLE_BEST = "best"
+#: ``relgrad train``'s default configuration retrained beside it, on the same schedule: what the search gains.
+ROLE_DEFAULT = "default"
 KINDS: tuple[str, ...] = ("scaling", "hpo")
 #: The MLflow experiment sweeps log to unless ``--experiment`` names another.
 DEFAULT_EXPERIMENT = "relgrad"
@@ -65,6 +71,7 @@ TAG_COLUMNS: tuple[str, ...] = (
     "node_id",
     TAG_GIT_COMMIT,
     TAG_TRIAL_ID,
+    TAG_STOPPED_REASON,
     TAG_GAUSSIAN_ABSENT,
 )
 #: Set on a trial whose step runs operations the counter cannot count (neither a counted product or
@@ -87,6 +94,8 @@ FINAL_METRICS: tuple[str, ...] = (
     "ll_offset",
     "reported_test_ll",
     "reported_gaussian_test_ll",
+    "kl_gap",
+    "gain_over_gaussian",
 )
 #: Metrics read as their final value per run (MLflow keeps the value at the largest step).
 #: Step timings: ``sec_per_iter`` is the median of the repeats, ``sec_per_iter_min`` the minimum (the
@@ -104,6 +113,11 @@ FINAL_METRICS: tuple[str, ...] = (
 #: the yardstick) are per-sample means on the tensors the flow is trained on (after any standardisation);
 #: ``reported_test_ll = test_ll + ll_offset`` and ``reported_gaussian_test_ll`` are the same in the data set's
 #: documented space (``Dataset.ll_space``, e.g. digits' logit space before standardisation).
+#: ``kl_gap = true_test_ll − test_ll`` (teacher data: ≈ KL(true ‖ model) ≥ 0, nats) and
+#: ``gain_over_gaussian = test_ll − gaussian_test_ll`` (nats over the yardstick) are logged at the end.
+#: Per evaluation: ``val_ll`` and ``train_ll`` are exact LLs (``train_ll`` on a fixed subset of the
+#: training split as large as the validation split), so they compare; ``train_data_nll`` is the mean
+#: data-term NLL of the epoch's batches (no log-det term: what the gradient saw, not a likelihood).
 METRICS: tuple[str, ...] = (
     "sec_per_iter",
     "sec_per_iter_min",
@@ -116,13 +130,19 @@ METRICS: tuple[str, ...] = (
     "flops_cubic_per_step",
     "bytes_per_step",
     "peak_mem_mb",
-    "train_nll",
+    "train_ll",
     "val_ll",
+    "train_data_nll",
     "train_time_s",
     *FINAL_METRICS,
 )
+#: Metrics the report writes back onto each trial run, computed across the trials of a sweep (so that the
+#: MLflow UI compares them too): ``time_to_target_s``, training seconds until the validation LL came within
+#: 1 nat of the best any method reached at that D and seed and stayed there (absent: never), and that
+#: ``target_ll``.
+REPORT_TRIAL_METRICS: tuple[str, ...] = ("time_to_target_s", "target_ll")
 #: Metrics logged against the training step; their whole history is loaded for the learning views.
-HISTORY_METRICS: tuple[str, ...] = ("val_ll", "train_nll", "train_time_s")
+HISTORY_METRICS: tuple[str, ...] = ("val_ll", "train_ll", "train_data_nll", "train_time_s")
 
 #: Metric that every `ok` trial of a sweep of this kind must carry.
 REQUIRED_METRIC: dict[str, str] = {"scaling": "sec_per_iter", "hpo": "val_ll"}

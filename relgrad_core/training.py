@@ -25,13 +25,18 @@ OPTIMIZERS = ("adam", "adamw", "layer_adam", "sgd", "rmsprop")
 #: density a flow can learn from standardised data is that far off (the −1.3e26 a huge learning rate
 #: reaches is finite but meaningless).
 ABSURD_NLL_PER_DIM = 1e6
+#: Suffix of a ``History.stopped_reason`` whose cap (epochs, max_steps, time_budget) cut a run that was
+#: still improving: the fit had not converged, so its likelihood is not the method's optimum.
+STILL_IMPROVING = " (still improving)"
 #: ``History.stopped_reason`` values: what ended a run.
 STOP_REASONS: tuple[str, ...] = (
     "patience",
     "time_budget",
+    "time_budget" + STILL_IMPROVING,
     "max_steps",
+    "max_steps" + STILL_IMPROVING,
     "epochs",
-    "epochs (still improving)",
+    "epochs" + STILL_IMPROVING,
     "callback",
 )
 
@@ -54,16 +59,24 @@ class Diverged(RuntimeError):
 class EpochRecord:
     """One evaluation point of a run.
 
-    ``train_nll`` is the mean *data-term* NLL over the epoch's batches (the log-det term is not computed
-    during relative training, by design); ``val_nll`` is the exact NLL on the validation split.
+    ``train_nll`` and ``val_nll`` are exact NLLs (data term + log-det, nats per sample) of the weights at
+    this evaluation, on the training rows of ``fit``'s ``train_eval_size`` and on the validation split,
+    so the two compare (over-fitting shows as a widening gap). ``train_data_nll`` is the mean *data-term*
+    NLL over the epoch's batches, i.e. what the gradient saw (the log-det term is not computed during
+    relative training, by design): it is not a likelihood.
     """
 
     epoch: int
     step: int
     train_nll: float
     val_nll: float
+    train_data_nll: float
     sec_per_iter: float
     train_time_s: float
+
+    @property
+    def train_ll(self) -> float:
+        return -self.train_nll
 
     @property
     def val_ll(self) -> float:
@@ -91,7 +104,7 @@ class History:
         return self.records[-1].step if self.records else 0
 
     def as_dicts(self) -> list[dict[str, float]]:
-        return [asdict(r) | {"val_ll": r.val_ll} for r in self.records]
+        return [asdict(r) | {"train_ll": r.train_ll, "val_ll": r.val_ll} for r in self.records]
 
 
 def evaluate_nll(flow: Flow, x: torch.Tensor, batch_size: int = 1024) -> float:
@@ -102,6 +115,11 @@ def evaluate_nll(flow: Flow, x: torch.Tensor, batch_size: int = 1024) -> float:
     """
     x = flow.check_input(x)
     check_positive_int("batch_size", batch_size)
+    return _exact_nll(flow, x, batch_size)
+
+
+def _exact_nll(flow: Flow, x: torch.Tensor, batch_size: int) -> float:
+    """:func:`evaluate_nll` on input already checked and cast to the flow."""
     total = torch.zeros((), dtype=torch.float64, device=flow.device)
     with torch.no_grad():
         log_det = flow.cached_weight_log_abs_det()
@@ -153,6 +171,15 @@ def _splits(flow: Flow, data: object) -> tuple[torch.Tensor, torch.Tensor]:
     return flow.check_input(pair[0], "train split"), flow.check_input(pair[1], "val split")
 
 
+def _train_eval_rows(train: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """The training rows the exact train NLL is evaluated on: all of them when ``size`` covers the split,
+    else a fixed random subset of ``size`` rows (its own generator: the batch order does not change)."""
+    if size >= len(train):
+        return train
+    generator = torch.Generator().manual_seed(seed + 1)
+    return train[torch.randperm(len(train), generator=generator)[:size].to(train.device)]
+
+
 def _batches(
     n: int, batch_size: int, generator: torch.Generator, steps_per_epoch: int | None
 ) -> Iterator[Iterator[torch.Tensor]]:
@@ -189,6 +216,7 @@ def fit(
     time_budget_s: float | None = None,
     seed: int = 0,
     eval_batch_size: int = 1024,
+    train_eval_size: int | None = None,
     progress: bool = False,
 ) -> History:
     """Train ``flow`` by maximum likelihood with gradient ``method`` and evaluate the exact val NLL per epoch.
@@ -208,6 +236,10 @@ def fit(
         callback: called with each :class:`EpochRecord`; returning True stops training.
         steps_per_epoch: evaluate every this many steps instead of once per pass over the data.
         max_steps, time_budget_s: further stopping rules (training seconds, evaluation excluded).
+        train_eval_size: rows of the training split on which each evaluation also computes the exact
+            train NLL (``EpochRecord.train_nll``): a fixed random subset drawn once, all rows when the
+            split is no larger. None: as many rows as the validation split, so that evaluating train
+            costs what evaluating validation does.
 
     Raises:
         ValueError/TypeError: bad arguments or data, or no stopping rule at all, detected before any step.
@@ -225,6 +257,7 @@ def fit(
     check_positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
     check_positive_int("max_steps", max_steps, allow_none=True)
     check_positive_int("eval_batch_size", eval_batch_size)
+    check_positive_int("train_eval_size", train_eval_size, allow_none=True)
     check_positive_number("time_budget_s", time_budget_s, allow_none=True)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -234,6 +267,7 @@ def fit(
             "set one of them"
         )
     flow.check_invertible()
+    train_eval = _train_eval_rows(train, train_eval_size or len(val), seed)
 
     device = flow.device
     absurd = ABSURD_NLL_PER_DIM * flow.dim
@@ -288,8 +322,9 @@ def fit(
             record = EpochRecord(
                 epoch=epoch,
                 step=step,
-                train_nll=epoch_loss / max(epoch_steps, 1),
+                train_nll=_exact_nll(flow, train_eval, eval_batch_size),  # log-det cached: no extra O(D³)
                 val_nll=val_nll,
+                train_data_nll=epoch_loss / max(epoch_steps, 1),
                 sec_per_iter=elapsed / max(epoch_steps, 1),
                 train_time_s=train_time,
             )
@@ -302,7 +337,7 @@ def fit(
                 epochs_since_best += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(train_nll=f"{record.train_nll:.3f}", val_ll=f"{record.val_ll:.3f}")
+                bar.set_postfix(train_ll=f"{record.train_ll:.3f}", val_ll=f"{record.val_ll:.3f}")
             if callback is not None and callback(record):
                 history.stopped_reason = "callback"
                 break
@@ -310,13 +345,13 @@ def fit(
                 history.stopped_reason = "patience"
                 break
             if max_steps is not None and step >= max_steps:
-                history.stopped_reason = "max_steps"
+                history.stopped_reason = _cap_reason(history, patience, "max_steps")
                 break
             if time_budget_s is not None and train_time >= time_budget_s:
-                history.stopped_reason = "time_budget"
+                history.stopped_reason = _cap_reason(history, patience, "time_budget")
                 break
         else:
-            history.stopped_reason = _epoch_cap_reason(history, patience)
+            history.stopped_reason = _cap_reason(history, patience, "epochs")
     finally:
         if bar is not None:
             bar.close()
@@ -324,19 +359,22 @@ def fit(
     return history
 
 
-def _epoch_cap_reason(history: History, patience: int | None) -> str:
-    """``"epochs"``, or ``"epochs (still improving)"`` with a warning when the validation NLL improved
-    within the last ``patience`` epochs (the last epoch when patience is None): the run had not converged."""
+def _cap_reason(history: History, patience: int | None, cap: str) -> str:
+    """``cap``, or ``cap + STILL_IMPROVING`` when the validation NLL improved within the last ``patience``
+    epochs (the last epoch when patience is None): the run had not converged. The epoch cap also warns
+    (a user who set a step or time budget asked for a bounded run)."""
     window = patience if patience is not None else 1
     last = history.records[-1].epoch if history.records else 0
     if last - history.best_epoch >= window:
-        return "epochs"
-    warnings.warn(
-        f"fit stopped at the epoch cap ({last}) while the validation NLL was still improving (best at epoch "
-        f"{history.best_epoch}): the run has not converged; use epochs=None to train until patience",
-        stacklevel=3,
-    )
-    return "epochs (still improving)"
+        return cap
+    if cap == "epochs":
+        warnings.warn(
+            f"fit stopped at the epoch cap ({last}) while the validation NLL was still improving (best at "
+            f"epoch {history.best_epoch}): the run has not converged; use epochs=None to train until "
+            "patience",
+            stacklevel=3,
+        )
+    return cap + STILL_IMPROVING
 
 
 def _diverged(

@@ -218,18 +218,6 @@ def _optuna_hint(name: str, storage: str) -> str:
     return f"Optuna study {name!r}: optuna-dashboard {storage}"
 
 
-def _best_lines(best: dict[str, Any]) -> list[str]:
-    """The best configuration of an HPO sweep and its retrain (a run of its own, not counted as a trial)."""
-    shown = ", ".join(f"{k} {best[k]:.4g}" for k in ("lr", "depth", "alpha", "batch_size") if k in best)
-    lines = [f"best configuration: {shown} (val LL {best.get('_val_ll', float('nan')):.4f})"]
-    if "status" in best:
-        lines.append(
-            f"retrained as {best.get('run_name', 'its own run')}: {best['status']}, "
-            f"test LL {best.get('test_ll', float('nan')):.4f}"
-        )
-    return lines
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     from study import viewing
 
@@ -279,8 +267,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line)
     if command == "tune" and summary.best is not None:
-        for line in _best_lines(summary.best):
-            print(line)
+        from study.results import tune_result_lines
+
+        print("\n".join(tune_result_lines(summary.best)))
     print(f"MLflow store: {uri}  (experiment {experiment!r}, parent run {summary.parent_run_id})")
     if command == "tune":
         print(_optuna_hint(name, sweep.optuna_storage_uri(uri)))
@@ -339,8 +328,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:  # the parent never stays RUNNING, whatever happened to the run
         tracking.finish_parent(uri, tctx.parent_run_id, ok=ok, run_status=closed_as)
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in outcome.metrics.items())
-    print(f"\n{name}: {outcome.status} ({outcome.reason}); {shown}")
+    from study.results import train_result_line
+
+    print(f"\n{train_result_line(name, outcome)}")
     print(f"MLflow store: {uri}  (experiment {args.experiment!r})")
     print(ui_hint(uri, args.experiment, name))
     return EXIT_OK if ok else EXIT_FAILED

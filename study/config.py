@@ -9,26 +9,30 @@ registered in Python is accepted without editing this package. Any problem raise
 
 from __future__ import annotations
 
-import math
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    Strict,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
-from study import names
-from study.names import FILE_DATASET, registry_names_deferred
+from study.fields import (
+    FILE_DATASET,
+    MAX_DIM,
+    Alpha,
+    Budget,
+    Count,
+    DatasetName,
+    DeviceName,
+    Dim,
+    LearningRate,
+    MethodName,
+    NonNegative,
+    NonNegInt,
+    OptimizerName,
+    Positive,
+)
+from study.names import registry_names_deferred
 from study.parsing import (
     MAX_LIST_ITEMS,
     PRESET_DIR,
@@ -56,61 +60,10 @@ __all__ = [
     "registry_names_deferred",
 ]
 
-#: Largest dimension a config accepts (a 2-layer float32 flow at this D holds 8 TiB of weights: the
-#: memory check refuses far smaller D; this bound only keeps absurd numbers out of the arithmetic).
-MAX_DIM = 1 << 20
-#: Most trials one scaling sweep may have (method × depth × batch × lr × dim points).
+#: Most trials one scaling sweep may have (method × depth × batch × lr × dim × seed points).
 MAX_GRID_POINTS = 10_000
-#: Largest learning rate accepted: larger values are typos (the divergence tests use 1e12 on purpose).
-MAX_LR = 1e12
 #: Data generated at every D, the only kind a scaling sweep can use (real data have a fixed D).
 SYNTHETIC_DATASETS: tuple[str, ...] = ("teacher", "noise")
-
-
-def _device(value: str) -> str:
-    head, _, index = value.partition(":")
-    if (head in ("auto", "cpu", "mps") and not index) or (head == "cuda" and (not index or index.isdigit())):
-        return value
-    raise ValueError(f"unknown device {value!r}; use auto, cpu, cuda, cuda:N or mps")
-
-
-def _not_bool(value: Any) -> Any:
-    if isinstance(value, bool):  # YAML's yes/true would otherwise be read as 1.0
-        raise ValueError(f"expected a number, got {value}")
-    return value
-
-
-def _budget(value: Any) -> float | dict[str, float] | None:
-    """``budget_s``: null, seconds for every method, or a mapping method -> seconds (all > 0, finite)."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return {names.method(str(k)): _seconds(v, f"{k}: ") for k, v in value.items()}
-    return _seconds(value, "")
-
-
-def _seconds(value: Any, label: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{label}expected seconds (a number), got {value!r}")
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"{label}expected seconds (a number), got {value!r}") from None
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"{label}must be a finite number of seconds > 0, got {value!r}")
-    return seconds
-
-
-Count = Annotated[int, Strict(), Field(ge=1)]  # strict: no bools, floats or strings
-NonNegInt = Annotated[int, Strict(), Field(ge=0)]
-Dim = Annotated[int, Strict(), Field(ge=1, le=MAX_DIM)]
-Number = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
-Positive = Annotated[Number, Field(gt=0)]
-NonNegative = Annotated[Number, Field(ge=0)]
-LearningRate = Annotated[Number, Field(gt=0, le=MAX_LR)]
-Alpha = Annotated[Number, Field(gt=0, le=1)]  # slope of the smooth leaky ReLU: invertible for α > 0
-MethodName = Annotated[str, Strict(), AfterValidator(names.method)]
-Budget = Annotated[float | dict[str, float] | None, PlainValidator(_budget)]
 
 
 # pydantic calls a custom __init__ for nested sections too: only the outermost turns errors into one line.
@@ -158,7 +111,7 @@ class DataConfig(Section):
     """
 
     where: ClassVar[str] = "data"
-    dataset: Annotated[str, Strict(), AfterValidator(names.dataset)] = "teacher"
+    dataset: DatasetName = "teacher"
     n_train: Count = 2000
     n_val: Count = 500
     n_test: Count = 500
@@ -193,11 +146,11 @@ class TrainConfig(Section):
     max_steps: Count | None = None
     time_budget_s: Positive | None = 60.0  # wall-clock cap on training per trial
     patience: Count | None = None
-    optimizer: Annotated[str, Strict(), AfterValidator(names.optimizer)] = "adam"
+    optimizer: OptimizerName = "adam"
     timing_warmup: NonNegInt = 2
     timing_repeats: Count = 5
     dtype: Literal["float32", "float64"] = "float32"
-    device: Annotated[str, Strict(), AfterValidator(_device)] = "auto"
+    device: DeviceName = "auto"
 
     @model_validator(mode="after")
     def _has_a_stopping_rule(self) -> TrainConfig:
@@ -224,6 +177,11 @@ class ScalingConfig(Section):
     lrs: _nonempty(LearningRate) = Field(default_factory=lambda: [1e-3])
     alpha: Alpha = 0.3
     seed: NonNegInt = 0
+    # Several seeds (data, teacher and initialisation): every point runs once per seed; replaces `seed`.
+    seeds: _nonempty(NonNegInt) | None = None
+    # A method named here trains with its own learning rate instead of the grid's `lrs` (e.g. lu, whose
+    # LU factors need a smaller step than a dense W at large D).
+    lr_per_method: dict[MethodName, LearningRate] = Field(default_factory=dict)
     # Per-step budget in seconds: once a method's median step exceeds it at some D, larger D of
     # that curve are skipped. A number for every method, or a mapping method -> seconds.
     budget_s: Budget = None
@@ -241,6 +199,15 @@ class ScalingConfig(Section):
                 f"data.dataset must be 'teacher' or 'noise' (scaling sweeps generate data at every D) "
                 f"or come from --data-file, got {self.data.dataset!r}"
             )
+        if self.seeds is not None and len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"seeds has duplicates: {self.seeds}")
+        if self.seeds is not None and self.seed != 0:
+            raise ValueError(
+                f"seed={self.seed} and seeds={self.seeds}: give one (e.g. --set 'seeds=[{self.seed}]')"
+            )
+        unused = sorted(set(self.lr_per_method) - set(self.methods))
+        if unused:
+            raise ValueError(f"lr_per_method names methods not in methods: {', '.join(unused)}")
         size = self.grid_size()
         if size == 0:
             raise ValueError("the grid is empty (every dim is above the methods' max_dim)")
@@ -259,13 +226,21 @@ class ScalingConfig(Section):
         cap = self.max_dim.get(method)
         return [d for d in sorted(set(self.dims)) if cap is None or d <= cap]
 
+    def lrs_of(self, method: str) -> list[float]:
+        """The learning rates ``method`` trains with: its ``lr_per_method`` entry, else ``lrs``."""
+        return [self.lr_per_method[method]] if method in self.lr_per_method else list(self.lrs)
+
+    def seeds_of(self) -> list[int]:
+        """``seeds`` when given, else ``[seed]``."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
+
     def grid_size(self) -> int:
         """Number of points, counted without building the grid."""
-        per_curve = len(self.depths) * len(self.batch_sizes) * len(self.lrs)
-        return per_curve * sum(len(self.dims_of(m)) for m in self.methods)
+        per_curve = len(self.depths) * len(self.batch_sizes) * len(self.seeds_of())
+        return per_curve * sum(len(self.lrs_of(m)) * len(self.dims_of(m)) for m in self.methods)
 
     def points(self) -> list[dict[str, Any]]:
-        """The grid, as trial parameter dicts, in (method, depth, batch, lr, dim) order."""
+        """The grid, as trial parameter dicts, in (method, depth, batch, lr, dim, seed) order."""
         return [
             {
                 "method": method,
@@ -274,13 +249,14 @@ class ScalingConfig(Section):
                 "batch_size": batch_size,
                 "lr": lr,
                 "alpha": self.alpha,
-                "seed": self.seed,
+                "seed": seed,
             }
             for method in self.methods
             for depth in self.depths
             for batch_size in self.batch_sizes
-            for lr in self.lrs
+            for lr in self.lrs_of(method)
             for dim in self.dims_of(method)
+            for seed in self.seeds_of()
         ]
 
 

@@ -31,13 +31,12 @@ from ray.tune import ResultGrid, Tuner
 
 from analysis.schema import (
     FINISHED_STATUSES,
-    ROLE_BEST,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
     TAG_STATUS,
 )
-from study import console, signals, tracking
+from study import console, retrain, signals, tracking
 from study.config import (
     ConfigError,
     HpoConfig,
@@ -51,7 +50,7 @@ from study.curves import CurveAxes, top_up_curves
 from study.finalise import SweepSummary, reset_problem
 from study.searcher import BudgetedGridSearcher
 from study.tracking import TrackingContext
-from study.trial import SweepContext, matmul_peak_record, run_in_worker, run_name, tune_trial
+from study.trial import SweepContext, matmul_peak_record, tune_trial
 from study.tune_callbacks import run_config, tune_output
 
 logger = logging.getLogger(__name__)
@@ -459,8 +458,9 @@ def run_hpo(
     best: dict[str, Any] | None = None
     if complete and results is not None:
         best = _best_config(results)
-        if best is not None and cfg.retrain_best:  # its own run, counted apart from the search's trials
-            best = _retrain_best(best, ctx, cfg)
+        if best is not None and cfg.retrain_best:  # runs of their own, counted apart from the trials
+            best = retrain.best(best, ctx, cfg)
+            best["default"] = retrain.default(dim, ctx, cfg)
     _close_parent(tctx, complete)
     return _summary(tctx, storage_path, statuses, complete=complete, problem=problem, best=best)
 
@@ -478,20 +478,3 @@ def _best_config(results: ResultGrid) -> dict[str, Any] | None:
     best["_val_ll"] = float(value)
     best["_trial_id"] = str(result.metrics.get("trial_id", ""))
     return best
-
-
-def _retrain_best(best: dict[str, Any], ctx: SweepContext, cfg: HpoConfig) -> dict[str, Any]:
-    """Retrain the best config from scratch (full schedule, no ASHA) and evaluate it on test."""
-    point = {k: v for k, v in best.items() if not k.startswith("_")}
-    best_ctx = SweepContext(
-        tracking=ctx.tracking,
-        data=ctx.data,
-        train=ctx.train,
-        role=ROLE_BEST,
-        extra_params={**ctx.extra_params, "best_of_trial": best.get("_trial_id", "")},
-    )
-    task = ray.remote(run_in_worker).options(
-        num_cpus=cfg.resources.cpus_per_trial, num_gpus=cfg.resources.gpus_per_trial
-    )
-    outcome = ray.get(task.remote(point, best_ctx, "best"))
-    return {**best, "status": outcome.status, "run_name": run_name(point, ROLE_BEST), **outcome.metrics}

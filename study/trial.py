@@ -31,6 +31,7 @@ from analysis.schema import (
     TAG_MATMUL_PEAK_THREADS,
     TAG_STATUS,
     TAG_STATUS_REASON,
+    TAG_STOPPED_REASON,
     TAG_UNCOUNTED_OPS,
 )
 from study import tracking
@@ -65,6 +66,11 @@ class TrialOutcome:
     metrics: Metrics
     steps: int = 0
     tags: dict[str, str] = field(default_factory=dict)  # set on the run with its final status
+
+    @property
+    def stopped_reason(self) -> str:
+        """relgrad_core's ``History.stopped_reason`` ("" when training did not end)."""
+        return self.tags.get(TAG_STOPPED_REASON, "")
 
 
 def point_key(point: Mapping[str, Any]) -> str:
@@ -147,8 +153,8 @@ def execute(
     and the peak memory; it restores the weights, so training starts from the initialisation.
     Counting: ``count_step`` FLOPs and bytes of the same step on the same batch (no clock; weights
     restored too); operations it cannot count go to ``on_tags`` as the ``uncounted_ops`` tag.
-    Training: ``fit`` with ``on_record(metrics, step)`` after each evaluation (``train_nll``,
-    ``val_ll``, ``train_time_s``; ``step`` = cumulative training steps). A non-finite loss gives
+    Training: ``fit`` with ``on_record(metrics, step)`` after each evaluation (``train_ll``, ``val_ll``,
+    ``train_data_nll``, ``train_time_s``; ``step`` = cumulative training steps). A non-finite loss gives
     status ``diverged``; anything else that goes wrong propagates.
     """
     import torch
@@ -203,8 +209,9 @@ def execute(
 
     def callback(record) -> bool | None:
         values = {
-            "train_nll": float(record.train_nll),
+            "train_ll": float(record.train_ll),
             "val_ll": float(record.val_ll),
+            "train_data_nll": float(record.train_data_nll),
             "train_time_s": float(record.train_time_s),
         }
         metrics.update(values)
@@ -237,11 +244,13 @@ def execute(
     metrics["reported_test_ll"] = dataset.reported_ll(test_ll)
     if dataset.true_test_ll is not None:
         metrics["true_test_ll"] = float(dataset.true_test_ll)
+        metrics["kl_gap"] = float(dataset.true_test_ll) - test_ll
     yardstick, absent = gaussian_yardstick(dataset)
     if yardstick is not None:
         metrics["gaussian_test_ll"] = yardstick
         metrics["reported_gaussian_test_ll"] = dataset.reported_ll(yardstick)
-    tags = {TAG_GAUSSIAN_ABSENT: absent}
+        metrics["gain_over_gaussian"] = test_ll - yardstick
+    tags = {TAG_GAUSSIAN_ABSENT: absent, TAG_STOPPED_REASON: history.stopped_reason}
     reason = f"trained {history.steps} steps, stopped by {history.stopped_reason}"
     if not math.isfinite(test_ll):
         return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps, tags)
@@ -332,8 +341,11 @@ def _maybe_kill_worker(marker: str | None) -> None:
 
 
 def run_name(point: Mapping[str, Any], role: str = ROLE_TRIAL) -> str:
-    """``relative-d64-L2-B100-lr0.001``; a run of another role (the HPO retrain) is prefixed with it."""
+    """``relative-d64-L2-B64-lr0.001``, with ``-s1`` appended for a seed other than 0; a run of another
+    role (an HPO retrain) is prefixed with it (``best-relative-...``)."""
+    seed = int(point.get("seed", 0))
     name = f"{point['method']}-d{point['dim']}-L{point['depth']}-B{point['batch_size']}-lr{point['lr']:g}"
+    name = f"{name}-s{seed}" if seed else name
     return name if role == ROLE_TRIAL else f"{role}-{name}"
 
 

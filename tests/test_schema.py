@@ -140,6 +140,22 @@ def test_digits_trial_logs_its_reported_space(tmp_path: Path) -> None:
     assert m["reported_gaussian_test_ll"] == pytest.approx(m["gaussian_test_ll"] + offset)
 
 
+def test_stopped_reason_is_tagged_and_its_still_improving_suffix_is_the_cores() -> None:
+    from relgrad_core.training import STILL_IMPROVING, STOP_REASONS
+
+    assert schema.STILL_IMPROVING == STILL_IMPROVING
+    assert sum(r.endswith(schema.STILL_IMPROVING) for r in STOP_REASONS) == 3  # epochs, max_steps, budget
+    assert schema.TAG_STOPPED_REASON in schema.TAG_COLUMNS
+
+
+def test_a_trials_stopped_reason_and_gains_round_trip(written) -> None:
+    _, outcome, runs = written
+    row = runs[runs["status"] == schema.STATUS_OK].iloc[0]
+    assert row[schema.TAG_STOPPED_REASON] == outcome.stopped_reason != ""
+    assert row["kl_gap"] == pytest.approx(row["true_test_ll"] - row["test_ll"])
+    assert row["gain_over_gaussian"] == pytest.approx(row["test_ll"] - row["gaussian_test_ll"])
+
+
 def test_a_trial_without_its_gaussian_yardstick_says_why(tmp_path: Path) -> None:
     """6 training rows in 8 dimensions: no Gaussian fit exists, and the run's tag says so."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -188,7 +188,7 @@ def build_store(
                             step,
                             {
                                 "val_ll": true_ll - gap,
-                                "train_nll": -true_ll + gap,
+                                "train_ll": true_ll - gap + 0.5,
                                 "train_time_s": step * sec * 1.1,
                             },
                         )

@@ -44,7 +44,7 @@ def test_histories_and_learning_curves(fake_store: Any) -> None:
     assert [s.kind for s in data.sweeps] == ["scaling", "hpo"]
     assert len(data.best) == 1 and data.best["test_ll"].iloc[0] == pytest.approx(-80.7)
     hist = data.histories
-    assert set(hist["metric"]) == {"val_ll", "train_nll", "train_time_s"}
+    assert set(hist["metric"]) == {"val_ll", "train_ll", "train_time_s"}
     curves = learning_curves(data)
     one = curves[curves["run_id"] == curves["run_id"].iloc[0]]
     assert list(one["step"]) == sorted(one["step"])

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis import Report, build_report
-from tests.analysis.conftest import PEAK_GFLOPS
+from tests.analysis.conftest import DIMS, PEAK_GFLOPS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = (
@@ -26,7 +26,7 @@ SECTIONS = (
     "Speedup and crossover",
     "Overhead over the MLP floor",
     "Peak memory",
-    "Learning: log-likelihood against wall-clock",
+    "Learning: likelihood at convergence and against wall-clock",
     "Hyper-parameter search",
 )
 FIGURES = (
@@ -35,9 +35,10 @@ FIGURES = (
     "speedup_vs_dim",
     "overhead_vs_mlp",
     "memory_vs_dim",
-    "ll_vs_time",
+    "kl_at_convergence_vs_dim",
     "kl_gap_vs_time",
-    "hpo_ll_vs_lr",
+    "hpo_ll_vs_budget",
+    "hpo_importances",
 )
 TABLES = (
     "trials",
@@ -60,10 +61,14 @@ TABLES = (
     "verdicts_memory",
     "cost_model_memory",
     "d3_share_memory",
-    "kl_gap",
+    "learning_trials",
+    "kl_at_convergence",
+    "paired_difference",
     "time_to_target",
+    "first_to_target",
     "hpo_trials",
-    "hpo_best",
+    "hpo_outcome",
+    "hpo_importances",
 )
 
 
@@ -79,7 +84,7 @@ def test_every_section_figure_and_table(report: Report) -> None:
     html = report.html.read_text(encoding="utf-8")
     md = report.markdown.read_text(encoding="utf-8")
     for title in SECTIONS:
-        assert f"<h2>{title}</h2>" in html
+        assert re.search(rf'<h2 id="s\d+-[a-z0-9-]+">{re.escape(title)}</h2>', html), title
         assert f"## {title}\n" in md
     for name in FIGURES:
         png, svg = report.out_dir / "figures" / f"{name}.png", report.out_dir / "figures" / f"{name}.svg"
@@ -94,9 +99,11 @@ def test_every_section_figure_and_table(report: Report) -> None:
 def test_html_is_self_contained(report: Report) -> None:
     html = report.html.read_text(encoding="utf-8")
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == len(FIGURES) + 1  # the main figure is shown again under the headline
+    assert len(sources) == len(FIGURES)  # the main figure once, under the headline
     assert all(s.startswith("data:image/png;base64,") for s in sources)
-    assert not re.findall(r'href="([^"]*)"', html)
+    # the only links: the table of contents and the CSV files of long tables, next to the report
+    links = re.findall(r'href="([^"]*)"', html)
+    assert all(re.fullmatch(r"#s\d+-[a-z0-9-]+|tables/\w+\.csv", link) for link in links), links
     assert "<table" in html
 
 
@@ -119,8 +126,11 @@ def test_findings_match_the_fake_power_laws(report: Report) -> None:
     assert cost.loc["relative", "c"] == pytest.approx(0.0, abs=1e-13)
     assert cost.loc["jacobian", "half_dim"] < 64 < cost.loc["relative", "half_dim"]
     lines = report.headline
-    assert lines[1].startswith("relative: quadratic (no D³ work in the count); timed quadratic — ")
-    assert lines[2].startswith("ordinary: cubic (D³ work ") and "; timed cubic — c = " in lines[2]
+    # the fake fits converged: their quality is read first, one line per D, then the orders
+    assert lines[1].startswith("D = 64: KL gap at convergence relative")
+    orders = lines[1 + len(DIMS) :]
+    assert orders[0].startswith("relative: quadratic (no D³ work in the count); timed quadratic — ")
+    assert orders[1].startswith("ordinary: cubic (D³ work ") and "; timed cubic — c = " in orders[1]
     peak = next(line for line in lines if "matrix-multiply peak" in line)
     rates = pd.read_csv(report.tables["achieved_rate"])
     top = rates[(rates["method"] == "relative") & (rates["dim"] == 1024)].iloc[0]
@@ -143,7 +153,8 @@ def test_findings_match_the_fake_power_laws(report: Report) -> None:
     assert counted.loc["jacobian", "order_counted"] == "cubic" and counted.loc["mlp", "c3"] == 0
     md = report.markdown.read_text(encoding="utf-8")
     assert md.index("## Headline") < md.index("## Overview") < md.index("## Runtime scaling")
-    assert "D 256–1024" in md  # the range of the secondary slope is stated
+    # the range of the secondary slope is stated beside it
+    assert "D 256–1024" in set(pd.read_csv(report.tables["exponents_runtime"])["slope_range"])
     assert "Fake Xeon 9000" in md
 
 
@@ -180,11 +191,59 @@ def test_rerun_overwrites_and_removes_stale_files(fake_store: Any, tmp_path: Pat
     assert second.html == first.html and second.logged_to_runs == []
     assert not (out / "figures" / "leftover.png").exists()
     assert not (out / "figures" / "runtime_vs_dim.png").exists()  # no timings in an HPO sweep
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["hpo_ll_vs_lr.png", "hpo_ll_vs_lr.svg"]
+    assert {p.stem for p in (out / "figures").iterdir()} == {"hpo_ll_vs_budget", "hpo_importances"}
     assert other.read_text() == "not ours"  # files the report does not own are left alone
     md = second.markdown.read_text(encoding="utf-8")
-    assert "No timing data" in md and "no cost model" in md
-    assert "no KL-gap view" not in md and "fake-scaling" not in md
+    # an HPO report has no scaling sections at all, not even empty ones
+    assert "## Runtime scaling" not in md and "## Learning" not in md and "fake-scaling" not in md
+    assert "## Hyper-parameter search" in md
+
+
+def _printed_tables(html: str) -> list[str]:
+    return re.findall(r"<table.*?</table>", html, flags=re.S)
+
+
+def test_no_printed_table_is_wider_than_10_columns_or_longer_than_12_rows(report: Report) -> None:
+    html = report.html.read_text(encoding="utf-8")
+    tables = _printed_tables(html)
+    assert len(tables) > 10
+    for table in tables:
+        head, body = table.split("</thead>")
+        assert head.count("<th") <= 10 and body.count("<tr") <= 12
+    # a long table is a linked CSV: every search trial (8 rows × 12 columns) is one
+    assert 'href="tables/hpo_trials.csv"' in html and "8 rows × 12 columns" in html
+    # D down the side and methods across, constants in the caption
+    md = report.markdown.read_text(encoding="utf-8")
+    assert "| D | relative | ordinary | autodiff | jacobian | lu | mlp |" in md
+    assert "sweep fake-scaling, device cpu: Fake Xeon 9000, depth 2, batch 100" in md
+    assert "| method | order (counted) | order (timed) | t0 (s) | a (s/D²) | c (s/D³) |" in md
+
+
+def test_a_scaling_report_has_no_search_section(fake_store: Any, tmp_path: Path) -> None:
+    report = build_report(
+        fake_store.scaling, tracking_uri=fake_store.tracking_uri, out_dir=tmp_path, log_to_mlflow=False
+    )
+    md = report.markdown.read_text(encoding="utf-8")
+    assert "Hyper-parameter search" not in md and "## Learning" in md
+
+
+def test_budget_cut_fits_do_not_compare_quality(store_builder: Any, tmp_path: Path) -> None:
+    """The demo's case: fits cut by their time budget while still improving; the learning section says so
+    in its first line, shows one small table and no LL panel; mlp is footnoted."""
+    store = store_builder(tmp_path / "store", hpo=False)
+    client = MlflowClient(tracking_uri=store.tracking_uri)
+    for run in client.search_runs([client.get_experiment_by_name("relgrad").experiment_id]):
+        if run.data.tags.get("role") == "trial" and run.data.tags.get("status") == "ok":
+            client.set_tag(run.info.run_id, "stopped_reason", "time_budget (still improving)")
+    report = build_report(store.scaling, tracking_uri=store.tracking_uri, out_dir=tmp_path / "out")
+    md = report.markdown.read_text(encoding="utf-8")
+    learning = md[md.index("## Learning") :]
+    first = learning.splitlines()[2]
+    assert first.startswith("Quality cannot be compared in this sweep:") and "still improving" in first
+    assert learning.count("| method |") == 1 and "![" not in learning
+    assert "'mlp' is left out of every likelihood comparison" in learning
+    assert not (tmp_path / "out" / "figures" / "kl_gap_vs_time.png").exists()
+    assert any(line.startswith("learning: quality not compared") for line in report.headline)
 
 
 def test_verdict_on_the_parent_run(report: Report, fake_store: Any) -> None:

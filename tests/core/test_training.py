@@ -80,13 +80,86 @@ def test_history_records_and_callback_stop(teacher):
     first, second = history.records
     assert (first.step, second.step) == (7, 14)
     assert second.train_time_s > first.train_time_s > 0 and first.sec_per_iter > 0
-    assert math.isfinite(first.train_nll) and first.val_ll == -first.val_nll
+    assert math.isfinite(first.train_data_nll) and first.val_ll == -first.val_nll
+    assert first.train_ll == -first.train_nll
+
+
+@pytest.mark.filterwarnings("ignore:fit stopped at the epoch cap")
+@pytest.mark.parametrize("method", ["relative", "ordinary", "lu"])
+def test_train_nll_is_the_exact_nll_of_the_training_data(method):
+    """At each evaluation, train_nll is evaluate_nll on train (float64: an identity); train_data_nll is not.
+
+    The training split is 240 rows and validation 60, so ``train_eval_size=240`` evaluates all of train.
+    """
+    data = load_dataset(
+        "teacher", dim=5, depth=2, n_train=240, n_val=60, n_test=60, seed=3, dtype=torch.float64
+    )
+    flow = make_flow(method, 5, 2, device="cpu", seed=0, dtype=torch.float64)
+    exact: list[tuple[float, float]] = []
+
+    def callback(record):
+        exact.append((evaluate_nll(flow, data.train), evaluate_nll(flow, data.val)))
+
+    history = fit(
+        flow,
+        data,
+        method=method,
+        lr=1e-2,
+        batch_size=40,
+        epochs=3,
+        patience=None,
+        train_eval_size=240,
+        callback=callback,
+    )
+    for record, (train_nll, val_nll) in zip(history.records, exact, strict=True):
+        assert record.train_nll == pytest.approx(train_nll, rel=1e-12, abs=1e-10)
+        assert record.val_nll == pytest.approx(val_nll, rel=1e-12, abs=1e-10)
+        assert abs(record.train_data_nll - record.train_nll) > 1e-3  # the data term leaves out log|det W|
+
+
+@pytest.mark.filterwarnings("ignore:fit stopped at the epoch cap")
+def test_train_nll_defaults_to_a_fixed_subset_as_large_as_validation():
+    """Default: the exact NLL of the same ``len(val)`` training rows at every evaluation."""
+    from relgrad_core.training import _train_eval_rows
+
+    data = load_dataset(
+        "teacher", dim=4, depth=1, n_train=400, n_val=50, n_test=50, seed=1, dtype=torch.float64
+    )
+    flow = make_flow("relative", 4, 2, device="cpu", seed=0, dtype=torch.float64)
+    per_row: list[torch.Tensor] = []
+
+    def callback(record):
+        with torch.no_grad():
+            per_row.append(-flow.log_prob(data.train))
+
+    history = fit(
+        flow, data, method="relative", lr=1e-2, batch_size=50, epochs=2, patience=None, callback=callback
+    )
+    rows = _train_eval_rows(torch.arange(400), 50, seed=0)
+    assert len(set(rows.tolist())) == 50
+    for record, nll in zip(history.records, per_row, strict=True):
+        assert record.train_nll == pytest.approx(float(nll[rows].mean()), rel=1e-12)
+        assert record.train_nll != pytest.approx(float(nll.mean()), rel=1e-6)  # not all of train
+
+
+def test_a_step_or_time_cap_on_a_still_improving_run_says_so(teacher, monkeypatch):
+    _scripted_validation(monkeypatch, [5.0, 4.0, 3.0])
+    flow = make_flow("relative", 4, 2, device="cpu", seed=0)
+    history = fit(flow, teacher, method="relative", batch_size=500, max_steps=18, steps_per_epoch=6)
+    assert history.stopped_reason == "max_steps (still improving)"
+    monkeypatch.undo()
+    _scripted_validation(monkeypatch, [5.0, 4.0, 4.5])
+    flow = make_flow("relative", 4, 2, device="cpu", seed=0)
+    history = fit(
+        flow, teacher, method="relative", batch_size=500, max_steps=18, steps_per_epoch=6, patience=None
+    )
+    assert history.stopped_reason == "max_steps"  # the last evaluation was not the best: past the optimum
 
 
 def test_max_steps(teacher):
     flow = make_flow("relative", 4, 2, device="cpu", seed=0)
     history = fit(flow, teacher, method="relative", lr=1e-3, batch_size=100, max_steps=5)
-    assert history.stopped_reason == "max_steps" and history.steps == 5
+    assert history.stopped_reason == "max_steps (still improving)" and history.steps == 5
 
 
 def test_patience_stops_and_restores_the_best_weights(teacher, monkeypatch):

@@ -138,6 +138,43 @@ def test_grid_points_and_per_method_budget() -> None:
     assert cfg.budget_for("ordinary") == 0.5 and cfg.budget_for("relative") is None
 
 
+def test_seeds_and_per_method_learning_rates_shape_the_grid() -> None:
+    cfg = ScalingConfig(
+        methods=["relative", "ordinary", "lu"],
+        dims=[8, 16],
+        lrs=[1e-3, 1e-2],
+        seeds=[0, 1, 2],
+        lr_per_method={"lu": 3e-4},
+    )
+    points = cfg.points()
+    # relative and ordinary: 2 lrs × 2 D × 3 seeds; lu: its own lr × 2 D × 3 seeds
+    assert len(points) == cfg.grid_size() == 2 * 2 * 2 * 3 + 2 * 3
+    assert {p["lr"] for p in points if p["method"] == "lu"} == {3e-4}
+    assert {p["lr"] for p in points if p["method"] == "relative"} == {1e-3, 1e-2}
+    per_point = {}
+    for p in points:
+        per_point.setdefault((p["method"], p["lr"], p["dim"]), []).append(p["seed"])
+    assert all(seeds == [0, 1, 2] for seeds in per_point.values())
+    assert [p["seed"] for p in ScalingConfig(seed=4).points()][:1] == [4]  # one seed: `seed`
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"seeds": []}, "scaling.seeds: empty"),
+        ({"seeds": [0, -1]}, "scaling.seeds[1]: must be >= 0"),
+        ({"seeds": [1, 1]}, "seeds has duplicates: [1, 1]"),
+        ({"seeds": [0, 1], "seed": 3}, "seed=3 and seeds=[0, 1]: give one"),
+        ({"lr_per_method": {"newton": 1e-3}}, "scaling.lr_per_method.newton: unknown method 'newton'"),
+        ({"lr_per_method": {"relative": 0.0}}, "scaling.lr_per_method.relative: must be > 0"),
+        ({"lr_per_method": {"lu": 1e-3}}, "lr_per_method names methods not in methods: lu"),
+    ],
+)
+def test_bad_seeds_and_per_method_lrs_give_one_line(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        from_dict(ScalingConfig, raw)
+
+
 def test_flatten_for_mlflow_params() -> None:
     flat = flatten(to_dict(ScalingConfig(dims=[8, 16])))
     assert flat["dims"] == "8,16"

@@ -122,7 +122,8 @@ def test_scaling_sweep_records_ok_diverged_and_skipped(
             assert math.isfinite(metrics["test_ll"]) and math.isfinite(metrics["true_test_ll"])
             history = MlflowClient(store["uri"]).get_metric_history(run.info.run_id, "val_ll")
             assert [m.step for m in history] == [5, 10]  # cumulative steps, 2 evaluations
-            assert {"train_nll", "train_time_s"} <= set(metrics)
+            assert {"train_ll", "train_data_nll", "train_time_s"} <= set(metrics)
+            assert tags["stopped_reason"] in ("epochs", "epochs (still improving)")
         else:
             assert "step" in tags["status_reason"]
     _assert_tracked_params(runs)
@@ -167,7 +168,8 @@ def test_hpo_sweep_with_optuna_and_best_retrain(
     assert parent.data.tags["kind"] == "hpo"
     trials = [r for r in runs if r.data.tags["role"] == "trial"]
     best = [r for r in runs if r.data.tags["role"] == "best"]
-    assert len(trials) == 3 and len(best) == 1
+    default = [r for r in runs if r.data.tags["role"] == "default"]
+    assert len(trials) == 3 and len(best) == 1 and len(default) == 1
     for run in trials:
         assert run.data.tags["status"] == "ok"
         assert run.info.status == "FINISHED"
@@ -178,6 +180,20 @@ def test_hpo_sweep_with_optuna_and_best_retrain(
     assert math.isfinite(best_run.data.metrics["test_ll"])
     chosen = max(trials, key=lambda r: r.data.metrics["val_ll"])
     assert best_run.data.params["lr"] == chosen.data.params["lr"]
+    # the default configuration (relgrad train's), retrained on the same schedule and data, beside it
+    [default_run] = default
+    assert (default_run.data.params["lr"], default_run.data.params["depth"]) == ("0.001", "2")
+    assert default_run.data.params["train.epochs"] == best_run.data.params["train.epochs"]
+    printed = capsys.readouterr().out
+    # each retrain is a run of its own, named as such, apart from the search's count
+    assert best_run.info.run_name.startswith("best-") and best_run.info.run_name != chosen.info.run_name
+    assert default_run.info.run_name.startswith("default-")
+    assert "sweep hpo: 3 ok" in printed
+    assert f"retrained as {best_run.info.run_name}: test LL" in printed
+    assert "Gaussian" in printed and "true" in printed
+    assert f"default config retrained the same way as {default_run.info.run_name}: test LL" in printed
+    assert "the search beats the default" in printed or "the search does not beat the default" in printed
+    assert "stopped by" in printed
     # The Optuna study sits next to the MLflow db, where optuna-dashboard can open it.
     storage = f"sqlite:///{(tmp_path / 'runs' / 'optuna.db').as_posix()}"
     study = optuna.load_study(study_name="hpo", storage=storage)
@@ -196,12 +212,8 @@ def test_hpo_sweep_with_optuna_and_best_retrain(
             trial.intermediate_values
             and trial.value == trial.intermediate_values[max(trial.intermediate_values)]
         )
-    # the retrain is its own run, apart from the search's count
-    assert best_run.info.run_name.startswith("best-") and best_run.info.run_name != chosen.info.run_name
-    out = capsys.readouterr().out
-    assert "sweep hpo: 3 ok" in out and f"retrained as {best_run.info.run_name}: ok" in out
-    assert [line for line in out.splitlines() if line.startswith("[")] == [
-        line for line in out.splitlines() if line.startswith(("[1/3] ", "[2/3] ", "[3/3] "))
+    assert [line for line in printed.splitlines() if line.startswith("[")] == [
+        line for line in printed.splitlines() if line.startswith(("[1/3] ", "[2/3] ", "[3/3] "))
     ]
     _assert_tracked_params(runs)
     # the curves of a tune sweep: its depths and batch sizes vary, so they name the curves
@@ -241,10 +253,14 @@ def test_train_one_run(store: dict[str, str], capsys: pytest.CaptureFixture[str]
     runs = runs_of(store["uri"], "one")
     child = next(r for r in runs if r.data.tags["role"] == "trial")
     assert child.data.tags["status"] == "ok"
-    assert {"sec_per_iter", "val_ll", "test_ll"} <= set(child.data.metrics)
-    out = capsys.readouterr().out
+    assert {"sec_per_iter", "val_ll", "test_ll", "train_ll", "kl_gap"} <= set(child.data.metrics)
+    printed = capsys.readouterr().out
     # the hint carries the store the run used (not the default one): it works as printed
-    assert f"relgrad ui --sweep one --tracking-uri {store['uri']}" in out
+    assert f"relgrad ui --sweep one --tracking-uri {store['uri']}" in printed
+    # the closing line is a result: test LL against the Gaussian and the truth, and why it stopped
+    (closing,) = [line for line in printed.splitlines() if line.startswith("one: ")]
+    assert "test LL" in closing and "Gaussian" in closing and "KL gap" in closing
+    assert "stopped by epochs" in closing and "after 6 steps" in closing
     parent = next(r for r in runs if r.data.tags["role"] == "parent")
     assert _curve(store["uri"], parent.info.run_id, "step_s/relative") == {
         4: child.data.metrics["sec_per_iter_min"]
