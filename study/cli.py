@@ -371,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit code (SIGTERM handled like Ctrl-C, but exit 143 rather than 130)."""
     with signals.handled():
         code = _run(argv)
+        if argv is None:  # the program (not a call from Python): stop the Ray it started, at once
+            ray_runtime.stop_started_ray()
         if code == EXIT_INTERRUPTED and signals.terminated():
             print(f"relgrad: stopped by SIGTERM (exit code {signals.EXIT_TERMINATED})", file=sys.stderr)
             return signals.EXIT_TERMINATED

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 
 from study.parsing import ConfigError
 
@@ -33,6 +35,10 @@ def embedded_is_loopback() -> bool:
     import ray.util
 
     return bool(ray.util.get_node_ip_address() == LOOPBACK)
+
+
+#: Whether this process started (or joined) Ray through :func:`start_ray` (then it also stops it).
+_STARTED: list[bool] = []
 
 
 def start_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
@@ -56,6 +62,7 @@ def start_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int
             plugins = os.environ.get("RELGRAD_PLUGINS")
             runtime_env = {"env_vars": {"RELGRAD_PLUGINS": plugins}} if plugins else None
             ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
+            _STARTED.append(True)
             return
         # With the switch at "1" the user asked for an outward-facing node: their choice, as --address.
         # logging_level: no "Started a local Ray instance." on the sweep's console (warnings still show)
@@ -66,7 +73,25 @@ def start_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int
             include_dashboard=False,
             logging_level=logging.WARNING,
         )
+        _STARTED.append(True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "local"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot start or reach Ray at {where!r}: {first}") from None
+
+
+def stop_started_ray() -> None:
+    """Shut down the Ray this process started, with Ctrl-C and SIGTERM ignored meanwhile (the command has
+    already ended; a second Ctrl-C would otherwise land in Ray's own shutdown at interpreter exit, which
+    it leaves with a traceback and a segmentation fault)."""
+    if not _STARTED or threading.current_thread() is not threading.main_thread():
+        return
+    import ray
+
+    _STARTED.clear()
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ray.shutdown()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
