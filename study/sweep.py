@@ -358,6 +358,9 @@ def log_matmul_peak(tctx: TrackingContext, cfg: ScalingConfig) -> None:
         logger.warning("sweep %s: the matrix-multiply peak was not measured: %s", tctx.sweep, exc)
 
 
+# --------------------------------------------------------------------------------------------
+# HPO
+# --------------------------------------------------------------------------------------------
 def dataset_dim(cfg: HpoConfig) -> int:
     """The data's dimension, loading a named data set once on the driver (clear error if absent)."""
     if cfg.data.dataset in ("teacher", "noise") or cfg.data.file is not None:  # the CLI read the file's dim
