@@ -44,7 +44,11 @@ def lift_constants(frame: pd.DataFrame, keep: Sequence[str] = ()) -> tuple[pd.Da
 
 
 def _empty(value: object) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and value != value)
+    """Missing in any of pandas' spellings (None, NaN, pd.NA, NaT) or an empty string."""
+    if isinstance(value, str):
+        return value == ""
+    missing = pd.isna(value)
+    return bool(missing) if isinstance(missing, bool) else False
 
 
 def spread(median: float, low: float, high: float, n: int = 2) -> str:

@@ -92,7 +92,14 @@ def test_lift_constants() -> None:
 
 def test_a_column_empty_on_every_row_is_dropped_not_captioned() -> None:
     frame = pd.DataFrame(
-        {"D": [1, 2], "crossover D": [np.nan, np.nan], "note": ["", ""], "sweep": ["s", "s"]}
+        {
+            "D": [1, 2],
+            "crossover D": [np.nan, np.nan],
+            "note": ["", ""],
+            "none": [None, None],
+            "nullable": pd.array([pd.NA, pd.NA], dtype="Int64"),
+            "sweep": ["s", "s"],
+        }
     )
     shown, constant = wide_tables.lift_constants(frame, keep=("D",))
     assert list(shown.columns) == ["D"] and constant == {"sweep": "s"}
