@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from relgrad_core import Flow, backward, evaluate_nll, fit, make_flow, method_names, time_step
-from relgrad_core.checks import check_positive_int, check_positive_number
+from relgrad_core.checks import (
+    check_flag,
+    check_nonnegative_int,
+    check_open_interval,
+    check_positive_int,
+    check_positive_number,
+    check_seed,
+)
 
 DIM = 3
 #: Every registered method: relgrad's own, the installed peers, and any a plugin added.
@@ -162,3 +169,32 @@ def test_shared_number_checks():
     for bad in (False, 0.0, -1.0, math.nan, math.inf, "1"):
         with pytest.raises(ValueError, match="x must be a positive finite number"):
             check_positive_number("x", bad)
+
+
+def test_one_rule_for_the_core_and_its_data_loaders():
+    """The loaders' checks are the core's: a number of the wrong kind or out of range is a ValueError that
+    names the data set and the argument; a bad flag is a TypeError."""
+    assert check_positive_int("max_rows", None, allow_none=True, where="digits") is None
+    with pytest.raises(ValueError, match=r"^digits: max_rows must be a positive integer, got 0$"):
+        check_positive_int("max_rows", 0, where="digits")
+    assert check_open_interval("lam", 0.1, 0.0, 0.5) == 0.1
+    for bad in (0.0, 0.5, True, "0.1", math.nan):
+        with pytest.raises(ValueError, match=r"^mnist: lam must lie strictly between 0 and 0\.5, got "):
+            check_open_interval("lam", bad, 0.0, 0.5, where="mnist")
+    assert check_seed(0) == 0 and check_nonnegative_int("warmup", 0) == 0
+    for bad in (-1, True, 1.0):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            check_seed(bad)
+    assert check_flag("standardize", False) is False
+    with pytest.raises(TypeError, match=r"^digits: standardize must be True or False, got 1$"):
+        check_flag("standardize", 1, where="digits")
+    # the loaders go through them
+    from relgrad_core import load_dataset
+
+    with pytest.raises(ValueError, match=r"^noise: dim must be a positive integer, got 2\.0$"):
+        load_dataset("noise", dim=2.0)
+    with pytest.raises(ValueError, match=r"^8gaussians: noise must be a positive finite number, got -0\.1$"):
+        load_dataset("8gaussians", noise=-0.1)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        load_dataset("moons", seed=-1)
+
