@@ -197,4 +197,3 @@ def test_one_rule_for_the_core_and_its_data_loaders():
         load_dataset("8gaussians", noise=-0.1)
     with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
         load_dataset("moons", seed=-1)
-
