@@ -32,6 +32,7 @@ from study.fields import (
     OptimizerName,
     Positive,
 )
+from study.kinds import SCALING, SWEEPS, TUNE, SweepKind
 from study.names import registry_names_deferred
 from study.parsing import (
     MAX_LIST_ITEMS,
@@ -169,7 +170,7 @@ class TrainConfig(Section):
 class ScalingConfig(Section):
     """A grid over method × dim × depth × batch size × learning rate."""
 
-    where: ClassVar[str] = "scaling"
+    where: ClassVar[str] = SCALING.command
     methods: _nonempty(MethodName) = Field(default_factory=lambda: ["relative", "ordinary"])
     dims: _nonempty(Dim) = Field(default_factory=lambda: [32, 64, 128])
     depths: _nonempty(Count) = Field(default_factory=lambda: [2])
@@ -286,7 +287,7 @@ class TuneSpace(Section):
 
 
 class HpoConfig(Section):
-    where: ClassVar[str] = "tune"
+    where: ClassVar[str] = TUNE.command
     space: TuneSpace = Field(default_factory=TuneSpace)
     data: DataConfig = Field(default_factory=lambda: DataConfig(dataset="digits"))
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -331,9 +332,14 @@ class SingleRun(Section):
 
 
 class Preset(BaseModel):
+    """A preset file: a section per sweep kind, named by its command."""
+
     name: str
     scaling: ScalingConfig
     tune: HpoConfig
+
+    def section(self, kind: SweepKind) -> ScalingConfig | HpoConfig:
+        return getattr(self, kind.command)
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,16 +401,16 @@ def load_preset(name_or_path: str) -> Preset:
         raw = {}
     if not isinstance(raw, dict):
         raise _preset_error(name, f"expected a mapping at the top level, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - {"scaling", "tune"})
+    sections = [kind.command for kind in SWEEPS]
+    unknown = sorted(set(raw) - set(sections))
     if unknown:
-        raise _preset_error(name, f"unknown sections {unknown}; known: scaling, tune")
-    for section in ("scaling", "tune"):
+        raise _preset_error(name, f"unknown sections {unknown}; known: {', '.join(sections)}")
+    for section in sections:
         if section in raw and not isinstance(raw[section], dict):
             got = "null" if raw[section] is None else type(raw[section]).__name__
             raise _preset_error(name, f"section {section!r} must be a mapping, got {got}")
-    scaling = from_dict(ScalingConfig, raw.get("scaling", {}))
-    tune = from_dict(HpoConfig, raw.get("tune", {}))
-    return Preset(name=name, scaling=scaling, tune=tune)
+    built = {kind.command: from_dict(kind.config_class(), raw.get(kind.command, {})) for kind in SWEEPS}
+    return Preset(name=name, **built)
 
 
 def to_dict(config: BaseModel) -> dict[str, Any]:

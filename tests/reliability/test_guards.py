@@ -16,6 +16,7 @@ from analysis.schema import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, STATUS
 from study import tracking
 from study.config import ConfigError, DataConfig, TrainConfig
 from study.finalise import MlflowFinaliser, SweepSummary, reset_problem, trial_error
+from study.kinds import SCALING
 from study.searcher import BudgetedGridSearcher
 from study.sweep import _check_storage, prepare_tracking
 from study.trial import SweepContext, point_key, run_logged
@@ -114,7 +115,7 @@ def test_searcher_never_unpickles(tmp_path: Path) -> None:
 # Findings 1, 6, 7: the exit code says what happened
 # --------------------------------------------------------------------------------------------
 def _summary(statuses: dict[str, int], complete: bool, problem: str | None = None) -> SweepSummary:
-    return SweepSummary("s", "scaling", "uri", "1", "p", "/x", statuses, complete, problem=problem)
+    return SweepSummary("s", SCALING, "uri", "1", "p", "/x", statuses, complete, problem=problem)
 
 
 def test_exit_codes_and_lines() -> None:
