@@ -26,7 +26,7 @@ from analysis.cost_tables import (
     share_table,
 )
 from analysis.render import Section
-from analysis.schema import REFERENCE_METHOD
+from analysis.schema import REFERENCE_METHOD, TAG_DEVICE_NAME, TAG_SWEEP
 
 _KIND = {
     "runtime": ("Runtime scaling", "seconds per training step", "seconds per training step (s)", "s"),
@@ -81,8 +81,8 @@ def analyse(
         columns={"k_median": "slope_k", "ci_low": "slope_low", "ci_high": "slope_high"}
     )
     old = old.rename(columns={"verdict": "slope_verdict"}).drop(columns=["n_groups"])
-    orders = orders.merge(old, on=["sweep", "device_name", "method"], how="left")
-    orders = sort_methods(orders, ["sweep", "device_name", "method"]).reset_index(drop=True)
+    orders = orders.merge(old, on=[TAG_SWEEP, TAG_DEVICE_NAME, "method"], how="left")
+    orders = sort_methods(orders, [TAG_SWEEP, TAG_DEVICE_NAME, "method"]).reset_index(drop=True)
     table = sort_methods(table, [*FIT_GROUP]).reset_index(drop=True)
     max_dim = float(max((g.dims.max() for g in groups if len(g.dims)), default=0.0))
     dims = list(predict_dims) if predict_dims else predictions.default_predict_dims(max_dim)
@@ -257,7 +257,7 @@ def timing_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
         "timing_retimed": "re-timed",
         "reason": "reason",
     }
-    ordered = sort_methods(flagged, ["sweep", "device_name", "method", "dim"])
+    ordered = sort_methods(flagged, [TAG_SWEEP, TAG_DEVICE_NAME, "method", "dim"])
     tables = cost_display.per_row(ordered, columns, "Flagged timings", "flagged_timings")
     return Section("Timing quality", paras, tables)
 
@@ -265,8 +265,8 @@ def timing_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
 def method_lines(res: CostResult) -> list[str]:
     """One headline sentence per method: its order and the evidence."""
     lines: list[str] = []
-    orders = sort_methods(res.orders, ["sweep", "device_name", "method"])
-    several = orders[["sweep", "device_name"]].drop_duplicates().shape[0] > 1
+    orders = sort_methods(res.orders, [TAG_SWEEP, TAG_DEVICE_NAME, "method"])
+    several = orders[[TAG_SWEEP, TAG_DEVICE_NAME]].drop_duplicates().shape[0] > 1
     for r in orders.itertuples():
         where = f" ({r.sweep}, {r.device_name})" if several else ""
         timed = str(getattr(r, "order_timed", r.order))
@@ -290,7 +290,7 @@ def method_lines(res: CostResult) -> list[str]:
 
 def _crossing_text(cross: pd.DataFrame, cross_pred: pd.DataFrame, key: tuple[object, ...]) -> str:
     """Measured crossover if one lies in range, else the fitted models' crossover."""
-    names = ["sweep", "depth", "batch_size", "baseline"]
+    names = [TAG_SWEEP, "depth", "batch_size", "baseline"]
     hit = cross[np.logical_and.reduce([cross[k] == v for k, v in zip(names, key, strict=True)])]
     if len(hit) and np.isfinite(hit["crossover_dim"].iloc[0]):
         return f"crossover at D ≈ {hit['crossover_dim'].iloc[0]:.0f} (measured)"
@@ -322,10 +322,10 @@ def speedup_lines(
         return lines
     base = pred[pred["speedup_of_reference"].notna()]
     configs = pred[["depth", "batch_size"]].drop_duplicates().shape[0]
-    keys = ["sweep", "depth", "batch_size", "method"]
+    keys = [TAG_SWEEP, "depth", "batch_size", "method"]
     for (sweep, depth, batch, method), part in sort_methods(base, keys).groupby(keys, sort=False):
         measured = speed[
-            (speed["sweep"] == sweep)
+            (speed[TAG_SWEEP] == sweep)
             & (speed["depth"] == depth)
             & (speed["batch_size"] == batch)
             & (speed["baseline"] == method)

@@ -38,11 +38,24 @@ from analysis.loading import SweepData, SweepInfo, learning_curves, load_sweep_d
 from analysis.render import Section, render_html, render_markdown
 from analysis.report_files import ARTIFACT_PATH, log_artifacts, write_whole
 from analysis.schema import (
+    DEFAULT_EXPERIMENT,
     FLOOR_METHOD,
+    KIND_HPO,
     PEAK_METRIC,
     PEER_METHODS,
     REFERENCE_METHOD,
     STATUS_OK,
+    TAG_CPU_MODEL,
+    TAG_CUDA_VERSION,
+    TAG_DEVICE_NAME,
+    TAG_GIT_COMMIT,
+    TAG_HOST,
+    TAG_KIND,
+    TAG_STATUS,
+    TAG_STATUS_REASON,
+    TAG_SWEEP,
+    TAG_TORCH_VERSION,
+    TAG_TRIAL_ID,
     method_sort_key,
 )
 from analysis.verdict_tracking import log_verdicts
@@ -103,7 +116,7 @@ def _dates(runs: pd.DataFrame) -> str:
 
 
 def _devices(runs: pd.DataFrame) -> tuple[str, ...]:
-    names = [d for d in runs["device_name"].unique().tolist() if d]
+    names = [d for d in runs[TAG_DEVICE_NAME].unique().tolist() if d]
     if not names:
         names = [d for d in runs["device"].unique().tolist() if d]
     return tuple(sorted(names))
@@ -114,7 +127,7 @@ def _restricted(ctx: fig.FigureContext, runs: pd.DataFrame) -> fig.FigureContext
         return ctx
     return replace(
         ctx,
-        sweeps=tuple(dict.fromkeys(runs["sweep"].tolist())),
+        sweeps=tuple(dict.fromkeys(runs[TAG_SWEEP].tolist())),
         devices=_devices(runs),
         run_dates=_dates(runs),
     )
@@ -125,30 +138,30 @@ def _overview(data: SweepData, ctx: fig.FigureContext) -> Section:
     sweeps = pd.DataFrame(
         [
             {
-                "sweep": s.name,
-                "kind": s.kind,
+                TAG_SWEEP: s.name,
+                TAG_KIND: s.kind,
                 "parent run": s.parent_run_id or "(none)",
-                "trials": int((runs["sweep"] == s.name).sum()),
+                "trials": int((runs[TAG_SWEEP] == s.name).sum()),
                 "older parents ignored": len(s.ignored_parent_ids),
             }
             for s in data.sweeps
         ]
     )
     env_cols = [
-        "sweep",
-        "device_name",
+        TAG_SWEEP,
+        TAG_DEVICE_NAME,
         "device",
-        "cpu_model",
-        "torch_version",
-        "cuda_version",
-        "host",
-        "git_commit",
+        TAG_CPU_MODEL,
+        TAG_TORCH_VERSION,
+        TAG_CUDA_VERSION,
+        TAG_HOST,
+        TAG_GIT_COMMIT,
     ]
     env = (
         runs[env_cols]
         .drop_duplicates()
         .sort_values(env_cols)
-        .rename(columns={"device_name": "device name", "device": "torch device"})
+        .rename(columns={TAG_DEVICE_NAME: "device name", "device": "torch device"})
     )
     paras = [
         f"Runs dated {ctx.run_dates}; report generated {ctx.generated}. "
@@ -171,20 +184,20 @@ def _overview(data: SweepData, ctx: fig.FigureContext) -> Section:
 
 
 def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
-    counts = pd.crosstab([runs["sweep"], runs["method"]], runs["status"]).reset_index()
+    counts = pd.crosstab([runs[TAG_SWEEP], runs["method"]], runs[TAG_STATUS]).reset_index()
     counts.columns.name = None
     problems = runs.loc[
-        runs["status"] != STATUS_OK,
+        runs[TAG_STATUS] != STATUS_OK,
         [
-            "sweep",
-            "trial_id",
+            TAG_SWEEP,
+            TAG_TRIAL_ID,
             "method",
             "dim",
             "depth",
             "batch_size",
             "seed",
-            "status",
-            "status_reason",
+            TAG_STATUS,
+            TAG_STATUS_REASON,
             "run_id",
         ],
     ]
@@ -194,7 +207,7 @@ def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
     n_bad = len(problems)
     paras = [
         f"{len(runs)} trial runs: "
-        + ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().sort_index().items())
+        + ", ".join(f"{n} {s}" for s, n in runs[TAG_STATUS].value_counts().sort_index().items())
         + "."
     ]
     paras.append(
@@ -211,7 +224,7 @@ def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
     if n_bad:
         tables += cost_display.per_row(
             problems,
-            {c: c for c in problems.columns if c not in ("trial_id", "run_id")},
+            {c: c for c in problems.columns if c not in (TAG_TRIAL_ID, "run_id")},
             "Skipped, diverged and failed trials",
             "problem_trials",
         )
@@ -220,7 +233,7 @@ def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
 
 def _speed_metric(runs: pd.DataFrame) -> str:
     """The contention-robust minimum when every timed run logged it, else the median."""
-    timed = runs[runs["status"] == STATUS_OK]
+    timed = runs[runs[TAG_STATUS] == STATUS_OK]
     timed = timed[timed[RUNTIME_FALLBACK].notna()]
     if len(timed) and RUNTIME_STAT in timed and timed[RUNTIME_STAT].notna().all():
         return RUNTIME_STAT
@@ -329,7 +342,7 @@ def _headline(
 ) -> Section:
     """The report's opening: trial counts, each method's order (counted, and timed beside it) with its
     evidence, the share of the matmul peak the reference reaches, the speedups."""
-    counts = runs["status"].value_counts().sort_index()
+    counts = runs[TAG_STATUS].value_counts().sort_index()
     lines = [f"{len(runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
     peers = sorted((m for m in runs["method"].unique() if m in PEER_METHODS), key=method_sort_key)
     if peers:
@@ -341,10 +354,12 @@ def _headline(
     if runtime.groups:
         lines += cost_sections.method_lines(runtime)
         lines += counted_report.peak_lines(runtime.rates, peak_tags)
-        cross = b.frames.get("crossover", pd.DataFrame(columns=["sweep", "depth", "batch_size", "baseline"]))
+        cross = b.frames.get(
+            "crossover", pd.DataFrame(columns=[TAG_SWEEP, "depth", "batch_size", "baseline"])
+        )
         lines += cost_sections.speedup_lines(speed, cross, pred, cross_pred)
         lines += cost_sections.flag_line(runtime)
-    elif (runs["kind"] != "hpo").any():
+    elif (runs[TAG_KIND] != KIND_HPO).any():
         lines.append("No step timings in this report, so no cost model.")
     lines += learned + search.headline_lines(b)
     b.headline = lines
@@ -357,7 +372,7 @@ def build_report(
     *,
     tracking_uri: str,
     out_dir: str | Path,
-    experiment: str = "relgrad",
+    experiment: str = DEFAULT_EXPERIMENT,
     min_dim: int | None = None,
     predict_dims: Sequence[int] | None = None,
     log_to_mlflow: bool = True,
@@ -400,7 +415,7 @@ def build_report(
         run_dates=_dates(runs),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    timed = runs[runs["kind"] != "hpo"]
+    timed = runs[runs[TAG_KIND] != KIND_HPO]
     # Figure footers name only the sweeps and devices whose runs the figure shows.
     b = Builder(out, _restricted(ctx, timed))
     fit_args = {"predict_dims": dims, "min_dim": min_dim, "n_boot": n_boot, "seed": 0}
@@ -424,7 +439,7 @@ def build_report(
     curves = learning_curves(data)
     if len(timed):
         body.append(learning.learning_section(b, runs, curves, nats=tolerance))
-    b.ctx = _restricted(ctx, runs[runs["kind"] == "hpo"])
+    b.ctx = _restricted(ctx, runs[runs[TAG_KIND] == KIND_HPO])
     searched = search.search_section(b, runs, data.best, curves)
     body += [searched] if searched is not None else []
     peak_tags = {s.name: s.tags for s in data.sweeps}

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import ReportError
-from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, STATUS_OK
+from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, STATUS_OK, TAG_DEVICE_NAME, TAG_STATUS, TAG_SWEEP
 
 #: Below this exponent a method is called quadratic, above CUBIC_MIN cubic.
 QUADRATIC_MAX = 2.3
@@ -25,8 +25,8 @@ CUBIC_MIN = 2.7
 SUBQUADRATIC_MAX = 1.7
 SUPERCUBIC_MIN = 3.3
 MIN_DISTINCT_DIMS = 3
-FIT_GROUP: tuple[str, ...] = ("sweep", "device_name", "method", "depth", "batch_size")
-CONFIG_GROUP: tuple[str, ...] = ("sweep", "device_name", "depth", "batch_size")
+FIT_GROUP: tuple[str, ...] = (TAG_SWEEP, TAG_DEVICE_NAME, "method", "depth", "batch_size")
+CONFIG_GROUP: tuple[str, ...] = (TAG_SWEEP, TAG_DEVICE_NAME, "depth", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def _usable(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """`ok` trials with a positive, finite value of ``metric`` and a known D."""
     if metric not in runs:
         return runs.iloc[0:0]
-    ok = runs[(runs["status"] == STATUS_OK) & runs["dim"].notna()]
+    ok = runs[(runs[TAG_STATUS] == STATUS_OK) & runs["dim"].notna()]
     value = ok[metric]
     return ok[value.notna() & np.isfinite(value) & (value > 0)]
 
@@ -178,7 +178,7 @@ def sweep_thresholds(
 ) -> dict[str, float]:
     """Fit threshold per sweep: ``min_dim`` if given, else the upper half of its distinct D."""
     out: dict[str, float] = {}
-    for sweep, part in _usable(runs, metric).groupby("sweep", sort=True):
+    for sweep, part in _usable(runs, metric).groupby(TAG_SWEEP, sort=True):
         dims = part["dim"].astype(float).to_numpy()
         if min_dim is not None:
             out[str(sweep)] = float(min_dim)
@@ -226,7 +226,7 @@ def fit_table(
         labels = dict(zip(group, key if isinstance(key, tuple) else (key,), strict=True))
         dims = part["dim"].astype(float).to_numpy()
         vals = part[metric].to_numpy(dtype=float)
-        sweep = str(labels.get("sweep", ""))
+        sweep = str(labels.get(TAG_SWEEP, ""))
         threshold = thresholds.get(sweep, float("nan"))
         distinct = np.unique(dims)
         note = ""
@@ -254,12 +254,12 @@ def fit_table(
 def method_verdicts(fits: pd.DataFrame) -> pd.DataFrame:
     """One line per (sweep, machine, method): median exponent over its depth × batch groups,
     the widest interval among them and the verdict of the median."""
-    columns = ["sweep", "device_name", "method", "k_median", "ci_low", "ci_high", "n_groups"]
+    columns = [TAG_SWEEP, TAG_DEVICE_NAME, "method", "k_median", "ci_low", "ci_high", "n_groups"]
     fitted = fits[fits["k"].notna()]
     if fitted.empty:
         return pd.DataFrame(columns=[*columns, "verdict"])
     out = (
-        fitted.groupby(["sweep", "device_name", "method"], sort=True)
+        fitted.groupby([TAG_SWEEP, TAG_DEVICE_NAME, "method"], sort=True)
         .agg(
             k_median=("k", "median"),
             ci_low=("ci_low", "min"),
@@ -401,5 +401,5 @@ def overhead_table(
             out[column] = float("nan")
     out["gflops_reference"] = out["flops_ref"] / out["t_reference_s"] / 1e9
     out["gflops_mlp"] = out["flops_mlp"] / out["t_mlp_s"] / 1e9
-    out["pct_of_peak"] = 100.0 * out["gflops_reference"] / out["sweep"].map(dict(peaks or {})).astype(float)
+    out["pct_of_peak"] = 100.0 * out["gflops_reference"] / out[TAG_SWEEP].map(dict(peaks or {})).astype(float)
     return out[columns].reset_index(drop=True)

@@ -29,6 +29,7 @@ from study.parsing import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    PROG,
     ConfigError,
     check_sweep_name,
     parse_str_list,
@@ -87,7 +88,7 @@ def _config_flags(parser: argparse.ArgumentParser, kind: SweepKind) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="relgrad", description=__doc__)
+    parser = _Parser(prog=PROG, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     helps = {
         SCALING: "seconds per step and learning curves against D",
@@ -173,7 +174,7 @@ def ui_hint(uri: str, experiment: str, sweep: str) -> str:
     """The command that opens ``sweep``'s charts, as it must be typed (the store when not the default)."""
     from study.store import default_tracking_uri
 
-    words = ["relgrad", "ui", "--sweep", sweep]
+    words = [PROG, "ui", "--sweep", sweep]
     if uri != default_tracking_uri():
         words += ["--tracking-uri", uri]
     if experiment != DEFAULT_EXPERIMENT:
@@ -327,9 +328,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             gpus = 1 if cfg.train.device.startswith("cuda") else 0
             task = ray.remote(run_in_worker).options(num_gpus=gpus)
-            outcome = ray.get(task.remote(point, ctx, "train"))
+            outcome = ray.get(task.remote(point, ctx, TRAIN.command))
         else:
-            outcome = run_logged(point, ctx, "train", progress=True)
+            outcome = run_logged(point, ctx, TRAIN.command, progress=True)
         ok = outcome.status == STATUS_OK
         if ok:  # the parent's curves, as a sweep's: one point at this D
             ParentCurves(uri, tctx.parent_run_id, CurveAxes()).log(point, outcome.metrics)

@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+#: The command's name, as the user types it (hints quote whole commands).
+PROG = "relgrad"
 #: Exit codes of the ``relgrad`` command: every trial ended (ok, diverged or skipped), some trial failed,
 #: a usage or config error (one line, before any work), interrupted (resumable).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -57,6 +59,12 @@ def first_line(exc: BaseException) -> str:
     one-line error quotes of a failure it reports."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def error_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception (its type alone when it has no message)."""
+    line = first_line(exc)
+    return type(exc).__name__ if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"
 
 
 # --------------------------------------------------------------------------------------------

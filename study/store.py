@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from study.parsing import ConfigError
+from study.parsing import ConfigError, error_line
 
 #: An incomplete store unchanged this long is taken as left half-built (not being built by another
 #: process right now); the longest wait for one that is still being built.
@@ -183,7 +183,7 @@ def _build(path: Path, artifact_root: str | None) -> None:
         os.replace(temporary, path)
     except Exception as exc:  # MLflow/SQLAlchemy/OS errors alike: the store cannot be built here
         _remove(temporary)
-        raise ConfigError(f"tracking store {path}: cannot create it ({_first_line(exc)})") from None
+        raise ConfigError(f"tracking store {path}: cannot create it ({error_line(exc)})") from None
 
 
 @contextlib.contextmanager
@@ -235,8 +235,3 @@ def _remove(path: Path, files: tuple[str, ...] = ("", *_SIDE_FILES)) -> None:
     for suffix in files:
         with contextlib.suppress(OSError):
             path.with_name(path.name + suffix).unlink()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

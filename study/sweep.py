@@ -29,10 +29,12 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune import ResultGrid, Tuner
+from ray.tune.result import TRIAL_ID
 
 from analysis.schema import (
     DEFAULT_EXPERIMENT,
     FINISHED_STATUSES,
+    ROLE_DEFAULT,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
@@ -437,7 +439,7 @@ def run_hpo(
         best = _best_config(results)
         if best is not None and cfg.retrain_best:  # runs of their own, counted apart from the trials
             best = retrain.best(best, ctx, cfg)
-            best["default"] = retrain.default(dim, ctx, cfg)
+            best[ROLE_DEFAULT] = retrain.default(dim, ctx, cfg)
     _close_parent(tctx, complete)
     return _summary(tctx, storage_path, statuses, complete=complete, problem=problem, best=best)
 
@@ -453,7 +455,7 @@ def _best_config(results: ResultGrid) -> dict[str, Any] | None:
         return None
     best = dict(result.config)
     best["_val_ll"] = float(value)
-    best["_trial_id"] = str(result.metrics.get("trial_id", ""))
+    best["_trial_id"] = str(result.metrics.get(TRIAL_ID, ""))  # Tune's own result key
     return best
 
 

@@ -25,6 +25,8 @@ from analysis.schema import (
     STATUS_DIVERGED,
     STATUS_FAILED,
     STATUS_OK,
+    STATUS_RUNNING,
+    TAG_DEVICE_NAME,
     TAG_GAUSSIAN_ABSENT,
     TAG_MATMUL_PEAK_DEVICE,
     TAG_MATMUL_PEAK_SIZE,
@@ -320,7 +322,7 @@ def matmul_peak_record(
     peak = matmul_peak(device, torch.float64 if dtype == "float64" else torch.float32, size=size)
     tags = {
         TAG_MATMUL_PEAK_SIZE: str(peak.size),
-        TAG_MATMUL_PEAK_DEVICE: tracking.environment_tags(peak.device)["device_name"],
+        TAG_MATMUL_PEAK_DEVICE: tracking.environment_tags(peak.device)[TAG_DEVICE_NAME],
         TAG_MATMUL_PEAK_THREADS: str(peak.threads),
     }
     return {PEAK_METRIC: peak.gflops}, tags
@@ -377,7 +379,7 @@ def run_logged(
     done = _finished_earlier(ctx, trial_id, key)
     if done is not None:
         if report is not None:
-            report({**done.metrics, "status": done.status, "step": done.steps})
+            report({**done.metrics, TAG_STATUS: done.status, "step": done.steps})
         return done
     device = str(_device_for(ctx.train.device))
     params = {**trial_params(point, ctx.data, ctx.train, device), **ctx.extra_params}
@@ -386,7 +388,7 @@ def run_logged(
     )
     tracking.set_tags(uri, run_id, tracking.environment_tags(device) | {"pid": str(os.getpid())})
     torch.manual_seed(int(point.get("seed", 0)))
-    latest: dict[str, Any] = {"status": "running"}
+    latest: dict[str, Any] = {TAG_STATUS: STATUS_RUNNING}
     evaluations = 0
 
     def on_timing(metrics: Metrics) -> None:
@@ -433,7 +435,7 @@ def run_logged(
         tracking.set_tags(uri, run_id, outcome.tags)
     tracking.finish_child(uri, run_id, outcome.status, outcome.reason)
     if report is not None:
-        result = {**latest, **outcome.metrics, "status": outcome.status}
+        result = {**latest, **outcome.metrics, TAG_STATUS: outcome.status}
         if outcome.status == STATUS_DIVERGED:
             result["val_ll"] = -math.inf  # worst possible for ASHA/Optuna, never a "best"
         report(result)

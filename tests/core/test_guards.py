@@ -73,10 +73,36 @@ def test_every_entry_point_refuses_a_non_tensor(entry, method):
         ENTRY_POINTS[entry](_flow(method), [[0.0] * DIM], method)
 
 
+def _results(value: object) -> list[object]:
+    """What an entry point returned, as values to compare (a timing's clock readings aside)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple):
+        return [v for part in value for v in _results(part)]
+    if hasattr(value, "records"):  # fit's History: the losses of every evaluation
+        return [(r.train_nll, r.val_nll, r.train_data_nll) for r in value.records]
+    if hasattr(value, "peak_mem_bytes"):  # time_step's StepTiming: times differ run to run
+        return [value.repeats]
+    return [value]
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_float64_input_is_cast_to_a_float32_flow_everywhere(entry, method):
-    ENTRY_POINTS[entry](_flow(method), _good().double(), method)  # runs, no dtype error
+    """Given float64 input, a float32 flow computes exactly what it computes on the float32 copy (the
+    cast is exact: the float64 batch holds float32 values), and its parameters and gradients stay
+    float32."""
+    flows = [_flow(method), _flow(method)]
+    x = _good()
+    got = ENTRY_POINTS[entry](flows[0], x.double(), method)
+    expected = ENTRY_POINTS[entry](flows[1], x, method)
+    for a, b in zip(_results(got), _results(expected), strict=True):
+        if isinstance(a, torch.Tensor):
+            assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for p, q in zip(flows[0].parameters(), flows[1].parameters(), strict=True):
+        assert p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32)
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("method", METHODS)
