@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.arguments import check_nonnegative
 from analysis.render import sig3
 from analysis.schema import (
     FLOOR_METHOD,
@@ -184,8 +185,7 @@ def reaches_and_stays(curve: pd.DataFrame, target: float) -> float:
 def time_to_target(outcomes: pd.DataFrame, curves: pd.DataFrame, nats: float = TARGET_NATS) -> pd.DataFrame:
     """Per trial: ``target_ll`` = best validation LL any method reached at its D and seed − ``nats``, and
     ``time_to_target_s`` (:func:`reaches_and_stays`; NaN when it never did)."""
-    if nats < 0:
-        raise ValueError(f"nats must be non-negative, got {nats}")
+    nats = check_nonnegative("nats", nats, " of nats")
     columns = [*GROUP, "method", "seed", "run_id", "target_ll", "time_to_target_s"]
     if outcomes.empty or curves.empty:
         return pd.DataFrame(columns=columns)

@@ -12,11 +12,9 @@ from analysis import cost_display, cost_figures, counted, counted_report, predic
 from analysis.builder import Builder, sort_methods
 from analysis.cost_model import ORDER_NOT_FITTED, order_rule
 from analysis.cost_tables import (
-    FIT_GROUP,
     MEMORY_STAT,
     RUNTIME_FALLBACK,
     RUNTIME_STAT,
-    SPREAD_MAX,
     STAT_LABEL,
     GroupFit,
     cost_table,
@@ -26,7 +24,15 @@ from analysis.cost_tables import (
     share_table,
 )
 from analysis.render import Section
-from analysis.schema import REFERENCE_METHOD, TAG_DEVICE_NAME, TAG_SWEEP
+from analysis.schema import (
+    DISTURBED_SPREAD,
+    FIT_GROUP,
+    PAPER_MAX_DIM,
+    PREDICT_EXTEND_FACTOR,
+    REFERENCE_METHOD,
+    TAG_DEVICE_NAME,
+    TAG_SWEEP,
+)
 
 _KIND = {
     "runtime": ("Runtime scaling", "seconds per training step", "seconds per training step (s)", "s"),
@@ -185,7 +191,8 @@ def prediction_section(
         + (
             "Dimensions as requested."
             if predict_given
-            else "Default: the largest measured D × 4 and the paper's largest D, 23 552."
+            else f"Default: the largest measured D × {PREDICT_EXTEND_FACTOR} and the paper's largest D, "
+            f"{PAPER_MAX_DIM:,}.".replace(",", " ")
         ),
         "Predicted crossover: the D from which on relative is faster for good according to the fitted "
         "models (0: at every D; ∞: never).",
@@ -212,7 +219,7 @@ def timing_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
     """Flagged timings with their effect on the order, and the machine load where it was logged."""
     flagged = b.table("flagged_timings", res.flagged)
     paras = [
-        f"A timing is flagged when its spread IQR/median exceeds {SPREAD_MAX:g} or when its curve is "
+        f"A timing is flagged when its spread IQR/median exceeds {DISTURBED_SPREAD:g} or when its curve is "
         "non-monotone in D (faster at a larger D; of the two points the one farther from the model "
         "fitted without it). Flagged points stay in the fit; each affected curve is refitted without them."
     ]

@@ -26,15 +26,18 @@ from analysis.cost_model import (
     point_fit,
 )
 from analysis.errors import ReportError
-from analysis.schema import STATUS_OK, TAG_DEVICE_NAME, TAG_STATUS, TAG_SWEEP
+from analysis.schema import (
+    DISTURBED_SPREAD,
+    FIT_GROUP,
+    STATUS_OK,
+    TAG_DEVICE_NAME,
+    TAG_STATUS,
+    TAG_SWEEP,
+)
 
-FIT_GROUP: tuple[str, ...] = (TAG_SWEEP, TAG_DEVICE_NAME, "method", "depth", "batch_size")
-CONFIG_GROUP: tuple[str, ...] = (TAG_SWEEP, TAG_DEVICE_NAME, "depth", "batch_size")
 RUNTIME_STAT = "sec_per_iter_min"
 RUNTIME_FALLBACK = "sec_per_iter"
 MEMORY_STAT = "peak_mem_mb"
-#: A timing whose interquartile range exceeds this fraction of its median is flagged as disturbed.
-SPREAD_MAX = 0.25
 STAT_LABEL = {
     "sec_per_iter_min": "min of repeats",
     "sec_per_iter": "median of repeats",
@@ -127,7 +130,7 @@ def _loo_residual(group: GroupFit, index: int) -> float:
 
 
 def flag_disturbed(
-    groups: list[GroupFit], runs: pd.DataFrame, *, spread_max: float = SPREAD_MAX
+    groups: list[GroupFit], runs: pd.DataFrame, *, spread_max: float = DISTURBED_SPREAD
 ) -> pd.DataFrame:
     """Timings that look disturbed, one row per flagged run, and ``group.flagged`` filled in.
 

@@ -31,12 +31,18 @@ import numpy as np
 import pandas as pd
 
 from analysis.cost_model import ORDER_CUBIC, ORDER_NOT_FITTED, ORDER_QUADRATIC
-from analysis.schema import STATUS_OK, TAG_DEVICE_NAME, TAG_STATUS, TAG_SWEEP, TAG_UNCOUNTED_OPS
+from analysis.schema import (
+    FIT_GROUP,
+    STATUS_OK,
+    TAG_DEVICE_NAME,
+    TAG_STATUS,
+    TAG_SWEEP,
+    TAG_UNCOUNTED_OPS,
+)
 
 COUNTED_METRIC = "flops_per_step"
 CUBIC_METRIC = "flops_cubic_per_step"
 BYTES_METRIC = "bytes_per_step"
-FIT_GROUP: tuple[str, ...] = (TAG_SWEEP, TAG_DEVICE_NAME, "method", "depth", "batch_size")
 METHOD_GROUP: tuple[str, ...] = (TAG_SWEEP, TAG_DEVICE_NAME, "method")
 #: Relative precision to which a logged FLOP count is taken as exact (float64 sums of ⅔·n³-like terms).
 COUNT_PRECISION = 1e-12

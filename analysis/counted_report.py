@@ -19,9 +19,8 @@ from analysis import cost_display, counted
 from analysis.builder import Builder
 from analysis.cost_figures import plot_achieved_rate
 from analysis.cost_model import ORDER_CUBIC, ORDER_NOT_FITTED, ORDER_QUADRATIC
-from analysis.cost_tables import FIT_GROUP
 from analysis.render import Section
-from analysis.schema import REFERENCE_METHOD, TAG_MATMUL_PEAK_SIZE, TAG_SWEEP, TAG_UNCOUNTED_OPS
+from analysis.schema import FIT_GROUP, REFERENCE_METHOD, TAG_MATMUL_PEAK_SIZE, TAG_SWEEP, TAG_UNCOUNTED_OPS
 
 METHOD_GROUP = list(counted.METHOD_GROUP)
 

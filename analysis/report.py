@@ -30,6 +30,7 @@ from analysis import (
     search,
 )
 from analysis import figures as fig
+from analysis.arguments import MIN_BOOT, check_int, check_nonnegative
 from analysis.builder import Builder
 from analysis.cost_model import DEFAULT_BOOT
 from analysis.cost_tables import RUNTIME_FALLBACK, RUNTIME_STAT
@@ -399,13 +400,10 @@ def build_report(
     Raises:
         ReportError: unknown or empty sweep, missing required metrics, bad arguments.
     """
-    if min_dim is not None and (isinstance(min_dim, bool) or not isinstance(min_dim, int) or min_dim < 1):
-        raise ReportError(f"min_dim must be a positive integer or None, got {min_dim!r}")
-    if not tolerance >= 0:
-        raise ReportError(f"tolerance must be a non-negative number of nats, got {tolerance!r}")
+    check_int("min_dim", min_dim, allow_none=True)
+    check_nonnegative("tolerance", tolerance, " of nats")
     dims = predictions.check_predict_dims(predict_dims)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
-        raise ReportError(f"n_boot must be an integer >= 100, got {n_boot!r}")
+    check_int("n_boot", n_boot, minimum=MIN_BOOT)
     data = load_sweep_data(sweeps, tracking_uri=tracking_uri, experiment=experiment)
     out = _prepare_out_dir(out_dir)
     runs = data.runs

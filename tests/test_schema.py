@@ -220,6 +220,12 @@ def test_stopped_reason_is_tagged_and_its_still_improving_suffix_is_the_cores() 
     assert schema.TAG_STOPPED_REASON in schema.TAG_COLUMNS
 
 
+def test_the_disturbed_timing_spread_is_the_cores_retime_threshold() -> None:
+    from relgrad_core.timing import RETIME_THRESHOLD
+
+    assert schema.DISTURBED_SPREAD == RETIME_THRESHOLD
+
+
 def test_a_trials_stopped_reason_and_gains_round_trip(written) -> None:
     _, outcome, runs = written
     row = runs[runs["status"] == schema.STATUS_OK].iloc[0]
