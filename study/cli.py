@@ -189,7 +189,7 @@ def _sweep_config(kind: SweepKind, args: argparse.Namespace, storage: str) -> tu
     """(config, experiment): built from the flags, or the saved config of the sweep to resume."""
     if not args.resume:
         return build_config(kind, args), args.experiment
-    from study.config import from_dict
+    from study.config import config_class, from_dict
     from study.sweep import load_saved_sweep
 
     if not args.name:
@@ -202,7 +202,7 @@ def _sweep_config(kind: SweepKind, args: argparse.Namespace, storage: str) -> tu
         raise ConfigError(
             f"--resume: sweep {args.name!r} is in experiment {saved.experiment!r}, not {args.experiment!r}"
         )
-    return from_dict(kind.config_class(), saved.config), saved.experiment
+    return from_dict(config_class(kind), saved.config), saved.experiment
 
 
 def _optuna_hint(name: str, storage: str) -> str:

@@ -133,7 +133,7 @@ def build_config(kind: SweepKind, args: argparse.Namespace) -> Any:
     without importing torch), then with them (method, data set and optimizer names). An error names
     the flag that set the bad value, else the preset and its YAML key.
     """
-    from study.config import from_dict, registry_names_deferred, with_overrides
+    from study.config import config_class, from_dict, registry_names_deferred, with_overrides
     from study.preflight import user_grid
 
     overrides = overrides_of(kind, args)
@@ -145,7 +145,7 @@ def build_config(kind: SweepKind, args: argparse.Namespace) -> Any:
             base: Section = preset.section(kind)
             others = [preset.section(k) for k in SWEEPS if k is not kind]
         else:
-            base = kind.config_class()()
+            base = config_class(kind)()
         cfg = _naming_the_flag(lambda: with_overrides(base, pairs), overrides, args)
     with registry_names_deferred(checked=["method"]):  # fast while only built-in methods exist
         _naming_the_flag(lambda: from_dict(type(cfg), cfg.model_dump()), overrides, args)

@@ -32,7 +32,7 @@ from study.fields import (
     OptimizerName,
     Positive,
 )
-from study.kinds import SCALING, SWEEPS, TUNE, SweepKind
+from study.kinds import SCALING, SWEEPS, TRAIN, TUNE, SweepKind
 from study.names import registry_names_deferred
 from study.parsing import (
     MAX_LIST_ITEMS,
@@ -170,6 +170,7 @@ class TrainConfig(Section):
 class ScalingConfig(Section):
     """A grid over method × dim × depth × batch size × learning rate."""
 
+    kind: ClassVar[SweepKind] = SCALING
     where: ClassVar[str] = SCALING.command
     methods: _nonempty(MethodName) = Field(default_factory=lambda: ["relative", "ordinary"])
     dims: _nonempty(Dim) = Field(default_factory=lambda: [32, 64, 128])
@@ -287,6 +288,9 @@ class TuneSpace(Section):
 
 
 class HpoConfig(Section):
+    """An Optuna search of one method's hyperparameters, its data and its trials' schedule."""
+
+    kind: ClassVar[SweepKind] = TUNE
     where: ClassVar[str] = TUNE.command
     space: TuneSpace = Field(default_factory=TuneSpace)
     data: DataConfig = Field(default_factory=lambda: DataConfig(dataset="digits"))
@@ -310,6 +314,7 @@ class HpoConfig(Section):
 class SingleRun(Section):
     """One training run (``relgrad train``): one point of a grid, its data and its schedule."""
 
+    kind: ClassVar[SweepKind] = TRAIN
     where: ClassVar[str] = "run"
     method: MethodName = "relative"
     dim: Dim = 64  # of teacher/noise data; a named data set or a file brings its own
@@ -329,6 +334,11 @@ class SingleRun(Section):
     def point(self) -> dict[str, Any]:
         keys = ("method", "dim", "depth", "batch_size", "lr", "alpha", "seed")
         return {k: getattr(self, k) for k in keys}
+
+
+def config_class(kind: SweepKind) -> type[ScalingConfig | HpoConfig | SingleRun]:
+    """The config class of ``kind``'s runs (each class names its kind)."""
+    return next(cls for cls in (ScalingConfig, HpoConfig, SingleRun) if cls.kind is kind)
 
 
 class Preset(BaseModel):
@@ -409,7 +419,7 @@ def load_preset(name_or_path: str) -> Preset:
         if section in raw and not isinstance(raw[section], dict):
             got = "null" if raw[section] is None else type(raw[section]).__name__
             raise _preset_error(name, f"section {section!r} must be a mapping, got {got}")
-    built = {kind.command: from_dict(kind.config_class(), raw.get(kind.command, {})) for kind in SWEEPS}
+    built = {kind.command: from_dict(config_class(kind), raw.get(kind.command, {})) for kind in SWEEPS}
     return Preset(name=name, **built)
 
 

@@ -104,6 +104,39 @@ def check_cluster_device(device: str, gpus_per_trial: float) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Where the sweep's results go
+# --------------------------------------------------------------------------------------------
+def check_storage(storage_path: str, sweep: str, resume: bool) -> str:
+    """Tune's storage: a local folder (made absolute) or a URI (s3://, gs://, a shared FS).
+
+    The sweep's results folder must lie directly under it: a name that would escape it (``../x``,
+    ``/abs``) is refused before anything is written.
+    """
+    from pyarrow import fs
+    from ray.tune import Tuner
+
+    from study.store import storage_fs
+
+    check_sweep_name(sweep)
+    if "://" not in storage_path:
+        root = Path(storage_path).expanduser().resolve()
+        if (root / sweep).resolve().parent != root:
+            raise ConfigError(f"sweep name {sweep!r} would put its results outside {root}")
+        storage_path = str(root)
+    experiment_dir = f"{storage_path.rstrip('/')}/{sweep}"
+    if resume and not Tuner.can_restore(experiment_dir):
+        raise ConfigError(f"--resume: no restorable Tune experiment at {experiment_dir}")
+    filesystem, path = storage_fs(experiment_dir)
+    if not resume and filesystem.get_file_info(path).type != fs.FileType.NotFound:
+        raise ConfigError(
+            f"Tune results for sweep {sweep!r} already exist at {experiment_dir}; pass --resume or "
+            "choose another --name"
+        )
+    filesystem.create_dir(storage_fs(storage_path)[1], recursive=True)
+    return storage_path
+
+
+# --------------------------------------------------------------------------------------------
 # Memory
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)

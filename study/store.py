@@ -28,8 +28,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from study.parsing import ConfigError, error_line
+
+if TYPE_CHECKING:
+    from pyarrow.fs import FileSystem
 
 #: An incomplete store unchanged this long is taken as left half-built (not being built by another
 #: process right now); the longest wait for one that is still being built.
@@ -49,6 +53,14 @@ def default_tracking_uri(cwd: str | Path | None = None) -> str:
 def default_storage_path(cwd: str | Path | None = None) -> str:
     """``<abs cwd>/runs/ray_results``: where Tune keeps a sweep's state (what ``--resume`` restores)."""
     return str(Path(cwd or os.getcwd()).resolve() / "runs" / "ray_results")
+
+
+def storage_fs(storage_path: str) -> tuple[FileSystem, str]:
+    """(filesystem, path) of Tune's storage: a local folder or a URI such as s3://bucket/relgrad (pyarrow is
+    imported here, not at the top: the CLI reads this module's paths without it)."""
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(storage_path)
 
 
 def default_artifact_root(tracking_uri: str) -> str | None:

@@ -55,6 +55,7 @@ from study.curves import CurveAxes, top_up_curves
 from study.finalise import SweepSummary, reset_problem
 from study.kinds import SCALING, TUNE, SweepKind, by_kind
 from study.searcher import BudgetedGridSearcher
+from study.store import storage_fs
 from study.tracking import TrackingContext
 from study.trial import SweepContext, matmul_peak_record, tune_trial
 from study.tune_callbacks import run_config, tune_output
@@ -69,13 +70,6 @@ ENDED_STATUSES: tuple[str, ...] = (*FINISHED_STATUSES, STATUS_FAILED)
 # --------------------------------------------------------------------------------------------
 # Shared driver plumbing
 # --------------------------------------------------------------------------------------------
-def _fs(storage_path: str):
-    """(filesystem, path) for a local folder or a URI such as s3://bucket/relgrad (pyarrow)."""
-    from pyarrow import fs
-
-    return fs.FileSystem.from_uri(storage_path)
-
-
 def sweep_file(storage_path: str, sweep: str) -> str:
     return f"{storage_path.rstrip('/')}/{sweep}{SWEEP_FILE_SUFFIX}"
 
@@ -93,7 +87,7 @@ class SavedSweep:
 
 
 def save_sweep(storage_path: str, sweep: str, saved: SavedSweep) -> None:
-    filesystem, path = _fs(sweep_file(storage_path, sweep))
+    filesystem, path = storage_fs(sweep_file(storage_path, sweep))
     with filesystem.open_output_stream(path) as handle:
         handle.write(json.dumps(dataclasses.asdict(saved), indent=1).encode())
 
@@ -102,7 +96,7 @@ def load_saved_sweep(storage_path: str, sweep: str) -> SavedSweep:
     """The kind, config and experiment a sweep was started with."""
     from pyarrow import fs
 
-    filesystem, path = _fs(sweep_file(storage_path, sweep))
+    filesystem, path = storage_fs(sweep_file(storage_path, sweep))
     if filesystem.get_file_info(path).type != fs.FileType.File:
         raise ConfigError(f"--resume: no sweep named {sweep!r} under {storage_path}")
     with filesystem.open_input_stream(path) as handle:
@@ -159,33 +153,6 @@ def _statuses(ctx: TrackingContext, role: str | None = None) -> dict[str, int]:
 
 def _trainable(ctx: SweepContext, cpus: float, gpus: float):
     return tune.with_resources(tune.with_parameters(tune_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
-
-
-def _check_storage(storage_path: str, sweep: str, resume: bool) -> str:
-    """Tune's storage: a local folder (made absolute) or a URI (s3://, gs://, a shared FS).
-
-    The sweep's results folder must lie directly under it: a name that would escape it (``../x``,
-    ``/abs``) is refused before anything is written.
-    """
-    from pyarrow import fs
-
-    tracking.check_sweep_name(sweep)
-    if "://" not in storage_path:
-        root = Path(storage_path).expanduser().resolve()
-        if (root / sweep).resolve().parent != root:
-            raise ConfigError(f"sweep name {sweep!r} would put its results outside {root}")
-        storage_path = str(root)
-    experiment_dir = f"{storage_path.rstrip('/')}/{sweep}"
-    if resume and not Tuner.can_restore(experiment_dir):
-        raise ConfigError(f"--resume: no restorable Tune experiment at {experiment_dir}")
-    filesystem, path = _fs(experiment_dir)
-    if not resume and filesystem.get_file_info(path).type != fs.FileType.NotFound:
-        raise ConfigError(
-            f"Tune results for sweep {sweep!r} already exist at {experiment_dir}; pass --resume or "
-            "choose another --name"
-        )
-    filesystem.create_dir(_fs(storage_path)[1], recursive=True)
-    return storage_path
 
 
 @dataclass
@@ -284,7 +251,7 @@ def run_scaling(
     """Run (or resume) a budget-aware scaling sweep (Ray initialised by the caller); ``verbose``: Tune's
     own progress tables too."""
     validate_scaling(cfg)
-    storage_path = _check_storage(storage_path, sweep, resume)
+    storage_path = preflight.check_storage(storage_path, sweep, resume)
     preflight.check_ray_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
     tctx = prepare_tracking(tracking_uri, experiment, sweep, SCALING.kind, tracked_params(cfg), resume)
     ctx = SweepContext(
@@ -377,7 +344,7 @@ def run_hpo(
     if not verbose:  # "A new study created in RDB ...": the console's lines say what happens
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     dim = preflight.data_dim(cfg.data, cfg.space.seed, TUNE.command)
-    storage_path = _check_storage(storage_path, sweep, resume)
+    storage_path = preflight.check_storage(storage_path, sweep, resume)
     preflight.check_ray_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
     tctx = prepare_tracking(tracking_uri, experiment, sweep, TUNE.kind, tracked_params(cfg), resume)
     ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": TUNE.kind})

@@ -12,7 +12,7 @@ import pytest
 
 from study import cli
 from study.cli import FLAGS, build_config, build_parser, main
-from study.config import HpoConfig, ScalingConfig, SingleRun, load_preset
+from study.config import HpoConfig, ScalingConfig, SingleRun, config_class, load_preset
 from study.finalise import SweepSummary
 from study.kinds import RUNS, SCALING, TRAIN, TUNE
 from tests.study.conftest import runs_of
@@ -47,7 +47,7 @@ def test_the_same_flag_lands_in_each_commands_own_field() -> None:
 
 
 def test_every_flag_path_is_a_field_of_its_command() -> None:
-    roots = {kind: kind.config_class()() for kind in RUNS}
+    roots = {kind: config_class(kind)() for kind in RUNS}
     for flag in FLAGS:
         for command, path in flag.paths.items():
             node: Any = roots[command]
