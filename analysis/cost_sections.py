@@ -295,7 +295,7 @@ def method_lines(res: CostResult) -> list[str]:
     return lines
 
 
-def _crossing_text(cross: pd.DataFrame, cross_pred: pd.DataFrame, key: tuple[object, ...]) -> str:
+def crossing_text(cross: pd.DataFrame, cross_pred: pd.DataFrame, key: tuple[object, ...]) -> str:
     """Measured crossover if one lies in range, else the fitted models' crossover."""
     names = [TAG_SWEEP, "depth", "batch_size", "baseline"]
     hit = cross[np.logical_and.reduce([cross[k] == v for k, v in zip(names, key, strict=True)])]
@@ -349,7 +349,7 @@ def speedup_lines(
                 for r in future.itertuples()
             ]
             parts.append("predicted " + ", ".join(shown))
-        crossing = _crossing_text(cross, cross_pred, (sweep, depth, batch, method))
+        crossing = crossing_text(cross, cross_pred, (sweep, depth, batch, method))
         lines.append(f"{head}: " + "; ".join(parts + ([crossing] if crossing else [])))
     return lines
 
@@ -358,7 +358,7 @@ def flag_line(res: CostResult) -> list[str]:
     """One line on disturbed timings, if any were flagged: whether leaving them out flips an order."""
     if res.flagged.empty:
         return []
-    flipped, unfit = _flag_effects(res.table)
+    flipped, unfit = flag_effects(res.table)
     effects = []
     if flipped:
         effects.append("the order flips for " + ", ".join(flipped))
@@ -368,7 +368,7 @@ def flag_line(res: CostResult) -> list[str]:
     return [f"{len(res.flagged)} timing(s) flagged as disturbed (see Timing quality); without them {effect}"]
 
 
-def _flag_effects(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+def flag_effects(table: pd.DataFrame) -> tuple[list[str], list[str]]:
     """Methods whose order flips when the flagged timings are left out, and those left unorderable."""
     changed = _changed_by_flags(table)
     without = changed["order_without_flagged"].astype(str)

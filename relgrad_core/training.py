@@ -171,7 +171,7 @@ def _splits(flow: Flow, data: object) -> tuple[torch.Tensor, torch.Tensor]:
     return flow.check_input(pair[0], "train split"), flow.check_input(pair[1], "val split")
 
 
-def _train_eval_rows(train: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+def train_eval_rows(train: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     """The training rows the exact train NLL is evaluated on: all of them when ``size`` covers the split,
     else a fixed random subset of ``size`` rows (its own generator: the batch order does not change)."""
     if size >= len(train):
@@ -267,7 +267,7 @@ def fit(
             "set one of them"
         )
     flow.check_invertible()
-    train_eval = _train_eval_rows(train, train_eval_size or len(val), seed)
+    train_eval = train_eval_rows(train, train_eval_size or len(val), seed)
 
     device = flow.device
     absurd = ABSURD_NLL_PER_DIM * flow.dim

@@ -123,7 +123,7 @@ def test_profiled_peak_from_the_event_tree_and_from_the_public_fallback(monkeypa
     exact = timing.profiled_cpu_peak(_allocate_two_blocks)
     assert exact >= 8_000_000
     # feature detection: an object without the experimental tree falls back instead of crashing
-    assert timing._peak_from_event_tree(object()) is None
-    monkeypatch.setattr(timing, "_peak_from_event_tree", lambda prof: None)
+    assert timing.peak_from_event_tree(object()) is None
+    monkeypatch.setattr(timing, "peak_from_event_tree", lambda prof: None)
     fallback = timing.profiled_cpu_peak(_allocate_two_blocks)
     assert fallback >= 8_000_000 and fallback == pytest.approx(exact, rel=0.5)

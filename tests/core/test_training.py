@@ -120,7 +120,7 @@ def test_train_nll_is_the_exact_nll_of_the_training_data(method):
 @pytest.mark.filterwarnings("ignore:fit stopped at the epoch cap")
 def test_train_nll_defaults_to_a_fixed_subset_as_large_as_validation():
     """Default: the exact NLL of the same ``len(val)`` training rows at every evaluation."""
-    from relgrad_core.training import _train_eval_rows
+    from relgrad_core.training import train_eval_rows
 
     data = load_dataset(
         "teacher", dim=4, depth=1, n_train=400, n_val=50, n_test=50, seed=1, dtype=torch.float64
@@ -135,7 +135,7 @@ def test_train_nll_defaults_to_a_fixed_subset_as_large_as_validation():
     history = fit(
         flow, data, method="relative", lr=1e-2, batch_size=50, epochs=2, patience=None, callback=callback
     )
-    rows = _train_eval_rows(torch.arange(400), 50, seed=0)
+    rows = train_eval_rows(torch.arange(400), 50, seed=0)
     assert len(set(rows.tolist())) == 50
     for record, nll in zip(history.records, per_row, strict=True):
         assert record.train_nll == pytest.approx(float(nll[rows].mean()), rel=1e-12)
