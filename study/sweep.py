@@ -54,10 +54,11 @@ from study.config import (
 from study.curves import CurveAxes, top_up_curves
 from study.finalise import SweepSummary, reset_problem
 from study.kinds import SCALING, TUNE, SweepKind, by_kind
+from study.measures import matmul_peak_record
 from study.searcher import BudgetedGridSearcher
 from study.store import storage_fs
 from study.tracking import TrackingContext
-from study.trial import SweepContext, matmul_peak_record, tune_trial
+from study.trial import SweepContext, tune_trial
 from study.tune_callbacks import run_config, tune_output
 
 logger = logging.getLogger(__name__)
