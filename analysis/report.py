@@ -421,19 +421,8 @@ def build_report(
     runtime = cost_sections.analyse(timed, "runtime", peaks=peaks, **fit_args)
     memory = cost_sections.analyse(timed, "memory", **fit_args)
     body = [_overview(data, ctx), _trials(b, runs, data.sweeps)]
-    speed, pred, cross_pred = scaling.speedup_table(timed.iloc[0:0]), pd.DataFrame(), pd.DataFrame()
-    if len(timed):  # an HPO-only report has no scaling sections, empty or not
-        body.append(cost_sections.cost_section(b, runtime, timed))
-        body.append(counted_report.section(b, runtime.counted, runtime.rates, runtime.orders))
-        if runtime.groups:
-            prediction, pred, cross_pred = cost_sections.prediction_section(b, runtime, dims is not None)
-            body += [prediction, cost_sections.timing_section(b, runtime, timed)]
-        if timed["sec_per_iter"].notna().any():
-            speed_sections, speed = _speedup_section(b, timed, peaks)
-            body += speed_sections
-        else:
-            body.append(Section("Speedup and crossover", ["No timing data in this report."]))
-        body.append(cost_sections.cost_section(b, memory, timed))
+    scaled = _scaling_sections(b, timed, runtime, memory, peaks, predicted=dims is not None)
+    body += scaled.sections
     curves = learning_curves(data)
     if len(timed):
         body.append(learning.learning_section(b, runs, curves, nats=tolerance))
@@ -441,23 +430,69 @@ def build_report(
     searched = search.search_section(b, runs, data.best, curves)
     body += [searched] if searched is not None else []
     peak_tags = {s.name: s.tags for s in data.sweeps}
-    sections = [_headline(b, runs, runtime, speed, pred, cross_pred, peak_tags), *body]
-    title = f"relgrad report: {', '.join(ctx.sweeps)}"
+    headline = _headline(b, runs, runtime, scaled.speed, scaled.pred, scaled.cross_pred, peak_tags)
+    report = _write_report(out, b, list(ctx.sweeps), [headline, *body])
+    if log_to_mlflow:
+        report.logged_to_runs, report.warnings = log_artifacts(tracking_uri, data.sweeps, out)
+        report.warnings += log_verdicts(tracking_uri, data.sweeps, runtime.orders, scaled.pred)
+        if "time_to_target" in b.frames:
+            learning.log_trial_metrics(tracking_uri, b.frames["time_to_target"])
+    return report
+
+
+@dataclass
+class _Scaled:
+    """The timed runs' sections and the frames the headline reads: the speedup table, the predicted
+    step times and the predicted crossovers (empty where nothing was timed or fitted)."""
+
+    sections: list[Section]
+    speed: pd.DataFrame
+    pred: pd.DataFrame
+    cross_pred: pd.DataFrame
+
+
+def _scaling_sections(
+    b: Builder,
+    timed: pd.DataFrame,
+    runtime: cost_sections.CostResult,
+    memory: cost_sections.CostResult,
+    peaks: dict[str, float],
+    *,
+    predicted: bool,
+) -> _Scaled:
+    """The cost model of the step time, the counted work, the predictions and timing quality, the speedups
+    and the cost model of the memory; none for a report of HPO runs only (``predicted``: the user named
+    the D to predict at)."""
+    scaled = _Scaled([], scaling.speedup_table(timed.iloc[0:0]), pd.DataFrame(), pd.DataFrame())
+    if not len(timed):
+        return scaled
+    body = scaled.sections
+    body.append(cost_sections.cost_section(b, runtime, timed))
+    body.append(counted_report.section(b, runtime.counted, runtime.rates, runtime.orders))
+    if runtime.groups:
+        prediction, scaled.pred, scaled.cross_pred = cost_sections.prediction_section(b, runtime, predicted)
+        body += [prediction, cost_sections.timing_section(b, runtime, timed)]
+    if timed["sec_per_iter"].notna().any():
+        speed_sections, scaled.speed = _speedup_section(b, timed, peaks)
+        body += speed_sections
+    else:
+        body.append(Section("Speedup and crossover", ["No timing data in this report."]))
+    body.append(cost_sections.cost_section(b, memory, timed))
+    return scaled
+
+
+def _write_report(out: Path, b: Builder, sweeps: list[str], sections: list[Section]) -> Report:
+    """report.md and report.html, each written whole, and the report that lists them and what b built."""
+    title = f"relgrad report: {', '.join(sweeps)}"
     html_path, md_path = out / "report.html", out / "report.md"
     write_whole(md_path, render_markdown(title, sections))
     write_whole(html_path, render_html(title, sections))
-    report = Report(
+    return Report(
         out_dir=out,
         html=html_path,
         markdown=md_path,
         figures=b.figures,
         tables=b.tables,
-        sweeps=list(ctx.sweeps),
+        sweeps=sweeps,
         headline=b.headline,
     )
-    if log_to_mlflow:
-        report.logged_to_runs, report.warnings = log_artifacts(tracking_uri, data.sweeps, out)
-        report.warnings += log_verdicts(tracking_uri, data.sweeps, runtime.orders, pred)
-        if "time_to_target" in b.frames:
-            learning.log_trial_metrics(tracking_uri, b.frames["time_to_target"])
-    return report
