@@ -2,9 +2,9 @@
 
 One row per depth × batch size. Left: measured points (median over seeds of the fitted statistic,
 bars min–max), the fitted ``t0 + a·D² + c·D³`` solid over the measured D and dashed out to the
-largest predicted D (the model the order accepts: t0 + a·D² for a
-quadratic curve), and slope-2 / slope-3 guides through the reference's and the cubic baseline's
-largest measured point (drawn after the axes are set, so they never widen them). Right: the share
+largest predicted D (the model the order accepts: t0 + a·D² for a quadratic curve, the counted order
+where the work was counted), and slope-2 / slope-3 guides through the reference's and the cubic
+baseline's largest measured point (drawn after the axes are set, so they never widen them). Right: the share
 ``c·D³ / t(D)`` of each fitted model against D, with the half line and the materiality threshold.
 """
 
@@ -49,7 +49,7 @@ def _anchor(groups: list[GroupFit], method: str) -> tuple[float, float] | None:
 def _cubic_anchor(groups: list[GroupFit]) -> tuple[float, float] | None:
     """The first cubic curve in display order (ordinary when it was timed), else the first baseline."""
     timed = sorted((g for g in groups if len(g.dims)), key=lambda g: method_sort_key(str(g.labels["method"])))
-    cubic = [g for g in timed if g.order == ORDER_CUBIC]
+    cubic = [g for g in timed if g.model_order == ORDER_CUBIC]
     others = [g for g in timed if g.labels["method"] != REFERENCE_METHOD]
     pick = cubic or others
     return _anchor(pick, str(pick[0].labels["method"])) if pick else None
@@ -108,15 +108,18 @@ def plot_cost_model(
             method, sweep = str(g.labels["method"]), str(g.labels[TAG_SWEEP])
             colour = method_colour(method)
             _points(ax, g, colour, sweep_marker(sweeps, sweep))
-            label = f"{method}: {g.order}" + (f" [{sweep}]" if len(sweeps) > 1 else "")
+            label = f"{method}: {g.model_order}" + (f" [{sweep}]" if len(sweeps) > 1 else "")
+            if g.fit is not None and g.model_order != g.order:
+                label += f" (timed {g.order})"
             if g.fit is None:
                 handles.setdefault(label, Line2D([], [], color=colour, marker="o", lw=0))
                 continue
             inside, beyond = _curve_span(g, extend_to)
             (line,) = ax.plot(inside, g.fit.predict_model(inside), color=colour, lw=1.8)
             ax.plot(beyond, g.fit.predict_model(beyond), color=colour, lw=1.2, ls="--")
-            # A quadratic curve's D³ term was rejected: its share is shown thin, and not extrapolated.
-            cubic = g.order == ORDER_CUBIC
+            # A quadratic curve's D³ term was rejected (by the timed order, or by the count where the work
+            # was counted): its share is shown thin, and not extrapolated.
+            cubic = g.model_order == ORDER_CUBIC
             share_ax.plot(inside, g.fit.share(inside), color=colour, lw=1.8 if cubic else 0.9)
             if cubic:
                 share_ax.plot(beyond, g.fit.share(beyond), color=colour, lw=1.2, ls="--")

@@ -188,6 +188,10 @@ class CostFit:
     #: is quadratic, so that a D³ term the order rule rejected is not extrapolated.
     quad_coef: np.ndarray = field(default_factory=lambda: np.zeros(3), repr=False)
     quad_boot: np.ndarray = field(default_factory=lambda: np.zeros((1, 3)), repr=False)
+    #: The order whose model predictions and figures use, when another source decides it (the order from
+    #: counted work: a timed D³ term that the count shows is a hardware regime change is not extrapolated,
+    #: and D³ work the timings cannot resolve yet is); None: the timed order (:attr:`order`).
+    model_order: str | None = None
 
     @property
     def coef(self) -> np.ndarray:
@@ -202,13 +206,18 @@ class CostFit:
         return _design(np.asarray(dims, dtype=float).ravel()) @ self.coef
 
     @property
+    def accepted_order(self) -> str:
+        """The order whose model predictions use: :attr:`model_order` when set, else the timed order."""
+        return self.model_order or self.order
+
+    @property
     def model_coef(self) -> np.ndarray:
         """Coefficients of the model the order accepts: all three if cubic, else t0 + a·D²."""
-        return self.coef if self.order == ORDER_CUBIC else self.quad_coef
+        return self.coef if self.accepted_order == ORDER_CUBIC else self.quad_coef
 
     @property
     def model_boot(self) -> np.ndarray:
-        return self.boot if self.order == ORDER_CUBIC else self.quad_boot
+        return self.boot if self.accepted_order == ORDER_CUBIC else self.quad_boot
 
     def predict_model(self, dims: Sequence[float] | np.ndarray) -> np.ndarray:
         """Step cost at ``dims`` under the model the order accepts (what predictions use)."""

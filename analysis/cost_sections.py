@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from analysis import cost_display, cost_figures, counted, counted_report, predictions, scaling
 from analysis.builder import Builder, sort_methods
-from analysis.cost_model import ORDER_NOT_FITTED, order_rule
+from analysis.cost_model import ORDER_CUBIC, ORDER_NOT_FITTED, ORDER_QUADRATIC, order_rule
 from analysis.cost_tables import (
     MEMORY_STAT,
     RUNTIME_FALLBACK,
@@ -83,6 +83,7 @@ def analyse(
     if key == "runtime":
         curves, rates = counted.counted_table(runs), counted.rate_table(runs, peaks)
         orders, table = counted_report.combine(orders, table, curves)
+        _accept_counted_orders(groups, curves)
     old = scaling.method_verdicts(slopes).rename(
         columns={"k_median": "slope_k", "ci_low": "slope_low", "ci_high": "slope_high"}
     )
@@ -93,6 +94,22 @@ def analyse(
     max_dim = float(max((g.dims.max() for g in groups if len(g.dims)), default=0.0))
     dims = list(predict_dims) if predict_dims else predictions.default_predict_dims(max_dim)
     return CostResult(key, groups, table, orders, flagged, dims, float(max([*dims, max_dim])), curves, rates)
+
+
+def _accept_counted_orders(groups: list[GroupFit], curves: pd.DataFrame) -> None:
+    """Figures and predictions draw the model of the headline's order: where a curve's work was counted,
+    its counted order replaces the timed one as the accepted model (:attr:`CostFit.model_order`)."""
+    if curves.empty or "order_counted" not in curves:
+        return
+    counted_orders = {
+        tuple(row[k] for k in FIT_GROUP): row["order_counted"]
+        for _, row in curves.iterrows()
+        if row["order_counted"] in (ORDER_CUBIC, ORDER_QUADRATIC)
+    }
+    for g in groups:
+        order = counted_orders.get(tuple(g.labels[k] for k in FIT_GROUP))
+        if g.fit is not None and order is not None:
+            g.fit = replace(g.fit, model_order=order)
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -163,8 +180,9 @@ def cost_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
     tables += cost_display.d3_share(shares, f"{title}: D³ share c·D³ / t(D) (%)", f"d3_share_{res.key}")
     caption = (
         f"{label.capitalize()} against D (points: median over seeds, bars min–max); solid: fitted "
-        "model the order accepts (t0 + a·D² + c·D³ if cubic, t0 + a·D² if quadratic) over the "
-        "measured D, dashed: extrapolated to the largest predicted D; "
+        "model the order accepts (t0 + a·D² + c·D³ if cubic, t0 + a·D² if quadratic; the counted order "
+        "where the trials counted their work, so a timed D³ term that is a hardware regime change is not "
+        "extrapolated) over the measured D, dashed: extrapolated to the largest predicted D; "
         "grey: slope-2 / slope-3 guides through the largest measured point of "
         f"{REFERENCE_METHOD} / the first cubic method. Right: the D³ share of each fitted model."
     )

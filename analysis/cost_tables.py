@@ -60,7 +60,13 @@ class GroupFit:
 
     @property
     def order(self) -> str:
+        """The timed order (the cost model's)."""
         return ORDER_NOT_FITTED if self.fit is None else self.fit.order
+
+    @property
+    def model_order(self) -> str:
+        """The order whose model the figures and predictions draw: the counted one where it was set."""
+        return ORDER_NOT_FITTED if self.fit is None else self.fit.accepted_order
 
     def refit_without(self, run_ids: Sequence[str], *, n_boot: int, seed: int) -> tuple[CostFit | None, str]:
         """The cost model without the given points, or ``None`` and why not."""

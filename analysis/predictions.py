@@ -2,8 +2,9 @@
 D beyond the measured range, and predicted-vs-measured at D the sweep did measure.
 
 Every prediction uses the model the curve's order accepts (:attr:`CostFit.model_coef`: t0 + a·D² for a
-quadratic curve, so that a D³ term the order rule rejected is not extrapolated). Intervals come from the
-bootstrap resamples of each curve's fit (:class:`analysis.cost_model.CostFit`):
+quadratic curve, so that a D³ term the order rule rejected is not extrapolated); where the trials
+counted their work, that order is the counted one (:attr:`CostFit.model_order`), the headline's.
+Intervals come from the bootstrap resamples of each curve's fit (:class:`analysis.cost_model.CostFit`):
 a speedup pairs the k-th resample of the baseline with the k-th of the reference, which is a draw from
 the product of the two (independent) bootstrap distributions.
 """
@@ -102,7 +103,7 @@ def prediction_table(groups: list[GroupFit], predict_dims: Sequence[int], refere
                     s_low, s_high = percentile_interval(ratio, g.fit.level)
                     speed = float(pred[j] / ref.fit.predict_model([d])[0])
                     row.update(speedup_of_reference=speed, speedup_low=s_low, speedup_high=s_high)
-                row["order"] = g.order
+                row["order"] = g.model_order
                 rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 

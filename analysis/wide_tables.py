@@ -35,13 +35,20 @@ def _plain(value: object) -> str:
 
 def lift_constants(frame: pd.DataFrame, keep: Sequence[str] = ()) -> tuple[pd.DataFrame, dict[str, object]]:
     """``frame`` without the columns (other than ``keep``) that hold one value on every row, and those
-    values by column name."""
+    values by column name; a column empty on every row (NaN, None, "") is dropped and not named."""
     if frame.empty:
         return frame, {}
-    constant = {
-        c: frame[c].iloc[0] for c in frame.columns if c not in keep and frame[c].nunique(dropna=False) == 1
-    }
-    return frame.drop(columns=list(constant)), constant
+    lifted = [c for c in frame.columns if c not in keep and frame[c].nunique(dropna=False) == 1]
+    constant = {c: frame[c].iloc[0] for c in lifted if not _empty(frame[c].iloc[0])}
+    return frame.drop(columns=lifted), constant
+
+
+def _empty(value: object) -> bool:
+    """Missing in any of pandas' spellings (None, NaN, pd.NA, NaT) or an empty string."""
+    if isinstance(value, str):
+        return value == ""
+    missing = pd.isna(value)
+    return bool(missing) if isinstance(missing, bool) else False
 
 
 def spread(median: float, low: float, high: float, n: int = 2) -> str:

@@ -201,8 +201,11 @@ class ScalingConfig(Section):
                 f"data.dataset must be 'teacher' or 'noise' (scaling sweeps generate data at every D) "
                 f"or come from --data-file, got {self.data.dataset!r}"
             )
-        if self.seeds is not None and len(set(self.seeds)) < len(self.seeds):
-            raise ValueError(f"seeds has duplicates: {self.seeds}")
+        # a repeated value would run the same trials twice (dims alone are a set: dims_of sorts them)
+        for name in ("methods", "depths", "batch_sizes", "lrs", "seeds"):
+            values = getattr(self, name)
+            if values is not None and len(set(values)) < len(values):
+                raise ValueError(f"{name} has duplicates: {values}")
         if self.seeds is not None and self.seed != 0:
             raise ValueError(
                 f"seed={self.seed} and seeds={self.seeds}: give one (e.g. --set 'seeds=[{self.seed}]')"

@@ -23,6 +23,9 @@ class Plan:
     teacher_patience: int = 20
     # the peers experiment: autoregressive transforms of zuko's MAF (the dense flows keep depth 2)
     maf_transforms: int = 5
+    # ... and the LU-factored flows once more at this learning rate (None: not): their factors are more
+    # sensitive to the step size than a dense W (on teacher data they stall below the Gaussian at 1e-3)
+    lu_lr: float | None = 3e-4
     # the budget experiment (LL within a training-time budget, teacher data at large D)
     budget_dims: tuple[int, ...] = (512, 1024)
     budgets_s: tuple[float, ...] = (10.0, 30.0)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import cost_sections
+from analysis import cost_sections, predictions
 from analysis.counted import COUNT_PRECISION, HIDDEN_D3, REGIME_CHANGE, fit_counted, rate_table
 from analysis.grid import capped_lines, skipped_lines
 from analysis.loading import SweepInfo
@@ -138,6 +138,26 @@ def test_a_timed_cubic_over_quadratic_work_is_a_hardware_regime_change() -> None
     )
     assert line.endswith(f"a {REGIME_CHANGE}, not a D³ term")
     assert rates.loc[4096, "pct_of_peak"] == pytest.approx(100 * rates.loc[4096, "gflops"] / 120.0)
+
+
+def test_predictions_and_figures_draw_the_counted_order_not_a_timed_regime_change() -> None:
+    runs = _runs(
+        {
+            "relative": (lambda d: 1.5e-3 + 6e-9 * d**2, relative_flops),
+            "lu": (lambda d: 1.5e-3 + 9e-9 * d**2 + 3e-12 * d**3, lambda d: 22 * B * d * d),
+        }
+    )
+    res = _analyse(runs)
+    (lu,) = [g for g in res.groups if g.labels["method"] == "lu"]
+    assert (lu.order, lu.model_order) == ("cubic", "quadratic")
+    # the accepted model is t0 + a·D²: the speedup levels off instead of growing with a rejected D³ term
+    pred = predictions.prediction_table(res.groups, [16384, 65536], "relative").set_index(["method", "dim"])
+    far, farther = (pred.loc[("lu", d), "speedup_of_reference"] for d in (16384, 65536))
+    assert far == pytest.approx(farther, rel=0.02) and pred.loc[("lu", 16384), "order"] == "quadratic"
+    assert np.allclose(lu.fit.model_coef, lu.fit.quad_coef)
+    # without counts the timed order decides, as before
+    (timed,) = [g for g in _analyse(runs.assign(flops_per_step=np.nan)).groups if g.labels["method"] == "lu"]
+    assert timed.model_order == "cubic" and np.allclose(timed.fit.model_coef, timed.fit.coef)
 
 
 def test_counted_d3_work_that_timings_miss_is_cubic_and_says_so() -> None:

@@ -88,3 +88,19 @@ def test_lift_constants() -> None:
     frame = pd.DataFrame({"sweep": ["s", "s"], "device": ["cpu", "cpu"], "D": [1, 2], "t": [1.0, 1.0]})
     shown, constant = wide_tables.lift_constants(frame, keep=("D", "t"))
     assert list(shown.columns) == ["D", "t"] and constant == {"sweep": "s", "device": "cpu"}
+
+
+def test_a_column_empty_on_every_row_is_dropped_not_captioned() -> None:
+    frame = pd.DataFrame(
+        {
+            "D": [1, 2],
+            "crossover D": [np.nan, np.nan],
+            "note": ["", ""],
+            "none": [None, None],
+            "nullable": pd.array([pd.NA, pd.NA], dtype="Int64"),
+            "sweep": ["s", "s"],
+        }
+    )
+    shown, constant = wide_tables.lift_constants(frame, keep=("D",))
+    assert list(shown.columns) == ["D"] and constant == {"sweep": "s"}
+    assert "nan" not in wide_tables.describe(constant)

@@ -190,7 +190,11 @@ def test_quick_peers_run_compares_every_installed_peer_with_relative(
     ]
     for experiment in payload["experiments"]:
         arms = {arm["label"]: arm for arm in experiment["arms"]}
-        assert list(arms) == ["relative", "ordinary", "lu", *installed_peers()]
+        methods = ["relative", "ordinary", "lu", *installed_peers()]
+        again = [f"{m}, lr 0.0003" for m in methods if m in ("lu", "zuko_lu", "nflows_lu")]
+        assert list(arms) == methods + again  # the LU-factored flows once more at Plan.lu_lr
+        assert {arms[a]["runs"][0]["spec"]["lr"] for a in again} == {3e-4}
+        assert {arms[m]["runs"][0]["spec"]["lr"] for m in methods} == {1e-3}
         assert all(arm["n_diverged"] == 0 and math.isfinite(arm["mean_test_ll"]) for arm in arms.values())
         depth = {label: arm["runs"][0]["spec"]["depth"] for label, arm in arms.items()}
         assert depth.pop("zuko_maf", 3) == 3  # a MAF gets the plan's number of transforms

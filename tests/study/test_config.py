@@ -164,6 +164,13 @@ def test_seeds_and_per_method_learning_rates_shape_the_grid() -> None:
         ({"seeds": []}, "scaling.seeds: empty"),
         ({"seeds": [0, -1]}, "scaling.seeds[1]: must be >= 0"),
         ({"seeds": [1, 1]}, "seeds has duplicates: [1, 1]"),
+        (
+            {"methods": ["relative", "mlp", "relative"]},
+            "methods has duplicates: ['relative', 'mlp', 'relative']",
+        ),
+        ({"depths": [2, 2]}, "depths has duplicates: [2, 2]"),
+        ({"batch_sizes": [64, 64]}, "batch_sizes has duplicates: [64, 64]"),
+        ({"lrs": [0.001, 0.001]}, "lrs has duplicates: [0.001, 0.001]"),
         ({"seeds": [0, 1], "seed": 3}, "seed=3 and seeds=[0, 1]: give one"),
         ({"lr_per_method": {"newton": 1e-3}}, "scaling.lr_per_method.newton: unknown method 'newton'"),
         ({"lr_per_method": {"relative": 0.0}}, "scaling.lr_per_method.relative: must be > 0"),
@@ -227,10 +234,16 @@ def test_every_core_optimizer_is_accepted() -> None:
 
 
 def test_grid_size_is_bounded_and_counted_without_building_it() -> None:
-    cfg = ScalingConfig(methods=["relative"], dims=list(range(1, 1001)), lrs=[1e-3] * 10)
+    cfg = ScalingConfig(
+        methods=["relative"], dims=list(range(1, 1001)), lrs=[1e-3 * (k + 1) for k in range(10)]
+    )
     assert cfg.grid_size() == len(cfg.points()) == 10_000
     with pytest.raises(ConfigError, match="the grid has 20000 points; at most 10000"):
-        ScalingConfig(methods=["relative", "ordinary"], dims=list(range(1, 1001)), lrs=[1e-3] * 10)
+        ScalingConfig(
+            methods=["relative", "ordinary"],
+            dims=list(range(1, 1001)),
+            lrs=[1e-3 * (k + 1) for k in range(10)],
+        )
 
 
 def test_a_changed_config_is_validated_again() -> None:
