@@ -28,13 +28,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.arguments import check_nonnegative
 from analysis.render import sig3
 from analysis.schema import (
     FLOOR_METHOD,
+    KIND_HPO,
     REFERENCE_METHOD,
     STATUS_OK,
     STILL_IMPROVING,
+    TAG_KIND,
+    TAG_STATUS,
+    TAG_STATUS_REASON,
     TAG_STOPPED_REASON,
+    TAG_SWEEP,
     method_sort_key,
 )
 
@@ -43,14 +49,14 @@ from analysis.schema import (
 TARGET_NATS = 1.0
 #: The exact gradient the relative gradient is paired with.
 PAIRED_BASELINE = "ordinary"
-GROUP: tuple[str, ...] = ("sweep", "dataset", "dim", "depth", "batch_size")
+GROUP: tuple[str, ...] = (TAG_SWEEP, "dataset", "dim", "depth", "batch_size")
 _STOPPED = re.compile(r"stopped by (.+?)(?:;|$)")
 
 
 def stopped_reasons(runs: pd.DataFrame) -> pd.Series:
     """Each trial's ``stopped_reason`` tag; for runs from before the tag, parsed from ``status_reason``."""
     tag = runs[TAG_STOPPED_REASON] if TAG_STOPPED_REASON in runs else pd.Series("", index=runs.index)
-    parsed = runs["status_reason"].fillna("").astype(str).str.extract(_STOPPED, expand=False).fillna("")
+    parsed = runs[TAG_STATUS_REASON].fillna("").astype(str).str.extract(_STOPPED, expand=False).fillna("")
     return tag.fillna("").astype(str).where(tag.fillna("") != "", parsed)
 
 
@@ -68,8 +74,10 @@ def trial_outcomes(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd
     curve (the weights fit keeps), else the last one logged.
     """
     columns = [*GROUP, "method", "seed", "lr", "run_id", "kl_gap", "kl_gap_per_dim", "gain_over_gaussian"]
-    columns += ["best_val_ll", "stopped_reason", "still_improving"]
-    ok = runs[(runs["status"] == STATUS_OK) & (runs["kind"] != "hpo") & (runs["method"] != FLOOR_METHOD)]
+    columns += ["best_val_ll", TAG_STOPPED_REASON, "still_improving"]
+    ok = runs[
+        (runs[TAG_STATUS] == STATUS_OK) & (runs[TAG_KIND] != KIND_HPO) & (runs["method"] != FLOOR_METHOD)
+    ]
     if ok.empty:
         return pd.DataFrame(columns=columns)
     out = ok.copy()
@@ -80,7 +88,7 @@ def trial_outcomes(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd
     if curves is not None and len(curves):
         best = curves.groupby("run_id")["val_ll"].max()
         out["best_val_ll"] = out["run_id"].map(best).fillna(out["val_ll"])
-    out["stopped_reason"] = stopped_reasons(out)
+    out[TAG_STOPPED_REASON] = stopped_reasons(out)
     out["still_improving"] = still_improving(out)
     out["seed"] = out["seed"].fillna(0)
     # one learning rate per (group, method, seed): the best on validation
@@ -177,8 +185,7 @@ def reaches_and_stays(curve: pd.DataFrame, target: float) -> float:
 def time_to_target(outcomes: pd.DataFrame, curves: pd.DataFrame, nats: float = TARGET_NATS) -> pd.DataFrame:
     """Per trial: ``target_ll`` = best validation LL any method reached at its D and seed − ``nats``, and
     ``time_to_target_s`` (:func:`reaches_and_stays`; NaN when it never did)."""
-    if nats < 0:
-        raise ValueError(f"nats must be non-negative, got {nats}")
+    nats = check_nonnegative("nats", nats, " of nats")
     columns = [*GROUP, "method", "seed", "run_id", "target_ll", "time_to_target_s"]
     if outcomes.empty or curves.empty:
         return pd.DataFrame(columns=columns)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.render import Table
-from analysis.schema import method_sort_key
+from analysis.schema import TAG_DEVICE_NAME, TAG_SWEEP, method_sort_key
 from analysis.wide_tables import by_dim, describe, lift_constants, spread
 
 #: What identifies a curve besides its method; constant ones go to the caption, varying ones split tables.
-CONFIG: tuple[str, ...] = ("sweep", "device_name", "depth", "batch_size")
+CONFIG: tuple[str, ...] = (TAG_SWEEP, TAG_DEVICE_NAME, "depth", "batch_size")
 
 
 def _groups(
@@ -65,7 +65,7 @@ def cost_model(table: pd.DataFrame, orders: pd.DataFrame, title: str, unit: str,
         for _, r in _by_method(part).iterrows():
             row: dict[str, object] = {"method": r["method"]}
             if counted:
-                row["order (counted)"] = counted.get((r["sweep"], r["device_name"], r["method"]), "–")
+                row["order (counted)"] = counted.get((r[TAG_SWEEP], r[TAG_DEVICE_NAME], r["method"]), "–")
                 row["order (timed)"] = r["order"]
             else:
                 row["order"] = r["order"]

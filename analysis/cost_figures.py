@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from analysis.cost_model import CUBIC_SHARE_MIN, ORDER_CUBIC
 from analysis.cost_tables import GroupFit
 from analysis.figures import FigureContext, method_colour, panels, save_figure, sweep_marker
-from analysis.schema import REFERENCE_METHOD, method_sort_key
+from analysis.schema import REFERENCE_METHOD, TAG_SWEEP, method_sort_key
 
 
 def _curve_span(g: GroupFit, extend_to: float) -> tuple[np.ndarray, np.ndarray]:
@@ -96,16 +96,16 @@ def plot_cost_model(
     """The cost-model figure (see module docstring); ``extend_to``: largest predicted D."""
     configs = sorted({(g.labels["depth"], g.labels["batch_size"]) for g in groups if len(g.dims)})
     fig, axes = panels(2 * len(configs), width=5.0, height=3.8)
-    sweeps = list(dict.fromkeys(str(g.labels["sweep"]) for g in groups))
+    sweeps = list(dict.fromkeys(str(g.labels[TAG_SWEEP]) for g in groups))
     handles: dict[str, Line2D] = {}
     for row, (depth, batch) in enumerate(configs):
         ax, share_ax = axes[2 * row], axes[2 * row + 1]
         part = [g for g in groups if (g.labels["depth"], g.labels["batch_size"]) == (depth, batch)]
-        part.sort(key=lambda g: (str(g.labels["sweep"]), method_sort_key(str(g.labels["method"]))))
+        part.sort(key=lambda g: (str(g.labels[TAG_SWEEP]), method_sort_key(str(g.labels["method"]))))
         for g in part:
             if not len(g.dims):
                 continue
-            method, sweep = str(g.labels["method"]), str(g.labels["sweep"])
+            method, sweep = str(g.labels["method"]), str(g.labels[TAG_SWEEP])
             colour = method_colour(method)
             _points(ax, g, colour, sweep_marker(sweeps, sweep))
             label = f"{method}: {g.model_order}" + (f" [{sweep}]" if len(sweeps) > 1 else "")
@@ -161,7 +161,7 @@ def plot_achieved_rate(rates: pd.DataFrame, ctx: FigureContext, out_dir: Path) -
     one panel per depth × batch size, with each sweep's measured matrix-multiply peak as a horizontal line."""
     configs = sorted({(r.depth, r.batch_size) for r in rates.itertuples()})
     fig, axes = panels(len(configs), height=3.6)
-    sweeps = list(dict.fromkeys(rates["sweep"].astype(str)))
+    sweeps = list(dict.fromkeys(rates[TAG_SWEEP].astype(str)))
     for ax, (depth, batch) in zip(axes, configs, strict=True):
         part = rates[(rates["depth"] == depth) & (rates["batch_size"] == batch)]
         keys = sorted(
@@ -169,7 +169,7 @@ def plot_achieved_rate(rates: pd.DataFrame, ctx: FigureContext, out_dir: Path) -
             key=lambda k: (k[0], method_sort_key(k[1])),
         )
         for sweep, method in keys:
-            rows = part[(part["sweep"] == sweep) & (part["method"] == method)].sort_values("dim")
+            rows = part[(part[TAG_SWEEP] == sweep) & (part["method"] == method)].sort_values("dim")
             ax.plot(
                 rows["dim"].astype(float),
                 rows["gflops"],
@@ -179,7 +179,7 @@ def plot_achieved_rate(rates: pd.DataFrame, ctx: FigureContext, out_dir: Path) -
                 lw=1.5,
                 label=method + (f" [{sweep}]" if len(sweeps) > 1 else ""),
             )
-        for sweep, peak in part.groupby("sweep")["peak_gflops"].first().items():
+        for sweep, peak in part.groupby(TAG_SWEEP)["peak_gflops"].first().items():
             if np.isfinite(peak):
                 where = f" [{sweep}]" if len(sweeps) > 1 else ""
                 ax.axhline(peak, color="0.3", ls="--", lw=1.0, label=f"matmul peak {peak:.3g} GFLOP/s{where}")

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import nnls
 
+from analysis.arguments import check_bootstrap
 from analysis.errors import ReportError
 
 #: Minimum share c·D³ / t(D) at the largest measured D for a D³ term to count as material.
@@ -88,8 +89,7 @@ def _nnls_relative(dims: np.ndarray, values: np.ndarray, powers: np.ndarray = _P
 
 def point_fit(dims: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray) -> np.ndarray:
     """The fitted (t0, a, c) alone, without bootstrap (inputs as for :func:`fit_cost_model`)."""
-    check_points(dims, values, min_dims=MIN_DISTINCT_DIMS)
-    return _nnls_relative(np.asarray(dims, dtype=float).ravel(), np.asarray(values, dtype=float).ravel())
+    return _nnls_relative(*check_points(dims, values, min_dims=MIN_DISTINCT_DIMS))
 
 
 def _residuals(dims: np.ndarray, values: np.ndarray, powers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +156,7 @@ def half_dim(t0: float, a: float, c: float) -> float:
     return float(real.max()) if real.size else float("inf")
 
 
-def _quantiles(samples: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     """Percentile interval without interpolation (samples may contain inf)."""
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(samples, [tail, 1.0 - tail], method="inverted_cdf")
@@ -230,12 +230,12 @@ class CostFit:
     def predict_interval(self, dims: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Percentile interval of the accepted model's prediction at each D."""
         boot = self.predict_boot(dims)
-        bounds = np.array([_quantiles(boot[:, j], self.level) for j in range(boot.shape[1])])
+        bounds = np.array([percentile_interval(boot[:, j], self.level) for j in range(boot.shape[1])])
         return bounds[:, 0], bounds[:, 1]
 
     def interval(self, name: str) -> tuple[float, float]:
         """Percentile interval of ``t0``, ``a`` or ``c``."""
-        return _quantiles(self.boot[:, ("t0", "a", "c").index(name)], self.level)
+        return percentile_interval(self.boot[:, ("t0", "a", "c").index(name)], self.level)
 
     def share(self, dims: Sequence[float] | np.ndarray) -> np.ndarray:
         """D³ share of the fitted step, ``c·D³ / t(D)``."""
@@ -247,14 +247,14 @@ class CostFit:
         """Percentile interval of the D³ share at ``dim``."""
         boot = (self.boot @ _design(np.array([float(dim)])).T)[:, 0]
         shares = np.where(boot > 0, self.boot[:, 2] * dim**3 / np.where(boot > 0, boot, 1.0), 0.0)
-        return _quantiles(shares, self.level)
+        return percentile_interval(shares, self.level)
 
     @property
     def half_dim(self) -> float:
         return half_dim(self.t0, self.a, self.c)
 
     def half_dim_interval(self) -> tuple[float, float]:
-        return _quantiles(np.array([half_dim(*row) for row in self.boot]), self.level)
+        return percentile_interval(np.array([half_dim(*row) for row in self.boot]), self.level)
 
     @property
     def order(self) -> str:
@@ -285,9 +285,10 @@ def check_points(
     values: Sequence[float] | np.ndarray,
     *,
     min_dims: int = ORDER_MIN_DIMS,
-) -> None:
-    """Raise :class:`ReportError` naming the problem if (dims, values) cannot carry a cost model
-    (``min_dims`` distinct D: 4 to fit and order, 3 for the fit alone)."""
+    fitting: str = "a cost model",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(dims, values)`` as flat float arrays; :class:`ReportError` naming the problem if they cannot carry
+    ``fitting`` (``min_dims`` distinct D: 4 to fit and order a cost model, 3 for the fit alone)."""
     d = np.asarray(dims, dtype=float).ravel()
     v = np.asarray(values, dtype=float).ravel()
     if d.shape != v.shape:
@@ -295,9 +296,9 @@ def check_points(
     if d.size == 0 or not np.isfinite(v).any():
         raise ReportError("no finite timing to fit (all values missing or NaN)")
     if not (np.all(np.isfinite(d)) and np.all(np.isfinite(v))):
-        raise ReportError("dims and values must be finite to fit a cost model")
+        raise ReportError(f"dims and values must be finite to fit {fitting}")
     if np.any(d <= 0) or np.any(v <= 0):
-        raise ReportError("dims and values must be positive to fit a cost model")
+        raise ReportError(f"dims and values must be positive to fit {fitting}")
     distinct = np.unique(d)
     if len(distinct) < min_dims:
         why = " and test c with and without the largest D" if min_dims > MIN_DISTINCT_DIMS else ""
@@ -305,6 +306,7 @@ def check_points(
             f"need at least {min_dims} distinct D to fit t0 + a·D² + c·D³{why}, got "
             f"{len(distinct)}: {[int(x) if x.is_integer() else x for x in distinct.tolist()]}"
         )
+    return d, v
 
 
 def fit_cost_model(
@@ -315,25 +317,24 @@ def fit_cost_model(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
 ) -> CostFit:
-    """Fit ``values ≈ t0 + a·D² + c·D³`` (coefficients ≥ 0, relative error) with a pairs bootstrap.
+    """Fit ``values ≈ t0 + a·D² + c·D³`` (coefficients ≥ 0, relative error) with a residual bootstrap.
+
+    The intervals resample the fit's leverage-adjusted log residuals onto the fitted curve (every D stays
+    in every resample); the same resamples under ``t0 + a·D²`` give the quadratic model's, and the test
+    of c (:func:`c_pvalue`) and the fit without the largest D decide the order (module docstring).
 
     Args:
         dims, values: one point per measurement (repeated D allowed: seeds).
-        n_boot: bootstrap resamples with at least three distinct D.
+        n_boot: bootstrap resamples (at least 100) of the intervals, and of each test of c.
         level: coverage of the percentile intervals.
         seed: seed of the bootstrap, so that reports are reproducible.
 
     Raises:
-        ReportError: mismatched lengths, missing/non-positive values, fewer than three distinct D,
-            or bad ``n_boot``/``level``.
+        ReportError: mismatched lengths, missing/non-positive values, fewer than four distinct D (three
+            fix t0, a and c exactly and leave no residual to test c against), or bad ``n_boot``/``level``.
     """
-    check_points(dims, values)
-    if not 0 < level < 1:
-        raise ReportError(f"level must lie in (0, 1), got {level}")
-    if n_boot < 100:
-        raise ReportError(f"n_boot must be at least 100, got {n_boot}")
-    d = np.asarray(dims, dtype=float).ravel()
-    v = np.asarray(values, dtype=float).ravel()
+    d, v = check_points(dims, values)
+    check_bootstrap(n_boot, level)
     coef = _nnls_relative(d, v)
     rng = np.random.default_rng(seed)
     fitted, resid = _residuals(d, v, _POWERS)

@@ -12,11 +12,9 @@ from analysis import cost_display, cost_figures, counted, counted_report, predic
 from analysis.builder import Builder, sort_methods
 from analysis.cost_model import ORDER_CUBIC, ORDER_NOT_FITTED, ORDER_QUADRATIC, order_rule
 from analysis.cost_tables import (
-    FIT_GROUP,
     MEMORY_STAT,
     RUNTIME_FALLBACK,
     RUNTIME_STAT,
-    SPREAD_MAX,
     STAT_LABEL,
     GroupFit,
     cost_table,
@@ -26,7 +24,15 @@ from analysis.cost_tables import (
     share_table,
 )
 from analysis.render import Section
-from analysis.schema import REFERENCE_METHOD
+from analysis.schema import (
+    DISTURBED_SPREAD,
+    FIT_GROUP,
+    PAPER_MAX_DIM,
+    PREDICT_EXTEND_FACTOR,
+    REFERENCE_METHOD,
+    TAG_DEVICE_NAME,
+    TAG_SWEEP,
+)
 
 _KIND = {
     "runtime": ("Runtime scaling", "seconds per training step", "seconds per training step (s)", "s"),
@@ -82,8 +88,8 @@ def analyse(
         columns={"k_median": "slope_k", "ci_low": "slope_low", "ci_high": "slope_high"}
     )
     old = old.rename(columns={"verdict": "slope_verdict"}).drop(columns=["n_groups"])
-    orders = orders.merge(old, on=["sweep", "device_name", "method"], how="left")
-    orders = sort_methods(orders, ["sweep", "device_name", "method"]).reset_index(drop=True)
+    orders = orders.merge(old, on=[TAG_SWEEP, TAG_DEVICE_NAME, "method"], how="left")
+    orders = sort_methods(orders, [TAG_SWEEP, TAG_DEVICE_NAME, "method"]).reset_index(drop=True)
     table = sort_methods(table, [*FIT_GROUP]).reset_index(drop=True)
     max_dim = float(max((g.dims.max() for g in groups if len(g.dims)), default=0.0))
     dims = list(predict_dims) if predict_dims else predictions.default_predict_dims(max_dim)
@@ -203,7 +209,8 @@ def prediction_section(
         + (
             "Dimensions as requested."
             if predict_given
-            else "Default: the largest measured D × 4 and the paper's largest D, 23 552."
+            else f"Default: the largest measured D × {PREDICT_EXTEND_FACTOR} and the paper's largest D, "
+            f"{PAPER_MAX_DIM:,}.".replace(",", " ")
         ),
         "Predicted crossover: the D from which on relative is faster for good according to the fitted "
         "models (0: at every D; ∞: never).",
@@ -230,7 +237,7 @@ def timing_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
     """Flagged timings with their effect on the order, and the machine load where it was logged."""
     flagged = b.table("flagged_timings", res.flagged)
     paras = [
-        f"A timing is flagged when its spread IQR/median exceeds {SPREAD_MAX:g} or when its curve is "
+        f"A timing is flagged when its spread IQR/median exceeds {DISTURBED_SPREAD:g} or when its curve is "
         "non-monotone in D (faster at a larger D; of the two points the one farther from the model "
         "fitted without it). Flagged points stay in the fit; each affected curve is refitted without them."
     ]
@@ -275,7 +282,7 @@ def timing_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
         "timing_retimed": "re-timed",
         "reason": "reason",
     }
-    ordered = sort_methods(flagged, ["sweep", "device_name", "method", "dim"])
+    ordered = sort_methods(flagged, [TAG_SWEEP, TAG_DEVICE_NAME, "method", "dim"])
     tables = cost_display.per_row(ordered, columns, "Flagged timings", "flagged_timings")
     return Section("Timing quality", paras, tables)
 
@@ -283,8 +290,8 @@ def timing_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
 def method_lines(res: CostResult) -> list[str]:
     """One headline sentence per method: its order and the evidence."""
     lines: list[str] = []
-    orders = sort_methods(res.orders, ["sweep", "device_name", "method"])
-    several = orders[["sweep", "device_name"]].drop_duplicates().shape[0] > 1
+    orders = sort_methods(res.orders, [TAG_SWEEP, TAG_DEVICE_NAME, "method"])
+    several = orders[[TAG_SWEEP, TAG_DEVICE_NAME]].drop_duplicates().shape[0] > 1
     for r in orders.itertuples():
         where = f" ({r.sweep}, {r.device_name})" if several else ""
         timed = str(getattr(r, "order_timed", r.order))
@@ -306,9 +313,9 @@ def method_lines(res: CostResult) -> list[str]:
     return lines
 
 
-def _crossing_text(cross: pd.DataFrame, cross_pred: pd.DataFrame, key: tuple[object, ...]) -> str:
+def crossing_text(cross: pd.DataFrame, cross_pred: pd.DataFrame, key: tuple[object, ...]) -> str:
     """Measured crossover if one lies in range, else the fitted models' crossover."""
-    names = ["sweep", "depth", "batch_size", "baseline"]
+    names = [TAG_SWEEP, "depth", "batch_size", "baseline"]
     hit = cross[np.logical_and.reduce([cross[k] == v for k, v in zip(names, key, strict=True)])]
     if len(hit) and np.isfinite(hit["crossover_dim"].iloc[0]):
         return f"crossover at D ≈ {hit['crossover_dim'].iloc[0]:.0f} (measured)"
@@ -340,10 +347,10 @@ def speedup_lines(
         return lines
     base = pred[pred["speedup_of_reference"].notna()]
     configs = pred[["depth", "batch_size"]].drop_duplicates().shape[0]
-    keys = ["sweep", "depth", "batch_size", "method"]
+    keys = [TAG_SWEEP, "depth", "batch_size", "method"]
     for (sweep, depth, batch, method), part in sort_methods(base, keys).groupby(keys, sort=False):
         measured = speed[
-            (speed["sweep"] == sweep)
+            (speed[TAG_SWEEP] == sweep)
             & (speed["depth"] == depth)
             & (speed["batch_size"] == batch)
             & (speed["baseline"] == method)
@@ -360,7 +367,7 @@ def speedup_lines(
                 for r in future.itertuples()
             ]
             parts.append("predicted " + ", ".join(shown))
-        crossing = _crossing_text(cross, cross_pred, (sweep, depth, batch, method))
+        crossing = crossing_text(cross, cross_pred, (sweep, depth, batch, method))
         lines.append(f"{head}: " + "; ".join(parts + ([crossing] if crossing else [])))
     return lines
 
@@ -369,7 +376,7 @@ def flag_line(res: CostResult) -> list[str]:
     """One line on disturbed timings, if any were flagged: whether leaving them out flips an order."""
     if res.flagged.empty:
         return []
-    flipped, unfit = _flag_effects(res.table)
+    flipped, unfit = flag_effects(res.table)
     effects = []
     if flipped:
         effects.append("the order flips for " + ", ".join(flipped))
@@ -379,7 +386,7 @@ def flag_line(res: CostResult) -> list[str]:
     return [f"{len(res.flagged)} timing(s) flagged as disturbed (see Timing quality); without them {effect}"]
 
 
-def _flag_effects(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+def flag_effects(table: pd.DataFrame) -> tuple[list[str], list[str]]:
     """Methods whose order flips when the flagged timings are left out, and those left unorderable."""
     changed = _changed_by_flags(table)
     without = changed["order_without_flagged"].astype(str)

@@ -26,15 +26,18 @@ from analysis.cost_model import (
     point_fit,
 )
 from analysis.errors import ReportError
-from analysis.schema import STATUS_OK
+from analysis.schema import (
+    DISTURBED_SPREAD,
+    FIT_GROUP,
+    STATUS_OK,
+    TAG_DEVICE_NAME,
+    TAG_STATUS,
+    TAG_SWEEP,
+)
 
-FIT_GROUP: tuple[str, ...] = ("sweep", "device_name", "method", "depth", "batch_size")
-CONFIG_GROUP: tuple[str, ...] = ("sweep", "device_name", "depth", "batch_size")
 RUNTIME_STAT = "sec_per_iter_min"
 RUNTIME_FALLBACK = "sec_per_iter"
 MEMORY_STAT = "peak_mem_mb"
-#: A timing whose interquartile range exceeds this fraction of its median is flagged as disturbed.
-SPREAD_MAX = 0.25
 STAT_LABEL = {
     "sec_per_iter_min": "min of repeats",
     "sec_per_iter": "median of repeats",
@@ -75,9 +78,9 @@ class GroupFit:
 
 
 def _ok(runs: pd.DataFrame) -> pd.DataFrame:
-    if runs.empty or "status" not in runs:
+    if runs.empty or TAG_STATUS not in runs:
         return runs.iloc[0:0]
-    return runs[(runs["status"] == STATUS_OK) & runs["dim"].notna()]
+    return runs[(runs[TAG_STATUS] == STATUS_OK) & runs["dim"].notna()]
 
 
 def _statistic(part: pd.DataFrame, metric: str, fallback: str | None) -> str:
@@ -133,7 +136,7 @@ def _loo_residual(group: GroupFit, index: int) -> float:
 
 
 def flag_disturbed(
-    groups: list[GroupFit], runs: pd.DataFrame, *, spread_max: float = SPREAD_MAX
+    groups: list[GroupFit], runs: pd.DataFrame, *, spread_max: float = DISTURBED_SPREAD
 ) -> pd.DataFrame:
     """Timings that look disturbed, one row per flagged run, and ``group.flagged`` filled in.
 
@@ -298,8 +301,8 @@ def method_orders(table: pd.DataFrame) -> pd.DataFrame:
     seen at some batch size and depth), ``quadratic`` if all fitted ones are, else ``not fitted``;
     with the evidence of the curve that reached the largest D (then the largest D³ share)."""
     columns = [
-        "sweep",
-        "device_name",
+        TAG_SWEEP,
+        TAG_DEVICE_NAME,
         "method",
         "order",
         "n_groups",
@@ -318,7 +321,7 @@ def method_orders(table: pd.DataFrame) -> pd.DataFrame:
         "reason",
     ]
     rows: list[dict[str, object]] = []
-    for (sweep, device, method), part in table.groupby(["sweep", "device_name", "method"], sort=True):
+    for (sweep, device, method), part in table.groupby([TAG_SWEEP, TAG_DEVICE_NAME, "method"], sort=True):
         fitted = part[part["order"] != ORDER_NOT_FITTED]
         n_cubic = int((fitted["order"] == ORDER_CUBIC).sum())
         if fitted.empty:
@@ -327,7 +330,7 @@ def method_orders(table: pd.DataFrame) -> pd.DataFrame:
             order = ORDER_CUBIC if n_cubic else ORDER_QUADRATIC
             pool = fitted[fitted["order"] == order]
             best = pool.sort_values(["max_dim", "d3_share_at_max"], ascending=False).iloc[0]
-        row = {"sweep": sweep, "device_name": device, "method": method, "order": order}
+        row = {TAG_SWEEP: sweep, TAG_DEVICE_NAME: device, "method": method, "order": order}
         row.update(n_groups=len(part), n_cubic=n_cubic)
         row.update({k: best.get(k, np.nan) for k in columns[6:]})
         rows.append(row)

@@ -31,13 +31,19 @@ import numpy as np
 import pandas as pd
 
 from analysis.cost_model import ORDER_CUBIC, ORDER_NOT_FITTED, ORDER_QUADRATIC
-from analysis.schema import STATUS_OK, TAG_UNCOUNTED_OPS
+from analysis.schema import (
+    FIT_GROUP,
+    STATUS_OK,
+    TAG_DEVICE_NAME,
+    TAG_STATUS,
+    TAG_SWEEP,
+    TAG_UNCOUNTED_OPS,
+)
 
 COUNTED_METRIC = "flops_per_step"
 CUBIC_METRIC = "flops_cubic_per_step"
 BYTES_METRIC = "bytes_per_step"
-FIT_GROUP: tuple[str, ...] = ("sweep", "device_name", "method", "depth", "batch_size")
-METHOD_GROUP: tuple[str, ...] = ("sweep", "device_name", "method")
+METHOD_GROUP: tuple[str, ...] = (TAG_SWEEP, TAG_DEVICE_NAME, "method")
 #: Relative precision to which a logged FLOP count is taken as exact (float64 sums of ⅔·n³-like terms).
 COUNT_PRECISION = 1e-12
 #: Distinct D that determine a cubic in D.
@@ -202,7 +208,7 @@ def counted_table(runs: pd.DataFrame) -> pd.DataFrame:
         "flops_at_max",
         "bytes_at_max",
         "confirmed_dims",
-        "uncounted_ops",
+        TAG_UNCOUNTED_OPS,
     ]
     rows: list[dict[str, object]] = []
     counted = _counted_runs(runs)
@@ -225,7 +231,7 @@ def counted_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "flops_at_max": flops,
                 "bytes_at_max": _at_max(part, BYTES_METRIC, top),
                 "confirmed_dims": len(fit.confirmed_at),
-                "uncounted_ops": ",".join(uncounted),
+                TAG_UNCOUNTED_OPS: ",".join(uncounted),
             }
         )
     return pd.DataFrame(rows, columns=columns)
@@ -239,7 +245,7 @@ def counted_orders(table: pd.DataFrame) -> pd.DataFrame:
         "counted_max_dim",
         "d3_share_counted",
         "counted_reason",
-        "uncounted_ops",
+        TAG_UNCOUNTED_OPS,
     ]
     rows: list[dict[str, object]] = []
     for key, part in table.groupby(list(METHOD_GROUP), sort=True, dropna=False):
@@ -249,7 +255,7 @@ def counted_orders(table: pd.DataFrame) -> pd.DataFrame:
             order = ORDER_CUBIC if (fitted["order_counted"] == ORDER_CUBIC).any() else ORDER_QUADRATIC
         pool = fitted[fitted["order_counted"] == order] if len(fitted) else part
         best = pool.sort_values(["max_dim", "d3_share_counted"], ascending=False).iloc[0]
-        ops = sorted({op for text in part["uncounted_ops"] for op in str(text).split(",") if op})
+        ops = sorted({op for text in part[TAG_UNCOUNTED_OPS] for op in str(text).split(",") if op})
         rows.append(
             {
                 **dict(zip(METHOD_GROUP, key, strict=True)),
@@ -257,7 +263,7 @@ def counted_orders(table: pd.DataFrame) -> pd.DataFrame:
                 "counted_max_dim": best["max_dim"],
                 "d3_share_counted": best["d3_share_counted"],
                 "counted_reason": "" if len(fitted) else best["counted_reason"],
-                "uncounted_ops": ",".join(ops),
+                TAG_UNCOUNTED_OPS: ",".join(ops),
             }
         )
     return pd.DataFrame(rows, columns=columns)
@@ -281,7 +287,7 @@ def rate_table(
         "flops_per_byte",
     ]
     counted = _counted_runs(runs)
-    counted = counted[counted["status"] == STATUS_OK] if "status" in counted else counted
+    counted = counted[counted[TAG_STATUS] == STATUS_OK] if TAG_STATUS in counted else counted
     stat = metric if metric in counted and counted[metric].notna().any() else "sec_per_iter"
     if counted.empty or stat not in counted:
         return pd.DataFrame(columns=columns)
@@ -294,7 +300,7 @@ def rate_table(
         if name not in table:
             table[name] = float("nan")
     table["gflops"] = table["flops"] / table["seconds"] / 1e9
-    table["peak_gflops"] = table["sweep"].map(dict(peaks or {})).astype(float)
+    table["peak_gflops"] = table[TAG_SWEEP].map(dict(peaks or {})).astype(float)
     table["pct_of_peak"] = 100.0 * table["gflops"] / table["peak_gflops"]
     table["flops_per_byte"] = table["flops"] / table["bytes"]
     table["dim"] = table["dim"].astype(int)

@@ -19,9 +19,8 @@ from analysis import cost_display, counted
 from analysis.builder import Builder
 from analysis.cost_figures import plot_achieved_rate
 from analysis.cost_model import ORDER_CUBIC, ORDER_NOT_FITTED, ORDER_QUADRATIC
-from analysis.cost_tables import FIT_GROUP
 from analysis.render import Section
-from analysis.schema import REFERENCE_METHOD
+from analysis.schema import FIT_GROUP, REFERENCE_METHOD, TAG_MATMUL_PEAK_SIZE, TAG_SWEEP, TAG_UNCOUNTED_OPS
 
 METHOD_GROUP = list(counted.METHOD_GROUP)
 
@@ -119,15 +118,15 @@ def peak_lines(rates: pd.DataFrame, sweeps: Mapping[str, Mapping[str, str]] | No
     """Per sweep: the rate the reference method reaches at its largest D, as a share of the measured peak."""
     lines: list[str] = []
     ref = rates[rates["method"] == REFERENCE_METHOD] if len(rates) else rates
-    several = ref["sweep"].nunique() > 1 if len(ref) else False
-    for sweep, part in ref.groupby("sweep", sort=True):
+    several = ref[TAG_SWEEP].nunique() > 1 if len(ref) else False
+    for sweep, part in ref.groupby(TAG_SWEEP, sort=True):
         top = part.sort_values(["dim", "batch_size", "depth"]).iloc[-1]
         where = f" ({sweep})" if several else ""
         text = f"{REFERENCE_METHOD}{where} reaches {top['gflops']:.3g} GFLOP/s at D = {int(top['dim'])}"
         peak = float(top["peak_gflops"])
         if np.isfinite(peak):
             tags = (sweeps or {}).get(str(sweep), {})
-            size = tags.get("matmul_peak_size")
+            size = tags.get(TAG_MATMUL_PEAK_SIZE)
             how = f", a {size}² GEMM" if size else ""
             share = f"{top['pct_of_peak']:.0f}% of the measured matrix-multiply peak"
             lines.append(f"{text}: {share} ({peak:.3g} GFLOP/s{how})")
@@ -158,7 +157,9 @@ def section(b: Builder, curves: pd.DataFrame, rates: pd.DataFrame, orders: pd.Da
         "matrix-multiply peak (a large GEMM on a trial's device, dtype and threads).",
     ]
     uncounted = (
-        orders[orders.get("uncounted_ops", pd.Series(dtype=str)).fillna("") != ""] if len(orders) else orders
+        orders[orders.get(TAG_UNCOUNTED_OPS, pd.Series(dtype=str)).fillna("") != ""]
+        if len(orders)
+        else orders
     )
     if len(uncounted):
         paras.append(

@@ -21,7 +21,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from analysis.schema import METHOD_ORDER, PEER_METHODS, REFERENCE_METHOD, method_sort_key
+from analysis.schema import (
+    DEFAULT_EXPERIMENT,
+    METHOD_ORDER,
+    PEER_METHODS,
+    REFERENCE_METHOD,
+    TAG_SWEEP,
+    method_sort_key,
+)
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
 _PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -105,7 +112,7 @@ def save_figure(
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
     fig.savefig(paths[0], dpi=_DPI, metadata={"Software": None})
     # A fixed hash salt and no date make SVGs byte-identical across reruns on the same data.
-    with matplotlib.rc_context({"svg.hashsalt": "relgrad"}):
+    with matplotlib.rc_context({"svg.hashsalt": DEFAULT_EXPERIMENT}):
         fig.savefig(paths[1], metadata={"Date": None})
     plt.close(fig)
     return paths
@@ -122,11 +129,11 @@ def plot_speedup(
     each interpolated crossover D."""
     configs = sorted(speedups.groupby(["depth", "batch_size"]).groups)
     fig, axes = panels(len(configs))
-    sweeps = list(dict.fromkeys(speedups["sweep"].tolist()))  # sweeps actually plotted
+    sweeps = list(dict.fromkeys(speedups[TAG_SWEEP].tolist()))  # sweeps actually plotted
     for ax, (depth, batch) in zip(axes, configs, strict=True):
         part = speedups[(speedups["depth"] == depth) & (speedups["batch_size"] == batch)]
         for (sweep, baseline), rows in sorted(
-            part.groupby(["sweep", "baseline"]),
+            part.groupby([TAG_SWEEP, "baseline"]),
             key=lambda kv: (kv[0][0], method_sort_key(kv[0][1])),
         ):
             rows = rows.sort_values("dim")
@@ -142,7 +149,7 @@ def plot_speedup(
                 label=label,
             )
             cross = crossovers[
-                (crossovers["sweep"] == sweep)
+                (crossovers[TAG_SWEEP] == sweep)
                 & (crossovers["baseline"] == baseline)
                 & (crossovers["depth"] == depth)
                 & (crossovers["batch_size"] == batch)
@@ -164,10 +171,10 @@ def plot_overhead(overhead: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> 
     """``t_relative / t_mlp`` vs D with the matrix-FLOP ratio logged by the runs (when they did)."""
     configs = sorted(overhead.groupby(["depth", "batch_size"]).groups)
     fig, axes = panels(len(configs), height=3.4)
-    sweeps = list(dict.fromkeys(overhead["sweep"].tolist()))  # sweeps actually plotted
+    sweeps = list(dict.fromkeys(overhead[TAG_SWEEP].tolist()))  # sweeps actually plotted
     for ax, (depth, batch) in zip(axes, configs, strict=True):
         part = overhead[(overhead["depth"] == depth) & (overhead["batch_size"] == batch)]
-        for sweep, rows in part.groupby("sweep"):
+        for sweep, rows in part.groupby(TAG_SWEEP):
             rows = rows.sort_values("dim")
             ax.plot(
                 rows["dim"].astype(float),

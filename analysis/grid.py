@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from analysis.loading import SweepInfo
-from analysis.schema import STATUS_SKIPPED
+from analysis.schema import STATUS_SKIPPED, TAG_STATUS, TAG_STATUS_REASON, TAG_SWEEP
 
 
 def _ints(text: str) -> list[int]:
@@ -48,12 +48,12 @@ def capped_lines(sweeps: Iterable[SweepInfo]) -> list[str]:
 
 def skipped_lines(runs: pd.DataFrame) -> list[str]:
     """One line per curve whose larger D the per-step budget skipped."""
-    if runs.empty or "status" not in runs:
+    if runs.empty or TAG_STATUS not in runs:
         return []
-    skipped = runs[runs["status"] == STATUS_SKIPPED]
+    skipped = runs[runs[TAG_STATUS] == STATUS_SKIPPED]
     lines: list[str] = []
-    for (sweep, method), part in skipped.groupby(["sweep", "method"], sort=True):
+    for (sweep, method), part in skipped.groupby([TAG_SWEEP, "method"], sort=True):
         dims = sorted({int(d) for d in part["dim"].dropna()})
-        reason = str(part["status_reason"].iloc[0])
+        reason = str(part[TAG_STATUS_REASON].iloc[0])
         lines.append(f"{method} ({sweep}): D = {dims_text(dims)} skipped: {reason}")
     return lines

@@ -16,9 +16,12 @@ from analysis.builder import Builder
 from analysis.render import Section, sig3
 from analysis.schema import (
     FLOOR_METHOD,
+    KIND_HPO,
     REFERENCE_METHOD,
     REPORT_TRIAL_METRICS,
     STATUS_OK,
+    TAG_KIND,
+    TAG_STATUS,
     method_sort_key,
 )
 
@@ -28,7 +31,7 @@ def scaling_curves(curves: pd.DataFrame) -> pd.DataFrame:
     and a wall-clock time, sorted by time."""
     if curves.empty:
         return curves
-    keep = (curves["kind"] != "hpo") & curves["val_ll"].notna() & curves["train_time_s"].notna()
+    keep = (curves[TAG_KIND] != KIND_HPO) & curves["val_ll"].notna() & curves["train_time_s"].notna()
     return curves[keep].sort_values(["run_id", "train_time_s"]).reset_index(drop=True)
 
 
@@ -45,7 +48,9 @@ FLOOR_NOTE = (
 
 
 def _density_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[(runs["status"] == STATUS_OK) & (runs["kind"] != "hpo") & (runs["method"] != FLOOR_METHOD)]
+    return runs[
+        (runs[TAG_STATUS] == STATUS_OK) & (runs[TAG_KIND] != KIND_HPO) & (runs["method"] != FLOOR_METHOD)
+    ]
 
 
 def _cut_summary(outcomes: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -70,7 +75,7 @@ def learning_section(
     or, when most fits were cut by their budget while still improving, one line saying quality cannot be
     compared and one small table."""
     section = Section(LEARNING_TITLE)
-    if (runs.loc[runs["kind"] != "hpo", "method"] == FLOOR_METHOD).any():
+    if (runs.loc[runs[TAG_KIND] != KIND_HPO, "method"] == FLOOR_METHOD).any():
         section.notes.append(FLOOR_NOTE)
     curves = scaling_curves(curves)
     curves = curves[curves["method"] != FLOOR_METHOD] if len(curves) else curves

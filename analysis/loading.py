@@ -12,15 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Run, ViewType
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from analysis.errors import ReportError
+from analysis.mlflow_search import search_all_runs
 from analysis.schema import (
+    DEFAULT_EXPERIMENT,
     FLOAT_PARAMS,
     HISTORY_METRICS,
     INT_PARAMS,
+    KIND_HPO,
+    KIND_SCALING,
     METRICS,
     OPTIONAL_TAG_COLUMNS,
     REQUIRED_METRIC,
@@ -33,14 +37,15 @@ from analysis.schema import (
     STATUS_RUNNING,
     STR_PARAMS,
     TAG_COLUMNS,
+    TAG_DEVICE_NAME,
     TAG_KIND,
+    TAG_PARENT_RUN_ID,
     TAG_ROLE,
     TAG_STATUS,
     TAG_STATUS_REASON,
     TAG_SWEEP,
 )
 
-_PAGE = 1000
 _MLFLOW_STATUS_TO_TRIAL = {"FINISHED": STATUS_OK, "FAILED": STATUS_FAILED, "KILLED": STATUS_FAILED}
 
 
@@ -121,20 +126,7 @@ def _experiment_id(client: MlflowClient, experiment: str, tracking_uri: str) -> 
 
 
 def _search(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    runs: list[Run] = []
-    token: str | None = None
-    while True:
-        page = client.search_runs(
-            [experiment_id],
-            filter_string=filter_string,
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=_PAGE,
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return search_all_runs(client, experiment_id, filter_string)
 
 
 def _known_sweeps(client: MlflowClient, experiment_id: str) -> list[str]:
@@ -148,9 +140,9 @@ def _run_row(run: Run) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run_id": run.info.run_id,
         "run_name": run.info.run_name or "",
-        "sweep": tags.get(TAG_SWEEP, ""),
-        "role": tags.get(TAG_ROLE, ""),
-        "parent_run_id": tags.get("mlflow.parentRunId", ""),
+        TAG_SWEEP: tags.get(TAG_SWEEP, ""),
+        TAG_ROLE: tags.get(TAG_ROLE, ""),
+        "parent_run_id": tags.get(TAG_PARENT_RUN_ID, ""),
         "start_time_ms": run.info.start_time,
         "mlflow_status": run.info.status,
     }
@@ -175,7 +167,7 @@ def _run_row(run: Run) -> dict[str, Any]:
 def _typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Raw rows → DataFrame with nullable ints, floats, strings and a UTC start time."""
     frame = pd.DataFrame(rows)
-    for key in ("run_id", "run_name", "sweep", "role", "parent_run_id", "mlflow_status"):
+    for key in ("run_id", "run_name", TAG_SWEEP, TAG_ROLE, "parent_run_id", "mlflow_status"):
         if key not in frame:
             frame[key] = ""
     for key in INT_PARAMS:
@@ -194,8 +186,8 @@ def _typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
         *STR_PARAMS,
         *TAG_COLUMNS,
         *OPTIONAL_TAG_COLUMNS,
-        "sweep",
-        "role",
+        TAG_SWEEP,
+        TAG_ROLE,
         "parent_run_id",
         "run_name",
     ):
@@ -217,9 +209,9 @@ def _infer_kind(parent_kind: str | None, trials: list[Run]) -> str:
     if parent_kind:
         return parent_kind
     if any("sec_per_iter" in r.data.metrics for r in trials):
-        return "scaling"
+        return KIND_SCALING
     if any("val_ll" in r.data.metrics for r in trials):
-        return "hpo"
+        return KIND_HPO
     return "unknown"
 
 
@@ -248,8 +240,8 @@ def _collect(
         parent = parents[0] if parents else None
         if parent is not None:
             # A re-run under the same name makes a new parent: report the newest one only.
-            trials = [t for t in trials if t.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-            best = [b for b in best if b.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+            trials = [t for t in trials if t.data.tags.get(TAG_PARENT_RUN_ID) == parent.info.run_id]
+            best = [b for b in best if b.data.tags.get(TAG_PARENT_RUN_ID) == parent.info.run_id]
         if not trials:
             where = f"parent run {parent.info.run_id}" if parent else "the store"
             raise ReportError(f"sweep {name!r} is empty: {where} has no trial runs (role=trial)")
@@ -274,7 +266,7 @@ def check_required_metrics(runs: pd.DataFrame, sweeps: Iterable[SweepInfo]) -> N
         metric = REQUIRED_METRIC.get(info.kind)
         if metric is None:
             continue
-        ok = runs[(runs["sweep"] == info.name) & (runs["status"] == STATUS_OK)]
+        ok = runs[(runs[TAG_SWEEP] == info.name) & (runs[TAG_STATUS] == STATUS_OK)]
         missing = ok[ok[metric].isna()]
         if len(missing):
             shown = ", ".join(missing["run_id"].head(5))
@@ -289,7 +281,7 @@ def load_runs(
     sweeps: str | Sequence[str],
     *,
     tracking_uri: str,
-    experiment: str = "relgrad",
+    experiment: str = DEFAULT_EXPERIMENT,
     check_metrics: bool = True,
 ) -> pd.DataFrame:
     """All trial runs of the given sweeps as one tidy DataFrame (one row per trial).
@@ -341,7 +333,7 @@ def load_sweep_data(
     sweeps: str | Sequence[str],
     *,
     tracking_uri: str,
-    experiment: str = "relgrad",
+    experiment: str = DEFAULT_EXPERIMENT,
     check_metrics: bool = True,
     histories: bool = True,
 ) -> SweepData:
@@ -352,8 +344,8 @@ def load_sweep_data(
     infos, trial_runs, best_runs = _collect(client, experiment_id, names, tracking_uri, experiment)
     runs = _typed([_run_row(r) for r in trial_runs])
     kinds = {i.name: i.kind for i in infos}
-    runs["kind"] = runs["sweep"].map(kinds).astype(str)
-    runs = runs.sort_values(["sweep", "method", "dim", "depth", "batch_size", "seed"], kind="stable")
+    runs[TAG_KIND] = runs[TAG_SWEEP].map(kinds).astype(str)
+    runs = runs.sort_values([TAG_SWEEP, "method", "dim", "depth", "batch_size", "seed"], kind="stable")
     runs = runs.reset_index(drop=True)
     if check_metrics:
         check_required_metrics(runs, infos)
@@ -384,8 +376,8 @@ def learning_curves(data: SweepData) -> pd.DataFrame:
     config = data.runs[
         [
             "run_id",
-            "sweep",
-            "kind",
+            TAG_SWEEP,
+            TAG_KIND,
             "method",
             "dim",
             "depth",
@@ -393,8 +385,8 @@ def learning_curves(data: SweepData) -> pd.DataFrame:
             "lr",
             "seed",
             "dataset",
-            "status",
-            "device_name",
+            TAG_STATUS,
+            TAG_DEVICE_NAME,
             "true_test_ll",
         ]
     ]

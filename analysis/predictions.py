@@ -16,39 +16,26 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.cost_model import ORDER_MIN_DIMS, CostFit, fit_cost_model
-from analysis.cost_tables import CONFIG_GROUP, GroupFit
+from analysis.arguments import check_int
+from analysis.cost_model import ORDER_MIN_DIMS, CostFit, fit_cost_model, percentile_interval
+from analysis.cost_tables import GroupFit
 from analysis.errors import ReportError
-
-#: The largest D of the paper's experiments.
-PAPER_MAX_DIM = 23_552
-#: Default prediction D: the sweep's largest measured D times this factor, and the paper's largest.
-EXTEND_FACTOR = 4
+from analysis.schema import CONFIG_GROUP, PAPER_MAX_DIM, PREDICT_EXTEND_FACTOR
 
 
 def check_predict_dims(dims: Sequence[int] | None) -> list[int] | None:
     """Validate user-given prediction dimensions (positive integers)."""
     if dims is None:
         return None
-    out: list[int] = []
-    for d in dims:
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-            raise ReportError(f"predict_dims must be positive integers, got {d!r}")
-        out.append(int(d))
+    out = [check_int(f"predict_dims[{i}]", d) for i, d in enumerate(dims)]
     if not out:
         raise ReportError("predict_dims is empty: give at least one D, or None for the defaults")
     return sorted(set(out))
 
 
 def default_predict_dims(max_dim: float) -> list[int]:
-    """The largest measured D × :data:`EXTEND_FACTOR` and :data:`PAPER_MAX_DIM`."""
-    return sorted({int(max_dim) * EXTEND_FACTOR, PAPER_MAX_DIM})
-
-
-def _quantiles(samples: np.ndarray, level: float) -> tuple[float, float]:
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(samples, [tail, 1.0 - tail], method="inverted_cdf")
-    return float(low), float(high)
+    """The largest measured D × :data:`PREDICT_EXTEND_FACTOR` and :data:`PAPER_MAX_DIM` (analysis.schema)."""
+    return sorted({int(max_dim) * PREDICT_EXTEND_FACTOR, PAPER_MAX_DIM})
 
 
 def crossover_dim(ref: np.ndarray, base: np.ndarray) -> float:
@@ -113,7 +100,7 @@ def prediction_table(groups: list[GroupFit], predict_dims: Sequence[int], refere
                     r_boot, b_boot = _paired(ref.fit, g.fit)
                     dv = np.array([1.0, float(d) ** 2, float(d) ** 3])
                     ratio = (b_boot @ dv) / np.maximum(r_boot @ dv, 1e-300)
-                    s_low, s_high = _quantiles(ratio, g.fit.level)
+                    s_low, s_high = percentile_interval(ratio, g.fit.level)
                     speed = float(pred[j] / ref.fit.predict_model([d])[0])
                     row.update(speedup_of_reference=speed, speedup_low=s_low, speedup_high=s_high)
                 row["order"] = g.model_order
@@ -134,7 +121,7 @@ def crossover_predictions(groups: list[GroupFit], reference: str) -> pd.DataFram
                 continue
             r_boot, b_boot = _paired(ref.fit, g.fit)
             draws = np.array([crossover_dim(r, b) for r, b in zip(r_boot, b_boot, strict=True)])
-            low, high = _quantiles(draws, g.fit.level)
+            low, high = percentile_interval(draws, g.fit.level)
             row = dict(zip(CONFIG_GROUP, key, strict=True))
             row.update(
                 baseline=method, crossover_pred_dim=crossover_dim(ref.fit.model_coef, g.fit.model_coef)

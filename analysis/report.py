@@ -30,6 +30,7 @@ from analysis import (
     search,
 )
 from analysis import figures as fig
+from analysis.arguments import MIN_BOOT, check_int, check_nonnegative
 from analysis.builder import Builder
 from analysis.cost_model import DEFAULT_BOOT
 from analysis.cost_tables import RUNTIME_FALLBACK, RUNTIME_STAT
@@ -38,11 +39,24 @@ from analysis.loading import SweepData, SweepInfo, learning_curves, load_sweep_d
 from analysis.render import Section, render_html, render_markdown
 from analysis.report_files import ARTIFACT_PATH, log_artifacts, write_whole
 from analysis.schema import (
+    DEFAULT_EXPERIMENT,
     FLOOR_METHOD,
+    KIND_HPO,
     PEAK_METRIC,
     PEER_METHODS,
     REFERENCE_METHOD,
     STATUS_OK,
+    TAG_CPU_MODEL,
+    TAG_CUDA_VERSION,
+    TAG_DEVICE_NAME,
+    TAG_GIT_COMMIT,
+    TAG_HOST,
+    TAG_KIND,
+    TAG_STATUS,
+    TAG_STATUS_REASON,
+    TAG_SWEEP,
+    TAG_TORCH_VERSION,
+    TAG_TRIAL_ID,
     method_sort_key,
 )
 from analysis.verdict_tracking import log_verdicts
@@ -103,7 +117,7 @@ def _dates(runs: pd.DataFrame) -> str:
 
 
 def _devices(runs: pd.DataFrame) -> tuple[str, ...]:
-    names = [d for d in runs["device_name"].unique().tolist() if d]
+    names = [d for d in runs[TAG_DEVICE_NAME].unique().tolist() if d]
     if not names:
         names = [d for d in runs["device"].unique().tolist() if d]
     return tuple(sorted(names))
@@ -114,7 +128,7 @@ def _restricted(ctx: fig.FigureContext, runs: pd.DataFrame) -> fig.FigureContext
         return ctx
     return replace(
         ctx,
-        sweeps=tuple(dict.fromkeys(runs["sweep"].tolist())),
+        sweeps=tuple(dict.fromkeys(runs[TAG_SWEEP].tolist())),
         devices=_devices(runs),
         run_dates=_dates(runs),
     )
@@ -125,30 +139,30 @@ def _overview(data: SweepData, ctx: fig.FigureContext) -> Section:
     sweeps = pd.DataFrame(
         [
             {
-                "sweep": s.name,
-                "kind": s.kind,
+                TAG_SWEEP: s.name,
+                TAG_KIND: s.kind,
                 "parent run": s.parent_run_id or "(none)",
-                "trials": int((runs["sweep"] == s.name).sum()),
+                "trials": int((runs[TAG_SWEEP] == s.name).sum()),
                 "older parents ignored": len(s.ignored_parent_ids),
             }
             for s in data.sweeps
         ]
     )
     env_cols = [
-        "sweep",
-        "device_name",
+        TAG_SWEEP,
+        TAG_DEVICE_NAME,
         "device",
-        "cpu_model",
-        "torch_version",
-        "cuda_version",
-        "host",
-        "git_commit",
+        TAG_CPU_MODEL,
+        TAG_TORCH_VERSION,
+        TAG_CUDA_VERSION,
+        TAG_HOST,
+        TAG_GIT_COMMIT,
     ]
     env = (
         runs[env_cols]
         .drop_duplicates()
         .sort_values(env_cols)
-        .rename(columns={"device_name": "device name", "device": "torch device"})
+        .rename(columns={TAG_DEVICE_NAME: "device name", "device": "torch device"})
     )
     paras = [
         f"Runs dated {ctx.run_dates}; report generated {ctx.generated}. "
@@ -171,20 +185,20 @@ def _overview(data: SweepData, ctx: fig.FigureContext) -> Section:
 
 
 def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
-    counts = pd.crosstab([runs["sweep"], runs["method"]], runs["status"]).reset_index()
+    counts = pd.crosstab([runs[TAG_SWEEP], runs["method"]], runs[TAG_STATUS]).reset_index()
     counts.columns.name = None
     problems = runs.loc[
-        runs["status"] != STATUS_OK,
+        runs[TAG_STATUS] != STATUS_OK,
         [
-            "sweep",
-            "trial_id",
+            TAG_SWEEP,
+            TAG_TRIAL_ID,
             "method",
             "dim",
             "depth",
             "batch_size",
             "seed",
-            "status",
-            "status_reason",
+            TAG_STATUS,
+            TAG_STATUS_REASON,
             "run_id",
         ],
     ]
@@ -194,7 +208,7 @@ def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
     n_bad = len(problems)
     paras = [
         f"{len(runs)} trial runs: "
-        + ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().sort_index().items())
+        + ", ".join(f"{n} {s}" for s, n in runs[TAG_STATUS].value_counts().sort_index().items())
         + "."
     ]
     paras.append(
@@ -211,7 +225,7 @@ def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
     if n_bad:
         tables += cost_display.per_row(
             problems,
-            {c: c for c in problems.columns if c not in ("trial_id", "run_id")},
+            {c: c for c in problems.columns if c not in (TAG_TRIAL_ID, "run_id")},
             "Skipped, diverged and failed trials",
             "problem_trials",
         )
@@ -220,7 +234,7 @@ def _trials(b: Builder, runs: pd.DataFrame, sweeps: list[SweepInfo]) -> Section:
 
 def _speed_metric(runs: pd.DataFrame) -> str:
     """The contention-robust minimum when every timed run logged it, else the median."""
-    timed = runs[runs["status"] == STATUS_OK]
+    timed = runs[runs[TAG_STATUS] == STATUS_OK]
     timed = timed[timed[RUNTIME_FALLBACK].notna()]
     if len(timed) and RUNTIME_STAT in timed and timed[RUNTIME_STAT].notna().all():
         return RUNTIME_STAT
@@ -329,7 +343,7 @@ def _headline(
 ) -> Section:
     """The report's opening: trial counts, each method's order (counted, and timed beside it) with its
     evidence, the share of the matmul peak the reference reaches, the speedups."""
-    counts = runs["status"].value_counts().sort_index()
+    counts = runs[TAG_STATUS].value_counts().sort_index()
     lines = [f"{len(runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
     peers = sorted((m for m in runs["method"].unique() if m in PEER_METHODS), key=method_sort_key)
     if peers:
@@ -341,10 +355,12 @@ def _headline(
     if runtime.groups:
         lines += cost_sections.method_lines(runtime)
         lines += counted_report.peak_lines(runtime.rates, peak_tags)
-        cross = b.frames.get("crossover", pd.DataFrame(columns=["sweep", "depth", "batch_size", "baseline"]))
+        cross = b.frames.get(
+            "crossover", pd.DataFrame(columns=[TAG_SWEEP, "depth", "batch_size", "baseline"])
+        )
         lines += cost_sections.speedup_lines(speed, cross, pred, cross_pred)
         lines += cost_sections.flag_line(runtime)
-    elif (runs["kind"] != "hpo").any():
+    elif (runs[TAG_KIND] != KIND_HPO).any():
         lines.append("No step timings in this report, so no cost model.")
     lines += learned + search.headline_lines(b)
     b.headline = lines
@@ -357,7 +373,7 @@ def build_report(
     *,
     tracking_uri: str,
     out_dir: str | Path,
-    experiment: str = "relgrad",
+    experiment: str = DEFAULT_EXPERIMENT,
     min_dim: int | None = None,
     predict_dims: Sequence[int] | None = None,
     log_to_mlflow: bool = True,
@@ -384,13 +400,10 @@ def build_report(
     Raises:
         ReportError: unknown or empty sweep, missing required metrics, bad arguments.
     """
-    if min_dim is not None and (isinstance(min_dim, bool) or not isinstance(min_dim, int) or min_dim < 1):
-        raise ReportError(f"min_dim must be a positive integer or None, got {min_dim!r}")
-    if not tolerance >= 0:
-        raise ReportError(f"tolerance must be a non-negative number of nats, got {tolerance!r}")
+    check_int("min_dim", min_dim, allow_none=True)
+    check_nonnegative("tolerance", tolerance, " of nats")
     dims = predictions.check_predict_dims(predict_dims)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
-        raise ReportError(f"n_boot must be an integer >= 100, got {n_boot!r}")
+    check_int("n_boot", n_boot, minimum=MIN_BOOT)
     data = load_sweep_data(sweeps, tracking_uri=tracking_uri, experiment=experiment)
     out = _prepare_out_dir(out_dir)
     runs = data.runs
@@ -400,7 +413,7 @@ def build_report(
         run_dates=_dates(runs),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    timed = runs[runs["kind"] != "hpo"]
+    timed = runs[runs[TAG_KIND] != KIND_HPO]
     # Figure footers name only the sweeps and devices whose runs the figure shows.
     b = Builder(out, _restricted(ctx, timed))
     fit_args = {"predict_dims": dims, "min_dim": min_dim, "n_boot": n_boot, "seed": 0}
@@ -408,43 +421,78 @@ def build_report(
     runtime = cost_sections.analyse(timed, "runtime", peaks=peaks, **fit_args)
     memory = cost_sections.analyse(timed, "memory", **fit_args)
     body = [_overview(data, ctx), _trials(b, runs, data.sweeps)]
-    speed, pred, cross_pred = scaling.speedup_table(timed.iloc[0:0]), pd.DataFrame(), pd.DataFrame()
-    if len(timed):  # an HPO-only report has no scaling sections, empty or not
-        body.append(cost_sections.cost_section(b, runtime, timed))
-        body.append(counted_report.section(b, runtime.counted, runtime.rates, runtime.orders))
-        if runtime.groups:
-            prediction, pred, cross_pred = cost_sections.prediction_section(b, runtime, dims is not None)
-            body += [prediction, cost_sections.timing_section(b, runtime, timed)]
-        if timed["sec_per_iter"].notna().any():
-            speed_sections, speed = _speedup_section(b, timed, peaks)
-            body += speed_sections
-        else:
-            body.append(Section("Speedup and crossover", ["No timing data in this report."]))
-        body.append(cost_sections.cost_section(b, memory, timed))
+    scaled = _scaling_sections(b, timed, runtime, memory, peaks, predicted=dims is not None)
+    body += scaled.sections
     curves = learning_curves(data)
     if len(timed):
         body.append(learning.learning_section(b, runs, curves, nats=tolerance))
-    b.ctx = _restricted(ctx, runs[runs["kind"] == "hpo"])
+    b.ctx = _restricted(ctx, runs[runs[TAG_KIND] == KIND_HPO])
     searched = search.search_section(b, runs, data.best, curves)
     body += [searched] if searched is not None else []
     peak_tags = {s.name: s.tags for s in data.sweeps}
-    sections = [_headline(b, runs, runtime, speed, pred, cross_pred, peak_tags), *body]
-    title = f"relgrad report: {', '.join(ctx.sweeps)}"
+    headline = _headline(b, runs, runtime, scaled.speed, scaled.pred, scaled.cross_pred, peak_tags)
+    report = _write_report(out, b, list(ctx.sweeps), [headline, *body])
+    if log_to_mlflow:
+        report.logged_to_runs, report.warnings = log_artifacts(tracking_uri, data.sweeps, out)
+        report.warnings += log_verdicts(tracking_uri, data.sweeps, runtime.orders, scaled.pred)
+        if "time_to_target" in b.frames:
+            learning.log_trial_metrics(tracking_uri, b.frames["time_to_target"])
+    return report
+
+
+@dataclass
+class _Scaled:
+    """The timed runs' sections and the frames the headline reads: the speedup table, the predicted
+    step times and the predicted crossovers (empty where nothing was timed or fitted)."""
+
+    sections: list[Section]
+    speed: pd.DataFrame
+    pred: pd.DataFrame
+    cross_pred: pd.DataFrame
+
+
+def _scaling_sections(
+    b: Builder,
+    timed: pd.DataFrame,
+    runtime: cost_sections.CostResult,
+    memory: cost_sections.CostResult,
+    peaks: dict[str, float],
+    *,
+    predicted: bool,
+) -> _Scaled:
+    """The cost model of the step time, the counted work, the predictions and timing quality, the speedups
+    and the cost model of the memory; none for a report of HPO runs only (``predicted``: the user named
+    the D to predict at)."""
+    scaled = _Scaled([], scaling.speedup_table(timed.iloc[0:0]), pd.DataFrame(), pd.DataFrame())
+    if not len(timed):
+        return scaled
+    body = scaled.sections
+    body.append(cost_sections.cost_section(b, runtime, timed))
+    body.append(counted_report.section(b, runtime.counted, runtime.rates, runtime.orders))
+    if runtime.groups:
+        prediction, scaled.pred, scaled.cross_pred = cost_sections.prediction_section(b, runtime, predicted)
+        body += [prediction, cost_sections.timing_section(b, runtime, timed)]
+    if timed["sec_per_iter"].notna().any():
+        speed_sections, scaled.speed = _speedup_section(b, timed, peaks)
+        body += speed_sections
+    else:
+        body.append(Section("Speedup and crossover", ["No timing data in this report."]))
+    body.append(cost_sections.cost_section(b, memory, timed))
+    return scaled
+
+
+def _write_report(out: Path, b: Builder, sweeps: list[str], sections: list[Section]) -> Report:
+    """report.md and report.html, each written whole, and the report that lists them and what b built."""
+    title = f"relgrad report: {', '.join(sweeps)}"
     html_path, md_path = out / "report.html", out / "report.md"
     write_whole(md_path, render_markdown(title, sections))
     write_whole(html_path, render_html(title, sections))
-    report = Report(
+    return Report(
         out_dir=out,
         html=html_path,
         markdown=md_path,
         figures=b.figures,
         tables=b.tables,
-        sweeps=list(ctx.sweeps),
+        sweeps=sweeps,
         headline=b.headline,
     )
-    if log_to_mlflow:
-        report.logged_to_runs, report.warnings = log_artifacts(tracking_uri, data.sweeps, out)
-        report.warnings += log_verdicts(tracking_uri, data.sweeps, runtime.orders, pred)
-        if "time_to_target" in b.frames:
-            learning.log_trial_metrics(tracking_uri, b.frames["time_to_target"])
-    return report

@@ -15,8 +15,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.arguments import check_bootstrap
+from analysis.cost_model import check_points
 from analysis.errors import ReportError
-from analysis.schema import FLOOR_METHOD, REFERENCE_METHOD, STATUS_OK
+from analysis.schema import (
+    CONFIG_GROUP,
+    FIT_GROUP,
+    FLOOR_METHOD,
+    REFERENCE_METHOD,
+    STATUS_OK,
+    TAG_DEVICE_NAME,
+    TAG_STATUS,
+    TAG_SWEEP,
+)
 
 #: Below this exponent a method is called quadratic, above CUBIC_MIN cubic.
 QUADRATIC_MAX = 2.3
@@ -24,9 +35,9 @@ CUBIC_MIN = 2.7
 #: Exponents below / above these are labelled as outside the quadratic…cubic range.
 SUBQUADRATIC_MAX = 1.7
 SUPERCUBIC_MIN = 3.3
-MIN_DISTINCT_DIMS = 3
-FIT_GROUP: tuple[str, ...] = ("sweep", "device_name", "method", "depth", "batch_size")
-CONFIG_GROUP: tuple[str, ...] = ("sweep", "device_name", "depth", "batch_size")
+#: Fewest distinct D a slope is fitted on: two parameters (k, log c) and at least one residual, which
+#: the interval's widening √(n/(n−2)) needs.
+SLOPE_MIN_DIMS = 3
 
 
 @dataclass(frozen=True)
@@ -75,12 +86,12 @@ def verdict_rule() -> str:
 def default_min_dim(dims: Sequence[float] | np.ndarray) -> float:
     """Default fit threshold: the upper half of the distinct D values (at least three of them)."""
     distinct = np.unique(np.asarray(dims, dtype=float))
-    if len(distinct) < MIN_DISTINCT_DIMS:
+    if len(distinct) < SLOPE_MIN_DIMS:
         raise ReportError(
-            f"need at least {MIN_DISTINCT_DIMS} distinct D to fit an exponent, got "
+            f"need at least {SLOPE_MIN_DIMS} distinct D to fit an exponent, got "
             f"{len(distinct)}: {distinct.tolist()}"
         )
-    start = min(len(distinct) // 2, len(distinct) - MIN_DISTINCT_DIMS)
+    start = min(len(distinct) // 2, len(distinct) - SLOPE_MIN_DIMS)
     return float(distinct[start])
 
 
@@ -115,24 +126,14 @@ def fit_exponent(
         ReportError: mismatched lengths, non-positive or non-finite values, or fewer than three
             distinct D in the fit range.
     """
-    d = np.asarray(dims, dtype=float).ravel()
-    v = np.asarray(values, dtype=float).ravel()
-    if d.shape != v.shape:
-        raise ReportError(f"dims and values differ in length: {d.size} vs {v.size}")
-    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(v))):
-        raise ReportError("dims and values must be finite to fit an exponent")
-    if np.any(d <= 0) or np.any(v <= 0):
-        raise ReportError("dims and values must be positive to fit in log-log")
-    if not 0 < level < 1:
-        raise ReportError(f"level must lie in (0, 1), got {level}")
-    if n_boot < 100:
-        raise ReportError(f"n_boot must be at least 100, got {n_boot}")
+    d, v = check_points(dims, values, min_dims=1, fitting="an exponent")
+    check_bootstrap(n_boot, level)
     threshold = default_min_dim(d) if min_dim is None else float(min_dim)
     keep = d >= threshold
     distinct = np.unique(d[keep])
-    if len(distinct) < MIN_DISTINCT_DIMS:
+    if len(distinct) < SLOPE_MIN_DIMS:
         raise ReportError(
-            f"need at least {MIN_DISTINCT_DIMS} distinct D ≥ {threshold:g} to fit an exponent, "
+            f"need at least {SLOPE_MIN_DIMS} distinct D ≥ {threshold:g} to fit an exponent, "
             f"got {len(distinct)}: {distinct.tolist()}"
         )
     x, y = np.log(d[keep]), np.log(v[keep])
@@ -168,7 +169,7 @@ def _usable(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """`ok` trials with a positive, finite value of ``metric`` and a known D."""
     if metric not in runs:
         return runs.iloc[0:0]
-    ok = runs[(runs["status"] == STATUS_OK) & runs["dim"].notna()]
+    ok = runs[(runs[TAG_STATUS] == STATUS_OK) & runs["dim"].notna()]
     value = ok[metric]
     return ok[value.notna() & np.isfinite(value) & (value > 0)]
 
@@ -178,11 +179,11 @@ def sweep_thresholds(
 ) -> dict[str, float]:
     """Fit threshold per sweep: ``min_dim`` if given, else the upper half of its distinct D."""
     out: dict[str, float] = {}
-    for sweep, part in _usable(runs, metric).groupby("sweep", sort=True):
+    for sweep, part in _usable(runs, metric).groupby(TAG_SWEEP, sort=True):
         dims = part["dim"].astype(float).to_numpy()
         if min_dim is not None:
             out[str(sweep)] = float(min_dim)
-        elif len(np.unique(dims)) >= MIN_DISTINCT_DIMS:
+        elif len(np.unique(dims)) >= SLOPE_MIN_DIMS:
             out[str(sweep)] = default_min_dim(dims)
     return out
 
@@ -226,15 +227,15 @@ def fit_table(
         labels = dict(zip(group, key if isinstance(key, tuple) else (key,), strict=True))
         dims = part["dim"].astype(float).to_numpy()
         vals = part[metric].to_numpy(dtype=float)
-        sweep = str(labels.get("sweep", ""))
+        sweep = str(labels.get(TAG_SWEEP, ""))
         threshold = thresholds.get(sweep, float("nan"))
         distinct = np.unique(dims)
         note = ""
         fit_from = threshold
         above = distinct[distinct >= threshold] if np.isfinite(threshold) else distinct[:0]
-        if len(above) < MIN_DISTINCT_DIMS and min_dim is None and len(distinct) >= 3:
-            fit_from = float(distinct[-MIN_DISTINCT_DIMS])
-            note = f"only {len(above)} D ≥ {threshold:g} ran; fitted over its largest {MIN_DISTINCT_DIMS} D"
+        if len(above) < SLOPE_MIN_DIMS and min_dim is None and len(distinct) >= SLOPE_MIN_DIMS:
+            fit_from = float(distinct[-SLOPE_MIN_DIMS])
+            note = f"only {len(above)} D ≥ {threshold:g} ran; fitted over its largest {SLOPE_MIN_DIMS} D"
         row: dict[str, object] = {**labels, "metric": metric, "threshold": threshold}
         try:
             fit = fit_exponent(dims, vals, min_dim=fit_from, n_boot=n_boot, seed=seed)
@@ -254,12 +255,12 @@ def fit_table(
 def method_verdicts(fits: pd.DataFrame) -> pd.DataFrame:
     """One line per (sweep, machine, method): median exponent over its depth × batch groups,
     the widest interval among them and the verdict of the median."""
-    columns = ["sweep", "device_name", "method", "k_median", "ci_low", "ci_high", "n_groups"]
+    columns = [TAG_SWEEP, TAG_DEVICE_NAME, "method", "k_median", "ci_low", "ci_high", "n_groups"]
     fitted = fits[fits["k"].notna()]
     if fitted.empty:
         return pd.DataFrame(columns=[*columns, "verdict"])
     out = (
-        fitted.groupby(["sweep", "device_name", "method"], sort=True)
+        fitted.groupby([TAG_SWEEP, TAG_DEVICE_NAME, "method"], sort=True)
         .agg(
             k_median=("k", "median"),
             ci_low=("ci_low", "min"),
@@ -401,5 +402,5 @@ def overhead_table(
             out[column] = float("nan")
     out["gflops_reference"] = out["flops_ref"] / out["t_reference_s"] / 1e9
     out["gflops_mlp"] = out["flops_mlp"] / out["t_mlp_s"] / 1e9
-    out["pct_of_peak"] = 100.0 * out["gflops_reference"] / out["sweep"].map(dict(peaks or {})).astype(float)
+    out["pct_of_peak"] = 100.0 * out["gflops_reference"] / out[TAG_SWEEP].map(dict(peaks or {})).astype(float)
     return out[columns].reset_index(drop=True)

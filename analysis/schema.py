@@ -37,6 +37,8 @@ TAG_STATUS = "status"
 TAG_STATUS_REASON = "status_reason"
 TAG_TRIAL_ID = "trial_id"
 TAG_GIT_COMMIT = "git_commit"
+#: MLflow's own tag that makes a run a child of another (the MLflow UI nests runs by it).
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"
 #: How a trial's training ended: ``relgrad_core.training.STOP_REASONS`` (``patience`` = converged); a cap
 #: that cut a still-improving fit ends in :data:`STILL_IMPROVING` (tied to the core by tests/test_schema.py).
 TAG_STOPPED_REASON = "stopped_reason"
@@ -44,13 +46,34 @@ STILL_IMPROVING = " (still improving)"
 #: Why a trial has no ``gaussian_test_ll`` (too few training rows, a singular covariance, too costly where
 #: the true LL is known): the yardstick is never silently absent. Empty when the yardstick was computed.
 TAG_GAUSSIAN_ABSENT = "gaussian_absent_reason"
+#: Where a trial ran (``study.tracking.environment_tags``): the device's name (a GPU's, or ``cpu: <model>``),
+#: torch and CUDA versions, the CPU model, the host and the Ray node.
+TAG_DEVICE_NAME = "device_name"
+TAG_TORCH_VERSION = "torch_version"
+TAG_CUDA_VERSION = "cuda_version"
+TAG_CPU_MODEL = "cpu_model"
+TAG_HOST = "host"
+TAG_NODE_ID = "node_id"
+ENVIRONMENT_TAGS: tuple[str, ...] = (
+    TAG_DEVICE_NAME,
+    TAG_TORCH_VERSION,
+    TAG_CUDA_VERSION,
+    TAG_CPU_MODEL,
+    TAG_HOST,
+    TAG_NODE_ID,
+)
 ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
 #: The retrained best configuration of an HPO sweep.
 ROLE_BEST = "best"
 #: ``relgrad train``'s default configuration retrained beside it, on the same schedule: what the search gains.
 ROLE_DEFAULT = "default"
-KINDS: tuple[str, ...] = ("scaling", "hpo")
+#: The ``kind`` tag of a parent run: a scaling grid (``relgrad scaling``), a hyperparameter search
+#: (``relgrad tune``), or one training run (``relgrad train``); ``study.kinds`` ties each to its command.
+KIND_SCALING = "scaling"
+KIND_HPO = "hpo"
+KIND_TRAIN = "train"
+KINDS: tuple[str, ...] = (KIND_SCALING, KIND_HPO, KIND_TRAIN)
 #: The MLflow experiment sweeps log to unless ``--experiment`` names another.
 DEFAULT_EXPERIMENT = "relgrad"
 #: Grid coordinates every child run carries as tags as well as params (the runs table colours, groups
@@ -63,12 +86,7 @@ STR_PARAMS: tuple[str, ...] = ("method", "dataset", "device", "dtype")
 TAG_COLUMNS: tuple[str, ...] = (
     TAG_STATUS,
     TAG_STATUS_REASON,
-    "device_name",
-    "torch_version",
-    "cuda_version",
-    "cpu_model",
-    "host",
-    "node_id",
+    *ENVIRONMENT_TAGS,
     TAG_GIT_COMMIT,
     TAG_TRIAL_ID,
     TAG_STOPPED_REASON,
@@ -145,7 +163,26 @@ REPORT_TRIAL_METRICS: tuple[str, ...] = ("time_to_target_s", "target_ll")
 HISTORY_METRICS: tuple[str, ...] = ("val_ll", "train_ll", "train_data_nll", "train_time_s")
 
 #: Metric that every `ok` trial of a sweep of this kind must carry.
-REQUIRED_METRIC: dict[str, str] = {"scaling": "sec_per_iter", "hpo": "val_ll"}
+REQUIRED_METRIC: dict[str, str] = {KIND_SCALING: "sec_per_iter", KIND_HPO: "val_ll"}
+
+#: A timing whose spread IQR/median exceeds this counts as disturbed: ``relgrad_core.timing``'s
+#: ``RETIME_THRESHOLD`` (re-measured then), mirrored here torch-free for the report, which flags such
+#: points (tied by tests/test_schema.py).
+DISTURBED_SPREAD = 0.25
+
+
+# --------------------------------------------------------------------------------------------
+# How the analysis groups the loaded runs (column names are the tags and params above)
+# --------------------------------------------------------------------------------------------
+#: One curve: a method at one depth and batch size, in one sweep on one device (a cost model each).
+FIT_GROUP: tuple[str, ...] = (TAG_SWEEP, TAG_DEVICE_NAME, "method", "depth", "batch_size")
+#: The curves compared with each other (speedups, crossovers): FIT_GROUP without the method.
+CONFIG_GROUP: tuple[str, ...] = tuple(key for key in FIT_GROUP if key != "method")
+
+#: The report's default prediction D, which ``relgrad report --help`` states before pandas is loaded:
+#: the largest measured D times PREDICT_EXTEND_FACTOR, and the largest D of the paper's experiments.
+PREDICT_EXTEND_FACTOR = 4
+PAPER_MAX_DIM = 23_552
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,16 @@ import pandas as pd
 from analysis import learning_figures
 from analysis.builder import Builder
 from analysis.render import Section
-from analysis.schema import ROLE_BEST, ROLE_DEFAULT, STATUS_OK
+from analysis.schema import (
+    KIND_HPO,
+    ROLE_BEST,
+    ROLE_DEFAULT,
+    STATUS_OK,
+    TAG_KIND,
+    TAG_ROLE,
+    TAG_STATUS,
+    TAG_SWEEP,
+)
 
 #: The parameters an HPO sweep searches (``study.sweep.run_hpo``'s space), with how Optuna samples them.
 SEARCHED: dict[str, str] = {
@@ -34,8 +43,8 @@ MIN_TRIALS_FOR_IMPORTANCE = 4
 def search_trials(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """HPO trials with their searched parameters, the best val LL of their curve (else the last logged),
     and how many training steps they got (their budget; ASHA's stopped trials have fewer)."""
-    columns = ["sweep", "method", *SEARCHED, "dim", "dataset", "best_val_ll", "steps", "status", "run_id"]
-    trials = runs[runs["kind"] == "hpo"].copy()
+    columns = [TAG_SWEEP, "method", *SEARCHED, "dim", "dataset", "best_val_ll", "steps", TAG_STATUS, "run_id"]
+    trials = runs[runs[TAG_KIND] == KIND_HPO].copy()
     if trials.empty:
         return pd.DataFrame(columns=columns)
     trials["best_val_ll"] = trials["val_ll"]
@@ -53,7 +62,7 @@ def importances(trials: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     the ok trials with a finite best val LL; empty with fewer than :data:`MIN_TRIALS_FOR_IMPORTANCE`."""
     import optuna
 
-    ok = trials[(trials["status"] == STATUS_OK) & np.isfinite(trials["best_val_ll"].astype(float))]
+    ok = trials[(trials[TAG_STATUS] == STATUS_OK) & np.isfinite(trials["best_val_ll"].astype(float))]
     varied = [p for p in SEARCHED if p in ok and ok[p].nunique() > 1]
     if len(ok) < MIN_TRIALS_FOR_IMPORTANCE or not varied:
         return pd.DataFrame(columns=["parameter", "importance"])
@@ -104,19 +113,19 @@ def _reported(frame: pd.DataFrame, column: str) -> float:
 def outcome_table(trials: pd.DataFrame, retrained: pd.DataFrame) -> pd.DataFrame:
     """One row per HPO sweep: the best configuration, its retrained test LL, the default configuration's
     test LL on the same schedule, the Gaussian yardstick, and the gains (reported space, nats)."""
-    columns = ["sweep", "method", *SEARCHED, "trials", "best test LL", "default test LL", "Gaussian"]
+    columns = [TAG_SWEEP, "method", *SEARCHED, "trials", "best test LL", "default test LL", "Gaussian"]
     columns += ["gain over Gaussian", "gain over default"]
     rows = []
-    ok = trials[(trials["status"] == STATUS_OK) & trials["best_val_ll"].notna()]
-    for sweep, part in ok.groupby("sweep", sort=True):
+    ok = trials[(trials[TAG_STATUS] == STATUS_OK) & trials["best_val_ll"].notna()]
+    for sweep, part in ok.groupby(TAG_SWEEP, sort=True):
         top = part.loc[part["best_val_ll"].idxmax()]
-        mine = retrained[retrained["sweep"] == sweep] if len(retrained) else retrained
-        best = mine[mine["role"] == ROLE_BEST] if len(mine) else mine
-        default = mine[mine["role"] == ROLE_DEFAULT] if len(mine) else mine
+        mine = retrained[retrained[TAG_SWEEP] == sweep] if len(retrained) else retrained
+        best = mine[mine[TAG_ROLE] == ROLE_BEST] if len(mine) else mine
+        default = mine[mine[TAG_ROLE] == ROLE_DEFAULT] if len(mine) else mine
         best_ll, default_ll = _reported(best, "test_ll"), _reported(default, "test_ll")
         gaussian = _reported(best, "gaussian_test_ll")
         rows.append(
-            {"sweep": sweep, "method": top["method"]}
+            {TAG_SWEEP: sweep, "method": top["method"]}
             | {p: top[p] for p in SEARCHED}
             | {
                 "trials": len(part),
@@ -186,7 +195,7 @@ def search_section(
                     shown.paths[0],
                 )
             )
-    shown = outcome.set_index("sweep").T.reset_index().rename(columns={"index": "per sweep"})
+    shown = outcome.set_index(TAG_SWEEP).T.reset_index().rename(columns={"index": "per sweep"})
     shown.columns.name = None
     caption = "Best configuration, retrained, against the yardstick and the default (reported LLs, nats)"
     section.tables.append((caption, shown, "hpo_outcome"))
@@ -205,7 +214,7 @@ def _verdict(row: pd.Series) -> str:
     """One sentence: the retrained best's test LL against the Gaussian and the default (LLs to 0.01 nat,
     so that the differences read off them)."""
     best, default, gaussian = row["best test LL"], row["default test LL"], row["Gaussian"]
-    text = f"Sweep {row['sweep']}: {row['trials']} trials of {row['method']}; the best configuration"
+    text = f"Sweep {row[TAG_SWEEP]}: {row['trials']} trials of {row['method']}; the best configuration"
     if not np.isfinite(best):
         return text + " was not retrained, so it has no test LL."
     text += f" retrained reaches a test LL of {best:.2f}"

@@ -20,12 +20,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from analysis.loading import SweepInfo
-from analysis.schema import SPEEDUP_METRICS, VERDICT_METRICS, VERDICT_ORDER_TAGS
+from analysis.schema import SPEEDUP_METRICS, TAG_DEVICE_NAME, TAG_SWEEP, VERDICT_METRICS, VERDICT_ORDER_TAGS
 
 
 def _evidence(orders: pd.DataFrame, sweep: str) -> pd.DataFrame:
     """One row per method of ``sweep``: the device whose curve reached the largest D."""
-    rows = orders[orders["sweep"] == sweep]
+    rows = orders[orders[TAG_SWEEP] == sweep]
     if rows.empty:
         return rows
     rows = rows.sort_values("max_dim", ascending=False, na_position="last", kind="stable")
@@ -63,8 +63,8 @@ def verdict_metrics(
         return out
     for row in evidence.itertuples(index=False):
         curve = predictions[
-            (predictions["sweep"] == sweep)
-            & (predictions["device_name"] == row.device_name)
+            (predictions[TAG_SWEEP] == sweep)
+            & (predictions[TAG_DEVICE_NAME] == row.device_name)
             & (predictions["method"] == row.method)
             & (predictions["depth"] == row.depth)
             & (predictions["batch_size"] == row.batch_size)

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 import pandas as pd
 
 from analysis.render import sig3
-from analysis.schema import method_sort_key
+from analysis.schema import TAG_DEVICE_NAME, TAG_SWEEP, method_sort_key
 
 #: Columns that identify a curve besides D and method; those constant over a table go to its caption.
-CURVE_KEYS: tuple[str, ...] = ("sweep", "device_name", "dataset", "depth", "batch_size")
-_LABELS = {"batch_size": "batch", "dataset": "data", "device_name": "device"}
+CURVE_KEYS: tuple[str, ...] = (TAG_SWEEP, TAG_DEVICE_NAME, "dataset", "depth", "batch_size")
+_LABELS = {"batch_size": "batch", "dataset": "data", TAG_DEVICE_NAME: "device"}
 
 
 def describe(values: dict[str, object]) -> str:

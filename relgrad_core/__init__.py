@@ -39,7 +39,6 @@ from relgrad_core.training import Diverged, EpochRecord, History, evaluate_nll, 
 __all__ = [
     "BASES",
     "DATASETS",
-    "METHODS",
     "Dataset",
     "DenseFlow",
     "Diverged",
@@ -86,10 +85,3 @@ import relgrad_core.peers  # noqa: F401
 
 # last, so that a plugin module can import anything above from relgrad_core
 load_plugins()
-
-
-def __getattr__(name: str) -> object:
-    # METHODS, kept for compatibility, is the registry's live list: it includes methods registered later
-    if name == "METHODS":
-        return method_names()
-    raise AttributeError(f"module 'relgrad_core' has no attribute {name!r}")

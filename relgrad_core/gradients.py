@@ -66,12 +66,12 @@ def jacobian_direction(flow: Flow, x: torch.Tensor) -> torch.Tensor:
     z, log_slope = flow.transform(x)
     jacobians = vmap(jacfwd(g))(x)
     base_term = flow.base.log_prob(z).sum(dim=1)
-    (-(base_term + _per_matrix_logabsdet(jacobians)).mean()).backward()
+    (-(base_term + per_matrix_logabsdet(jacobians)).mean()).backward()
     # report the same data term as the other methods: base term plus the σ' part of log|det J|
     return -(base_term + log_slope).mean().detach()
 
 
-def _per_matrix_logabsdet(matrices: torch.Tensor) -> torch.Tensor:
+def per_matrix_logabsdet(matrices: torch.Tensor) -> torch.Tensor:
     """``log|det|`` of each matrix of a batch.
 
     On the CPU, torch 2.13 with several threads factorises *batches* of matrices above D ≈ 150 wrongly

@@ -167,11 +167,11 @@ def profiled_cpu_peak(fn: Callable[[], object]) -> int:
 
     with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    peak = _peak_from_event_tree(prof)
+    peak = peak_from_event_tree(prof)
     return peak if peak is not None else _peak_from_op_events(prof)
 
 
-def _peak_from_event_tree(prof) -> int | None:
+def peak_from_event_tree(prof: object) -> int | None:
     """The running allocation total's maximum from the experimental event tree; None when unavailable."""
     results = getattr(getattr(prof, "profiler", None), "kineto_results", None)
     tree = getattr(results, "experimental_event_tree", None)

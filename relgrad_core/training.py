@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,8 +18,11 @@ from relgrad_core.checks import check_positive_int, check_positive_number
 from relgrad_core.data.dataset import Dataset
 from relgrad_core.device import synchronize
 from relgrad_core.flow import Flow
-from relgrad_core.methods import check_method
+from relgrad_core.methods import MethodSpec, check_method
 from relgrad_core.optim import LayerAdam
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 OPTIMIZERS = ("adam", "adamw", "layer_adam", "sgd", "rmsprop")
 #: A loss or validation NLL above this many nats per sample and dimension is taken as divergence: no
@@ -171,7 +175,7 @@ def _splits(flow: Flow, data: object) -> tuple[torch.Tensor, torch.Tensor]:
     return flow.check_input(pair[0], "train split"), flow.check_input(pair[1], "val split")
 
 
-def _train_eval_rows(train: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+def train_eval_rows(train: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     """The training rows the exact train NLL is evaluated on: all of them when ``size`` covers the split,
     else a fixed random subset of ``size`` rows (its own generator: the batch order does not change)."""
     if size >= len(train):
@@ -250,113 +254,184 @@ def fit(
     """
     spec = check_method(flow, method)
     train, val = _splits(flow, data)
-    check_positive_number("learning rate", lr)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("epochs", epochs, allow_none=True)
-    check_positive_int("patience", patience, allow_none=True)
-    check_positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
-    check_positive_int("max_steps", max_steps, allow_none=True)
-    check_positive_int("eval_batch_size", eval_batch_size)
-    check_positive_int("train_eval_size", train_eval_size, allow_none=True)
-    check_positive_number("time_budget_s", time_budget_s, allow_none=True)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if epochs is None and patience is None and max_steps is None and time_budget_s is None:
-        raise ValueError(
-            "fit would never stop: epochs=None and patience=None with no max_steps or time_budget_s; "
-            "set one of them"
-        )
+    stopping = _Stopping(epochs, patience, max_steps, time_budget_s)
+    _check_fit_arguments(
+        lr, batch_size, stopping, steps_per_epoch, eval_batch_size, train_eval_size, optimizer
+    )
     flow.check_invertible()
-    train_eval = _train_eval_rows(train, train_eval_size or len(val), seed)
+    train_eval = train_eval_rows(train, train_eval_size or len(val), seed)
 
-    device = flow.device
-    absurd = ABSURD_NLL_PER_DIM * flow.dim
-    params = list(flow.parameters())
-    opt = make_optimizer(optimizer, params, lr)
-    generator = torch.Generator().manual_seed(seed)
-    history = History(method=method)
-    best_state = copy.deepcopy(flow.state_dict())
-    epochs_since_best = 0
-    step = 0
-    train_time = 0.0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm  # optional dependency, only for interactive runs
-
-        bar = tqdm(total=epochs, desc=f"{method} D={flow.dim}", unit="epoch")
-
-    def diverged(epoch: int, what: str) -> Diverged:
-        return _diverged(flow, best_state, history.best_epoch, step, epoch, method, what)
-
+    run = _Run(flow, method, make_optimizer(optimizer, list(flow.parameters()), lr))
+    history = run.history
+    batches = _batches(len(train), batch_size, torch.Generator().manual_seed(seed), steps_per_epoch)
+    bar = _progress_bar(epochs, f"{method} D={flow.dim}") if progress else None
     epoch_numbers = range(1, epochs + 1) if epochs is not None else itertools.count(1)
     try:
-        for epoch, batch_indices in zip(
-            epoch_numbers, _batches(len(train), batch_size, generator, steps_per_epoch), strict=False
-        ):
-            epoch_loss, epoch_steps = 0.0, 0
-            synchronize(device)
-            started = time.perf_counter()
-            for index in batch_indices:
-                loss_value = float(spec.apply(flow, train[index]))  # the step's one host sync
-                step += 1
-                # A non-finite gradient is not checked here (a pass over every gradient costs ~5% of a
-                # step): the optimizer spreads it into the weights, which the next loss or the epoch's
-                # weight check below catches, and the best weights are restored either way.
-                if not math.isfinite(loss_value) or abs(loss_value) > absurd:
-                    raise diverged(epoch, f"loss {loss_value:.4g}")
-                opt.step()
-                epoch_loss += loss_value
-                epoch_steps += 1
-                if max_steps is not None and step >= max_steps:
-                    break
-                if time_budget_s is not None and train_time + time.perf_counter() - started >= time_budget_s:
-                    break
-            synchronize(device)
-            elapsed = time.perf_counter() - started
-            train_time += elapsed
-            if not all(bool(torch.isfinite(p).all()) for p in params):
-                raise diverged(epoch, "weights (NaN or inf entries)")
-            val_nll = evaluate_nll(flow, val, eval_batch_size)
-            if not math.isfinite(val_nll) or abs(val_nll) > absurd:
-                raise diverged(epoch, f"validation NLL {val_nll:.4g}")
-            record = EpochRecord(
-                epoch=epoch,
-                step=step,
-                train_nll=_exact_nll(flow, train_eval, eval_batch_size),  # log-det cached: no extra O(D³)
-                val_nll=val_nll,
-                train_data_nll=epoch_loss / max(epoch_steps, 1),
-                sec_per_iter=elapsed / max(epoch_steps, 1),
-                train_time_s=train_time,
+        for epoch, batch_indices in zip(epoch_numbers, batches, strict=False):
+            loss_sum, steps, elapsed = run.train_epoch(
+                epoch, (train[i] for i in batch_indices), spec, stopping
             )
-            history.records.append(record)
-            if val_nll < history.best_val_nll:
-                history.best_val_nll, history.best_epoch = val_nll, epoch
-                best_state = copy.deepcopy(flow.state_dict())
-                epochs_since_best = 0
-            else:
-                epochs_since_best += 1
+            record = run.evaluate(epoch, val, train_eval, eval_batch_size, loss_sum, steps, elapsed)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(train_ll=f"{record.train_ll:.3f}", val_ll=f"{record.val_ll:.3f}")
             if callback is not None and callback(record):
                 history.stopped_reason = "callback"
                 break
-            if patience is not None and epochs_since_best >= patience:
-                history.stopped_reason = "patience"
-                break
-            if max_steps is not None and step >= max_steps:
-                history.stopped_reason = _cap_reason(history, patience, "max_steps")
-                break
-            if time_budget_s is not None and train_time >= time_budget_s:
-                history.stopped_reason = _cap_reason(history, patience, "time_budget")
+            if (reason := stopping.reason_after(run)) is not None:
+                history.stopped_reason = reason
                 break
         else:
             history.stopped_reason = _cap_reason(history, patience, "epochs")
     finally:
         if bar is not None:
             bar.close()
-    flow.load_state_dict(best_state)
+    flow.load_state_dict(run.best_state)
     return history
+
+
+def _check_fit_arguments(
+    lr: float,
+    batch_size: int,
+    stopping: _Stopping,
+    steps_per_epoch: int | None,
+    eval_batch_size: int,
+    train_eval_size: int | None,
+    optimizer: str,
+) -> None:
+    """Every number and name :func:`fit` takes, and that some rule stops it; raise naming the first bad
+    one."""
+    check_positive_number("learning rate", lr)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("epochs", stopping.epochs, allow_none=True)
+    check_positive_int("patience", stopping.patience, allow_none=True)
+    check_positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
+    check_positive_int("max_steps", stopping.max_steps, allow_none=True)
+    check_positive_int("eval_batch_size", eval_batch_size)
+    check_positive_int("train_eval_size", train_eval_size, allow_none=True)
+    check_positive_number("time_budget_s", stopping.time_budget_s, allow_none=True)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if all(
+        rule is None
+        for rule in (stopping.epochs, stopping.patience, stopping.max_steps, stopping.time_budget_s)
+    ):
+        raise ValueError(
+            "fit would never stop: epochs=None and patience=None with no max_steps or time_budget_s; "
+            "set one of them"
+        )
+
+
+def _progress_bar(epochs: int | None, desc: str) -> tqdm:
+    """A bar that counts epochs (of ``epochs``, when capped)."""
+    from tqdm.auto import tqdm  # optional dependency, only for interactive runs
+
+    return tqdm(total=epochs, desc=desc, unit="epoch")
+
+
+class _Run:
+    """What :func:`fit` carries from step to step: the step count, the training seconds, the best weights
+    so far (restored on divergence and at the end) and the epochs since they were found."""
+
+    def __init__(self, flow: Flow, method: str, optimizer: torch.optim.Optimizer) -> None:
+        self.flow, self.method, self.optimizer = flow, method, optimizer
+        self.history = History(method=method)
+        self.best_state = copy.deepcopy(flow.state_dict())
+        self.epochs_since_best = 0
+        self.step = 0
+        self.train_time = 0.0
+        self.absurd = ABSURD_NLL_PER_DIM * flow.dim
+
+    def diverged(self, epoch: int, what: str) -> Diverged:
+        return _diverged(
+            self.flow, self.best_state, self.history.best_epoch, self.step, epoch, self.method, what
+        )
+
+    def train_epoch(
+        self, epoch: int, batches: Iterator[torch.Tensor], spec: MethodSpec, stopping: _Stopping
+    ) -> tuple[float, int, float]:
+        """One epoch's steps: ``(sum of the losses, steps, seconds)``; a step or time cap ends it early."""
+        loss_sum, steps = 0.0, 0
+        synchronize(self.flow.device)
+        started = time.perf_counter()
+        for batch in batches:
+            loss_value = float(spec.apply(self.flow, batch))  # the step's one host sync
+            self.step += 1
+            # A non-finite gradient is not checked here (a pass over every gradient costs ~5% of a
+            # step): the optimizer spreads it into the weights, which the next loss or the epoch's
+            # weight check in evaluate catches, and the best weights are restored either way.
+            if not math.isfinite(loss_value) or abs(loss_value) > self.absurd:
+                raise self.diverged(epoch, f"loss {loss_value:.4g}")
+            self.optimizer.step()
+            loss_sum += loss_value
+            steps += 1
+            if stopping.caps_reached(self.step, self.train_time + time.perf_counter() - started):
+                break
+        synchronize(self.flow.device)
+        elapsed = time.perf_counter() - started
+        self.train_time += elapsed
+        return loss_sum, steps, elapsed
+
+    def evaluate(
+        self,
+        epoch: int,
+        val: torch.Tensor,
+        train_eval: torch.Tensor,
+        eval_batch_size: int,
+        loss_sum: float,
+        steps: int,
+        elapsed: float,
+    ) -> EpochRecord:
+        """The epoch's record (weights and validation NLL checked for divergence), kept in the history;
+        the best weights move to this epoch's when its validation NLL is the best so far."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.flow.parameters()):
+            raise self.diverged(epoch, "weights (NaN or inf entries)")
+        val_nll = evaluate_nll(self.flow, val, eval_batch_size)
+        if not math.isfinite(val_nll) or abs(val_nll) > self.absurd:
+            raise self.diverged(epoch, f"validation NLL {val_nll:.4g}")
+        record = EpochRecord(
+            epoch=epoch,
+            step=self.step,
+            train_nll=_exact_nll(self.flow, train_eval, eval_batch_size),  # log-det cached: no extra O(D³)
+            val_nll=val_nll,
+            train_data_nll=loss_sum / max(steps, 1),
+            sec_per_iter=elapsed / max(steps, 1),
+            train_time_s=self.train_time,
+        )
+        self.history.records.append(record)
+        if val_nll < self.history.best_val_nll:
+            self.history.best_val_nll, self.history.best_epoch = val_nll, epoch
+            self.best_state = copy.deepcopy(self.flow.state_dict())
+            self.epochs_since_best = 0
+        else:
+            self.epochs_since_best += 1
+        return record
+
+
+@dataclass(frozen=True)
+class _Stopping:
+    """:func:`fit`'s stopping rules (None: not used). The epoch cap is the loop's own length."""
+
+    epochs: int | None
+    patience: int | None
+    max_steps: int | None
+    time_budget_s: float | None
+
+    def caps_reached(self, step: int, train_time: float) -> bool:
+        """Whether the step or time budget is spent (checked after every step, and after each epoch)."""
+        return (self.max_steps is not None and step >= self.max_steps) or (
+            self.time_budget_s is not None and train_time >= self.time_budget_s
+        )
+
+    def reason_after(self, run: _Run) -> str | None:
+        """After an evaluation: why the run stops now (a :data:`STOP_REASONS` value), or None to go on."""
+        if self.patience is not None and run.epochs_since_best >= self.patience:
+            return "patience"
+        if self.max_steps is not None and run.step >= self.max_steps:
+            return _cap_reason(run.history, self.patience, "max_steps")
+        if self.time_budget_s is not None and run.train_time >= self.time_budget_s:
+            return _cap_reason(run.history, self.patience, "time_budget")
+        return None
 
 
 def _cap_reason(history: History, patience: int | None, cap: str) -> str:

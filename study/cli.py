@@ -19,22 +19,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from analysis.schema import DEFAULT_EXPERIMENT  # torch-free names only (analysis/__init__ is lazy)
+# torch-free names only (analysis/__init__ is lazy)
+from analysis.schema import DEFAULT_EXPERIMENT, PAPER_MAX_DIM, PREDICT_EXTEND_FACTOR, STATUS_OK
 from study import ray_runtime, signals  # ray_runtime before anything imports ray: Ray on loopback (light)
-from study.cli_config import (
-    DEFAULT_PRESET,
-    FLAGS,
-    RUNS,
-    SWEEPS,
-    build_config,
-    preflight_checks,
-    refuse_changes,
-)
+from study.cli_config import DEFAULT_PRESET, FLAGS, build_config, preflight_checks, refuse_changes
+from study.kinds import RUNS, SCALING, TRAIN, TUNE, SweepKind, by_command
 from study.parsing import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    PROG,
     ConfigError,
     check_sweep_name,
     parse_str_list,
@@ -57,7 +52,8 @@ class _Parser(argparse.ArgumentParser):
 # Argument parsing
 # --------------------------------------------------------------------------------------------
 PREDICT_HELP = (
-    "D at which to predict step time and speedups, e.g. 8192,23552 (default: largest D x4 and 23552)"
+    f"D at which to predict step time and speedups, e.g. 8192,{PAPER_MAX_DIM} "
+    f"(default: largest D x{PREDICT_EXTEND_FACTOR} and {PAPER_MAX_DIM})"
 )
 
 
@@ -79,10 +75,10 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
 
 
-def _config_flags(parser: argparse.ArgumentParser, command: str) -> None:
+def _config_flags(parser: argparse.ArgumentParser, kind: SweepKind) -> None:
     for flag in FLAGS:
-        if command in flag.paths:
-            parser.add_argument(flag.option, help=f"{flag.help} (= --set {flag.paths[command]}=...)".lstrip())
+        if kind in flag.paths:
+            parser.add_argument(flag.option, help=f"{flag.help} (= --set {flag.paths[kind]}=...)".lstrip())
     parser.add_argument(
         "--set",
         action="append",
@@ -92,24 +88,24 @@ def _config_flags(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="relgrad", description=__doc__)
+    parser = _Parser(prog=PROG, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     helps = {
-        "scaling": "seconds per step and learning curves against D",
-        "tune": "Optuna TPE + ASHA hyperparameter search",
-        "train": "one training run with a progress bar",
+        SCALING: "seconds per step and learning curves against D",
+        TUNE: "Optuna TPE + ASHA hyperparameter search",
+        TRAIN: "one training run with a progress bar",
     }
-    for command in RUNS:
-        run = sub.add_parser(command, help=helps[command])
+    for kind in RUNS:
+        run = sub.add_parser(kind.command, help=helps[kind])
         _store_flags(run)
         _run_flags(run)
-        if command in SWEEPS:
+        if kind.sweep:
             presets = f"one of {preset_names()} or a YAML file (default {DEFAULT_PRESET})"
             run.add_argument("--preset", help=presets)
             run.add_argument("--resume", action="store_true", help="continue the sweep --name")
             run.add_argument("--verbose", action="store_true", help="Ray Tune's own progress tables too")
-        _config_flags(run, command)
-    scaling = sub.choices["scaling"]
+        _config_flags(run, kind)
+    scaling = sub.choices[SCALING.command]
     scaling.add_argument("--report", action="store_true", help="build the report afterwards")
     scaling.add_argument("--report-dir", help="default reports/<name>")
     scaling.add_argument("--min-dim", type=int, help="report: secondary log-log slope over D >= this")
@@ -178,7 +174,7 @@ def ui_hint(uri: str, experiment: str, sweep: str) -> str:
     """The command that opens ``sweep``'s charts, as it must be typed (the store when not the default)."""
     from study.store import default_tracking_uri
 
-    words = ["relgrad", "ui", "--sweep", sweep]
+    words = [PROG, "ui", "--sweep", sweep]
     if uri != default_tracking_uri():
         words += ["--tracking-uri", uri]
     if experiment != DEFAULT_EXPERIMENT:
@@ -189,26 +185,24 @@ def ui_hint(uri: str, experiment: str, sweep: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Sweeps: scaling and tune share one skeleton
 # --------------------------------------------------------------------------------------------
-def _sweep_config(command: str, args: argparse.Namespace, storage: str) -> tuple[Any, str]:
+def _sweep_config(kind: SweepKind, args: argparse.Namespace, storage: str) -> tuple[Any, str]:
     """(config, experiment): built from the flags, or the saved config of the sweep to resume."""
     if not args.resume:
-        return build_config(command, args), args.experiment
-    from study.config import HpoConfig, ScalingConfig, from_dict
-    from study.sweep import load_saved_config
+        return build_config(kind, args), args.experiment
+    from study.config import config_class, from_dict
+    from study.sweep import load_saved_sweep
 
     if not args.name:
         raise ConfigError("--resume needs the --name of the sweep to continue")
-    refuse_changes(command, args)
-    saved = load_saved_config(storage, check_sweep_name(args.name))
-    kind, cls = ("scaling", ScalingConfig) if command == "scaling" else ("hpo", HpoConfig)
-    if saved.get("kind") != kind:
-        raise ConfigError(f"--resume: sweep {args.name!r} is a {saved.get('kind')!r} sweep, not {kind}")
-    experiment = saved.get("experiment", DEFAULT_EXPERIMENT)
-    if args.experiment not in (DEFAULT_EXPERIMENT, experiment):
+    refuse_changes(kind, args)
+    saved = load_saved_sweep(storage, check_sweep_name(args.name))
+    if saved.kind != kind.kind:
+        raise ConfigError(f"--resume: sweep {args.name!r} is a {saved.kind!r} sweep, not {kind.kind}")
+    if args.experiment not in (DEFAULT_EXPERIMENT, saved.experiment):
         raise ConfigError(
-            f"--resume: sweep {args.name!r} is in experiment {experiment!r}, not {args.experiment!r}"
+            f"--resume: sweep {args.name!r} is in experiment {saved.experiment!r}, not {args.experiment!r}"
         )
-    return from_dict(cls, saved.get("config")), experiment
+    return from_dict(config_class(kind), saved.config), saved.experiment
 
 
 def _optuna_hint(name: str, storage: str) -> str:
@@ -218,37 +212,65 @@ def _optuna_hint(name: str, storage: str) -> str:
     return f"Optuna study {name!r}: optuna-dashboard {storage}"
 
 
+def _sweep_name(kind: SweepKind, args: argparse.Namespace, cfg: Any) -> str:
+    """``--name``, else the preset (scaling) or the data and method (tune) with a timestamp."""
+    if args.name:
+        return str(args.name)
+    if kind is SCALING:
+        return _default_name(Path(args.preset or DEFAULT_PRESET).stem)
+    return _default_name(f"tune-{cfg.data.dataset}-{cfg.space.method}")
+
+
+def _print_grid(kind: SweepKind, args: argparse.Namespace, cfg: Any) -> None:
+    """The grid as it will run, before anything starts (a new scaling sweep)."""
+    from study.cli_config import overrides_of
+    from study.preflight import grid_text
+
+    pairs = [(o.path, o.value) for o in overrides_of(kind, args)]
+    print(grid_text(cfg, args.preset or DEFAULT_PRESET, pairs))
+
+
+def _print_summary(kind: SweepKind, summary: Any, uri: str, storage: str) -> None:
+    """Status counts, the retrained results of a search, and where the runs and results are."""
+    from study.sweep import optuna_storage_uri
+
+    for line in summary.lines():
+        print(line)
+    if kind is TUNE and summary.best is not None:
+        from study.results import tune_result_lines
+
+        print("\n".join(tune_result_lines(summary.best)))
+    print(f"MLflow store: {uri}  (experiment {summary.experiment!r}, parent run {summary.parent_run_id})")
+    if kind is TUNE:
+        print(_optuna_hint(summary.sweep, optuna_storage_uri(uri)))
+    else:
+        print(f"Tune results: {storage.rstrip('/')}/{summary.sweep}")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from study import viewing
 
-    command = args.command
+    kind = by_command(args.command)
     report_options = None
-    if command == "scaling" and args.report:  # a bad report flag ends the run now, not after the sweep
+    if kind is SCALING and args.report:  # a bad report flag ends the run now, not after the sweep
         report_options = viewing.report_options(args.min_dim, args.predict_dims)
     if args.name:
         check_sweep_name(args.name)
     storage = _storage_path(args)
-    cfg, experiment = _sweep_config(command, args, storage)
-    if command == "scaling":
-        name = args.name or _default_name(Path(args.preset or DEFAULT_PRESET).stem)
-    else:
-        name = args.name or _default_name(f"tune-{cfg.data.dataset}-{cfg.space.method}")
-    preflight_checks(command, cfg, args)
-    if command == "scaling" and not args.resume:  # the grid as it will run, before anything starts
-        from study.cli_config import overrides_of
-        from study.preflight import grid_text
-
-        pairs = [(o.path, o.value) for o in overrides_of(command, args)]
-        print(grid_text(cfg, args.preset or DEFAULT_PRESET, pairs))
+    cfg, experiment = _sweep_config(kind, args, storage)
+    name = _sweep_name(kind, args, cfg)
+    preflight_checks(kind, cfg, args)
+    if kind is SCALING and not args.resume:
+        _print_grid(kind, args, cfg)
     uri = _tracking_uri(args)
     _quiet_store_setup()
     _start_ray(args, cfg.train, cfg.resources.gpus_per_trial)
-    from study import sweep
     from study.finalise import resume_command
+    from study.sweep import run_sweep
 
-    run = sweep.run_scaling if command == "scaling" else sweep.run_hpo
     try:
-        summary = run(
+        summary = run_sweep(
+            kind,
             cfg,
             sweep=name,
             tracking_uri=uri,
@@ -259,22 +281,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         hint = resume_command(
-            command, name, tracking_uri=uri, storage_path=storage, experiment=experiment, address=args.address
+            kind, name, tracking_uri=uri, storage_path=storage, experiment=experiment, address=args.address
         )
         print(f"relgrad: sweep {name} interrupted; continue it with: {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     summary = dataclasses.replace(summary, experiment=experiment, address=args.address)
-    for line in summary.lines():
-        print(line)
-    if command == "tune" and summary.best is not None:
-        from study.results import tune_result_lines
-
-        print("\n".join(tune_result_lines(summary.best)))
-    print(f"MLflow store: {uri}  (experiment {experiment!r}, parent run {summary.parent_run_id})")
-    if command == "tune":
-        print(_optuna_hint(name, sweep.optuna_storage_uri(uri)))
-    else:
-        print(f"Tune results: {storage.rstrip('/')}/{name}")
+    _print_summary(kind, summary, uri, storage)
     code = int(summary.exit_code)  # 0 all ended ok/diverged/skipped, 1 some failed, 130 cut short
     if code == EXIT_INTERRUPTED:
         return code
@@ -292,9 +304,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.name:
         check_sweep_name(args.name)
-    cfg: SingleRun = build_config("train", args)
+    cfg: SingleRun = build_config(TRAIN, args)
     name = args.name or _default_name(f"train-{cfg.data.dataset}-{cfg.method}")
-    point = cfg.point() | {"dim": preflight_checks("train", cfg, args).dim}  # a data set's own dimension
+    point = cfg.point() | {"dim": preflight_checks(TRAIN, cfg, args).dim}  # a data set's own dimension
     uri = _tracking_uri(args)
     _quiet_store_setup()
     if args.address:  # run it on the cluster (where the GPUs are), no progress bar
@@ -307,8 +319,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     params = flatten({"data": to_dict(cfg.data), "train": to_dict(cfg.train)}) | {
         k: str(v) for k, v in point.items()
     }
-    tctx = prepare_tracking(uri, args.experiment, name, "train", params, resume=False)
-    ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": "train"})
+    tctx = prepare_tracking(uri, args.experiment, name, TRAIN.kind, params, resume=False)
+    ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": TRAIN.kind})
     ok, closed_as = False, None
     try:
         if args.address:
@@ -316,10 +328,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             gpus = 1 if cfg.train.device.startswith("cuda") else 0
             task = ray.remote(run_in_worker).options(num_gpus=gpus)
-            outcome = ray.get(task.remote(point, ctx, "train"))
+            outcome = ray.get(task.remote(point, ctx, TRAIN.command))
         else:
-            outcome = run_logged(point, ctx, "train", progress=True)
-        ok = outcome.status == "ok"
+            outcome = run_logged(point, ctx, TRAIN.command, progress=True)
+        ok = outcome.status == STATUS_OK
         if ok:  # the parent's curves, as a sweep's: one point at this D
             ParentCurves(uri, tctx.parent_run_id, CurveAxes()).log(point, outcome.metrics)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run has recorded itself interrupted
@@ -359,9 +371,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "scaling": cmd_sweep,
-    "tune": cmd_sweep,
-    "train": cmd_train,
+    **{kind.command: cmd_sweep for kind in RUNS if kind.sweep},
+    TRAIN.command: cmd_train,
     "ui": cmd_ui,
     "report": cmd_report,
 }

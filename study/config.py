@@ -32,6 +32,7 @@ from study.fields import (
     OptimizerName,
     Positive,
 )
+from study.kinds import SCALING, SWEEPS, TRAIN, TUNE, SweepKind
 from study.names import registry_names_deferred
 from study.parsing import (
     MAX_LIST_ITEMS,
@@ -169,7 +170,8 @@ class TrainConfig(Section):
 class ScalingConfig(Section):
     """A grid over method × dim × depth × batch size × learning rate."""
 
-    where: ClassVar[str] = "scaling"
+    kind: ClassVar[SweepKind] = SCALING
+    where: ClassVar[str] = SCALING.command
     methods: _nonempty(MethodName) = Field(default_factory=lambda: ["relative", "ordinary"])
     dims: _nonempty(Dim) = Field(default_factory=lambda: [32, 64, 128])
     depths: _nonempty(Count) = Field(default_factory=lambda: [2])
@@ -289,7 +291,10 @@ class TuneSpace(Section):
 
 
 class HpoConfig(Section):
-    where: ClassVar[str] = "tune"
+    """An Optuna search of one method's hyperparameters, its data and its trials' schedule."""
+
+    kind: ClassVar[SweepKind] = TUNE
+    where: ClassVar[str] = TUNE.command
     space: TuneSpace = Field(default_factory=TuneSpace)
     data: DataConfig = Field(default_factory=lambda: DataConfig(dataset="digits"))
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -312,6 +317,7 @@ class HpoConfig(Section):
 class SingleRun(Section):
     """One training run (``relgrad train``): one point of a grid, its data and its schedule."""
 
+    kind: ClassVar[SweepKind] = TRAIN
     where: ClassVar[str] = "run"
     method: MethodName = "relative"
     dim: Dim = 64  # of teacher/noise data; a named data set or a file brings its own
@@ -333,10 +339,20 @@ class SingleRun(Section):
         return {k: getattr(self, k) for k in keys}
 
 
+def config_class(kind: SweepKind) -> type[ScalingConfig | HpoConfig | SingleRun]:
+    """The config class of ``kind``'s runs (each class names its kind)."""
+    return next(cls for cls in (ScalingConfig, HpoConfig, SingleRun) if cls.kind is kind)
+
+
 class Preset(BaseModel):
+    """A preset file: a section per sweep kind, named by its command."""
+
     name: str
     scaling: ScalingConfig
     tune: HpoConfig
+
+    def section(self, kind: SweepKind) -> ScalingConfig | HpoConfig:
+        return getattr(self, kind.command)
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,16 +414,16 @@ def load_preset(name_or_path: str) -> Preset:
         raw = {}
     if not isinstance(raw, dict):
         raise _preset_error(name, f"expected a mapping at the top level, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - {"scaling", "tune"})
+    sections = [kind.command for kind in SWEEPS]
+    unknown = sorted(set(raw) - set(sections))
     if unknown:
-        raise _preset_error(name, f"unknown sections {unknown}; known: scaling, tune")
-    for section in ("scaling", "tune"):
+        raise _preset_error(name, f"unknown sections {unknown}; known: {', '.join(sections)}")
+    for section in sections:
         if section in raw and not isinstance(raw[section], dict):
             got = "null" if raw[section] is None else type(raw[section]).__name__
             raise _preset_error(name, f"section {section!r} must be a mapping, got {got}")
-    scaling = from_dict(ScalingConfig, raw.get("scaling", {}))
-    tune = from_dict(HpoConfig, raw.get("tune", {}))
-    return Preset(name=name, scaling=scaling, tune=tune)
+    built = {kind.command: from_dict(config_class(kind), raw.get(kind.command, {})) for kind in SWEEPS}
+    return Preset(name=name, **built)
 
 
 def to_dict(config: BaseModel) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from analysis.schema import STATUS_DIVERGED, STATUS_RUNNING
+from analysis.schema import STATUS_DIVERGED, STATUS_RUNNING, TAG_STATUS
 from study.trial import run_name
 
 #: Seconds between two updates of the live status line.
@@ -47,7 +47,7 @@ def step_time(seconds: float) -> str:
 
 def outcome(result: Mapping[str, Any]) -> str:
     """What one trial's last report says: ``ok 0.51 s/step`` (+ ``val LL`` in HPO sweeps)."""
-    status = result.get("status")
+    status = result.get(TAG_STATUS)
     word = {STATUS_RUNNING: "stopped early", None: "ended"}.get(status, str(status))
     parts = [word]
     seconds = result.get("sec_per_iter_min")

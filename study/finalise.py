@@ -20,17 +20,15 @@ from ray.tune import Callback, Stopper
 
 from analysis.schema import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, TAG_STATUS, TAG_STATUS_REASON
 from study import tracking
-from study.parsing import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from study.kinds import SweepKind
+from study.parsing import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, error_line
 from study.trial import SweepContext, run_name, trial_params
 
 logger = logging.getLogger(__name__)
 
-#: The ``relgrad`` subcommand of each sweep kind (for the resume hint).
-COMMAND = {"scaling": "scaling", "hpo": "tune"}
-
 
 def resume_command(
-    kind: str,
+    kind: SweepKind,
     sweep: str,
     *,
     tracking_uri: str,
@@ -46,7 +44,7 @@ def resume_command(
     ``MLFLOW_TRACKING_URI`` is written out: the variable may be gone by then), a non-default experiment,
     and the Ray cluster the sweep ran on.
     """
-    words = ["relgrad", COMMAND.get(kind, kind), "--resume", "--name", sweep]
+    words = [PROG, kind.command, "--resume", "--name", sweep]
     if tracking_uri != tracking.default_tracking_uri():
         words += ["--tracking-uri", tracking_uri]
     if storage_path.rstrip("/") != tracking.default_storage_path():
@@ -67,7 +65,7 @@ class SweepSummary:
     """
 
     sweep: str
-    kind: str
+    kind: SweepKind
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
@@ -112,9 +110,8 @@ class SweepSummary:
         elif self.statuses.get(STATUS_FAILED, 0):
             failed = f"{self.statuses[STATUS_FAILED]} trial(s) failed (reasons in their status_reason tag)"
             # A grid sweep re-runs failed trials on resume; Optuna has already recorded them as failed.
-            out.append(
-                f"{failed}; re-run them with: {self.resume_command}" if self.kind == "scaling" else failed
-            )
+            rerun = self.kind.reruns_failed
+            out.append(f"{failed}; re-run them with: {self.resume_command}" if rerun else failed)
         return out
 
 
@@ -201,8 +198,7 @@ def trial_error(trial: Any) -> str:
     if isinstance(cause, BaseException):  # a RayTaskError: the trial's own exception inside
         error = cause
     if isinstance(error, BaseException):
-        lines = str(error).strip().splitlines()
-        return f"{type(error).__name__}: {lines[0]}"[:2000] if lines else type(error).__name__
+        return error_line(error)[:2000]
     lines = [line.strip() for line in _error_text(trial).splitlines() if line.strip()]
     return lines[-1][:2000] if lines else "the trial's worker failed (Tune recorded no error)"
 

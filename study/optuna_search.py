@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
-from analysis.schema import STATUS_RUNNING
+from analysis.schema import STATUS_RUNNING, TAG_STATUS
 
 
 class PruningOptunaSearch(OptunaSearch):
@@ -48,7 +48,7 @@ class PruningOptunaSearch(OptunaSearch):
         stopped = (
             not error
             and result is not None
-            and result.get("status") == STATUS_RUNNING
+            and result.get(TAG_STATUS) == STATUS_RUNNING
             and trial_id in self._ot_trials
             and trial_id not in self._completed_trials
             and not isinstance(self._metric, list)

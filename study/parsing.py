@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+#: The command's name, as the user types it (hints quote whole commands).
+PROG = "relgrad"
 #: Exit codes of the ``relgrad`` command: every trial ended (ok, diverged or skipped), some trial failed,
 #: a usage or config error (one line, before any work), interrupted (resumable).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -52,6 +54,19 @@ class ConfigError(ValueError):
         self.unknown_keys = unknown_keys
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message (its type's name when it has none): what a
+    one-line error quotes of a failure it reports."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def error_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception (its type alone when it has no message)."""
+    line = first_line(exc)
+    return type(exc).__name__ if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"
+
+
 # --------------------------------------------------------------------------------------------
 # Sweep names
 # --------------------------------------------------------------------------------------------
@@ -73,17 +88,22 @@ def check_sweep_name(name: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Lists and ranges
 # --------------------------------------------------------------------------------------------
+def _at(what: str) -> str:
+    """The prefix naming where a bad value came from (``--dims: ``), when the caller says."""
+    return f"{what}: " if what else ""
+
+
 _RANGE = re.compile(r"^\s*([^:]+):([^:]+)(?::(x?)([^:]+))?\s*$")
 
 
-def parse_int_list(text: str, what: str = "value") -> list[int]:
+def parse_int_list(text: str, what: str = "") -> list[int]:
     """Parse ``"64,128"`` or a range ``"64:1024:x2"`` (geometric) / ``"32:128:32"`` (arithmetic).
 
     Ranges include both ends when the step lands on the upper end; ``"a:b"`` steps by one. A range is
     sized before it is expanded: more than :data:`MAX_LIST_ITEMS` values is an error.
     """
     values: list[int] = []
-    for part in _parts(text):
+    for part in parse_str_list(text):
         match = _RANGE.match(part)
         if match is None:
             values.append(_to_int(part, what))
@@ -91,16 +111,16 @@ def parse_int_list(text: str, what: str = "value") -> list[int]:
         start, stop = _to_int(match.group(1), what), _to_int(match.group(2), what)
         geometric, step = match.group(3) == "x", _to_float(match.group(4) or "1", what)
         if stop < start:
-            raise ConfigError(f"{what}: range {part!r} ends before it starts")
+            raise ConfigError(f"{_at(what)}range {part!r} ends before it starts")
         if geometric:
             if step <= 1.0:
-                raise ConfigError(f"{what}: geometric range {part!r} needs a factor > 1")
+                raise ConfigError(f"{_at(what)}geometric range {part!r} needs a factor > 1")
             if start <= 0:
-                raise ConfigError(f"{what}: geometric range {part!r} must start above 0")
+                raise ConfigError(f"{_at(what)}geometric range {part!r} must start above 0")
             count = math.floor(math.log((stop + 0.5) / start) / math.log(step)) + 1
         else:
             if step <= 0 or step != int(step):
-                raise ConfigError(f"{what}: range {part!r} needs a positive integer step")
+                raise ConfigError(f"{_at(what)}range {part!r} needs a positive integer step")
             count = (stop - start) // int(step) + 1
         _check_size(len(values) + count, part, what)
         current = float(start)
@@ -109,26 +129,26 @@ def parse_int_list(text: str, what: str = "value") -> list[int]:
                 values.append(round(current))
             current = current * step if geometric else current + step
     if not values:
-        raise ConfigError(f"{what}: empty list {text!r}")
+        raise ConfigError(f"{_at(what)}empty list {text!r}")
     return values
 
 
-def parse_float_list(text: str, what: str = "value") -> list[float]:
+def parse_float_list(text: str, what: str = "") -> list[float]:
     """Parse ``"1e-3,3e-3"`` or a log range ``"1e-4:1e-2:x10"`` (values rounded to 6 digits)."""
     values: list[float] = []
-    for part in _parts(text):
+    for part in parse_str_list(text):
         match = _RANGE.match(part)
         if match is None:
             values.append(_to_float(part, what))
             continue
         start, stop = _to_float(match.group(1), what), _to_float(match.group(2), what)
         if match.group(3) != "x" or start <= 0:
-            raise ConfigError(f"{what}: float ranges must be geometric from > 0, e.g. 1e-4:1e-2:x10")
+            raise ConfigError(f"{_at(what)}float ranges must be geometric from > 0, e.g. 1e-4:1e-2:x10")
         factor = _to_float(match.group(4), what)
         if factor <= 1.0:
-            raise ConfigError(f"{what}: geometric range {part!r} needs a factor > 1")
+            raise ConfigError(f"{_at(what)}geometric range {part!r} needs a factor > 1")
         if stop < start:
-            raise ConfigError(f"{what}: range {part!r} ends before it starts")
+            raise ConfigError(f"{_at(what)}range {part!r} ends before it starts")
         count = math.floor((math.log(stop) - math.log(start)) / math.log(factor)) + 1
         _check_size(len(values) + count, part, what)
         current = start
@@ -136,37 +156,34 @@ def parse_float_list(text: str, what: str = "value") -> list[float]:
             values.append(float(f"{current:.6g}"))
             current *= factor
     if not values:
-        raise ConfigError(f"{what}: empty list {text!r}")
+        raise ConfigError(f"{_at(what)}empty list {text!r}")
     return values
 
 
 def parse_str_list(text: str) -> list[str]:
-    return [part.strip() for part in str(text).split(",") if part.strip()]
-
-
-def _parts(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (blank items dropped)."""
     return [part.strip() for part in str(text).split(",") if part.strip()]
 
 
 def _check_size(count: int, part: str, what: str) -> None:
     if count > MAX_LIST_ITEMS:
-        raise ConfigError(f"{what}: {part!r} gives {count} values; at most {MAX_LIST_ITEMS} per list")
+        raise ConfigError(f"{_at(what)}{part!r} gives {count} values; at most {MAX_LIST_ITEMS} per list")
 
 
 def _to_float(text: str, what: str) -> float:
     try:
         number = float(text)
     except ValueError:
-        raise ConfigError(f"{what}: {text.strip()!r} is not a number") from None
+        raise ConfigError(f"{_at(what)}{text.strip()!r} is not a number") from None
     if not math.isfinite(number):
-        raise ConfigError(f"{what}: {text.strip()!r} is not a finite number")
+        raise ConfigError(f"{_at(what)}{text.strip()!r} is not a finite number")
     return number
 
 
 def _to_int(text: str, what: str) -> int:
     number = _to_float(text, what)
     if number != int(number):
-        raise ConfigError(f"{what}: {text.strip()!r} is not an integer")
+        raise ConfigError(f"{_at(what)}{text.strip()!r} is not an integer")
     return int(number)
 
 
@@ -176,12 +193,12 @@ def _to_int(text: str, what: str) -> int:
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z0-9_]\w*)*$")
 
 
-def parse_yaml_value(text: str, what: str) -> Any:
+def parse_yaml_value(text: str, what: str = "") -> Any:
     """A command-line value read as YAML (``3`` -> 3, ``null`` -> None, ``[8, 16]`` -> a list)."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
-        raise ConfigError(f"{what}: {text!r} is not a valid YAML value") from None
+        raise ConfigError(f"{_at(what)}{text!r} is not a valid YAML value") from None
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

@@ -1,6 +1,8 @@
-"""Checks a run must pass before Ray or MLflow are touched: its device, its memory, its data file.
+"""Checks a run must pass before its trials start: its device, its resources, its memory, its data.
 
-Each failure is a :class:`~study.config.ConfigError` with one line that says what to change.
+Each failure is a :class:`~study.config.ConfigError` with one line that says what to change. Most run
+before Ray or MLflow are touched; what only a running Ray can answer (a cluster's CPUs, GPUs and device)
+is checked here too, once Ray is up, before any trial.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from study.config import SYNTHETIC_DATASETS, ConfigError, DataConfig, TrainConfig, load_preset
-from study.parsing import check_sweep_name
+from study.kinds import SCALING, SweepKind
+from study.parsing import check_sweep_name, first_line
 
 #: A trial whose estimated peak memory exceeds this fraction of its device's memory is refused.
 MEMORY_FRACTION = 0.8
@@ -49,23 +52,40 @@ def check_device(device: str, where: str) -> None:
         raise ConfigError(f"{where}={device!r} but MPS is not available on this machine")
 
 
+def check_trial_resources(
+    cpus_per_trial: float, gpus_per_trial: float, *, cpus: float, gpus: float, machine: str, ray: str
+) -> None:
+    """A trial asking for more GPUs than ``machine`` has, or more CPUs than ``ray`` has, would wait forever:
+    say so before it is scheduled."""
+    if gpus_per_trial > gpus:
+        have = f"{gpus:g} GPU(s)" if gpus else "no GPU"
+        raise ConfigError(
+            f"resources.gpus_per_trial={gpus_per_trial:g} but {machine} has {have}; use "
+            "--gpus-per-trial 0 or connect to a GPU cluster with --address"
+        )
+    if cpus_per_trial > cpus:
+        raise ConfigError(f"resources.cpus_per_trial={cpus_per_trial:g} exceeds the {cpus:g} CPUs of {ray}")
+
+
 def check_local_resources(cpus_per_trial: float, gpus_per_trial: float, num_cpus: int | None) -> None:
-    """An embedded Ray has this machine's CPUs (or ``--num-cpus``) and GPUs: a trial asking for more would
-    wait forever, so say so before Ray starts."""
+    """An embedded Ray has this machine's CPUs (or ``--num-cpus``) and GPUs: checked before Ray starts."""
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus_per_trial > gpus:
-        have = f"{gpus} GPU(s)" if gpus else "no GPU"
-        raise ConfigError(
-            f"resources.gpus_per_trial={gpus_per_trial:g} but this machine has {have}; use "
-            "--gpus-per-trial 0 or connect to a GPU cluster with --address"
-        )
     cpus = num_cpus or os.cpu_count() or 1
-    if cpus_per_trial > cpus:
-        raise ConfigError(
-            f"resources.cpus_per_trial={cpus_per_trial:g} exceeds the {cpus} CPUs of embedded Ray"
-        )
+    check_trial_resources(
+        cpus_per_trial, gpus_per_trial, cpus=cpus, gpus=gpus, machine="this machine", ray="embedded Ray"
+    )
+
+
+def check_ray_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """What the running Ray (embedded or a cluster) has: checked once it is up, before any trial."""
+    import ray
+
+    available = ray.cluster_resources()
+    cpus, gpus = float(available.get("CPU", 0.0)), float(available.get("GPU", 0.0))
+    place = "the Ray cluster"
+    check_trial_resources(cpus_per_trial, gpus_per_trial, cpus=cpus, gpus=gpus, machine=place, ray=place)
 
 
 def check_cluster_device(device: str, gpus_per_trial: float) -> None:
@@ -81,6 +101,39 @@ def check_cluster_device(device: str, gpus_per_trial: float) -> None:
             f"train.device={device!r} on a cluster needs resources.gpus_per_trial > 0, so that each trial "
             "is placed on a node with a GPU"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Where the sweep's results go
+# --------------------------------------------------------------------------------------------
+def check_storage(storage_path: str, sweep: str, resume: bool) -> str:
+    """Tune's storage: a local folder (made absolute) or a URI (s3://, gs://, a shared FS).
+
+    The sweep's results folder must lie directly under it: a name that would escape it (``../x``,
+    ``/abs``) is refused before anything is written.
+    """
+    from pyarrow import fs
+    from ray.tune import Tuner
+
+    from study.store import storage_fs
+
+    check_sweep_name(sweep)
+    if "://" not in storage_path:
+        root = Path(storage_path).expanduser().resolve()
+        if (root / sweep).resolve().parent != root:
+            raise ConfigError(f"sweep name {sweep!r} would put its results outside {root}")
+        storage_path = str(root)
+    experiment_dir = f"{storage_path.rstrip('/')}/{sweep}"
+    if resume and not Tuner.can_restore(experiment_dir):
+        raise ConfigError(f"--resume: no restorable Tune experiment at {experiment_dir}")
+    filesystem, path = storage_fs(experiment_dir)
+    if not resume and filesystem.get_file_info(path).type != fs.FileType.NotFound:
+        raise ConfigError(
+            f"Tune results for sweep {sweep!r} already exist at {experiment_dir}; pass --resume or "
+            "choose another --name"
+        )
+    filesystem.create_dir(storage_fs(storage_path)[1], recursive=True)
+    return storage_path
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,11 +227,6 @@ def _shape(data: Any, path: str | None = None) -> DataShape:
     return DataShape(int(data.dim), rows, path)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def read_data_file(path: str, *, seed: int, standardize: bool) -> DataShape:
     """Load a ``.npy``/``.npz``/``.csv`` file once on the driver: its problems end here, in one line."""
     absolute = Path(path).expanduser().resolve()
@@ -197,7 +245,7 @@ def _read(absolute: str, version: tuple[int, int] | None, seed: int, standardize
     try:
         return _shape(load_data_file(absolute, seed=seed, standardize=standardize), absolute)
     except (ValueError, TypeError, OSError) as exc:
-        raise ConfigError(_first_line(exc)) from None
+        raise ConfigError(first_line(exc)) from None
 
 
 def named_dataset(data: DataConfig, seed: int, where: str) -> DataShape:
@@ -209,11 +257,19 @@ def named_dataset(data: DataConfig, seed: int, where: str) -> DataShape:
     try:
         return _shape(load_dataset(data.dataset, root=data.root, seed=seed))
     except (OSError, ValueError, TypeError, ImportError) as exc:
-        raise ConfigError(f"{where} {data.dataset!r}: {_first_line(exc)}") from None
+        raise ConfigError(f"{where} {data.dataset!r}: {first_line(exc)}") from None
 
 
-def named_dataset_dim(data: DataConfig, seed: int, where: str) -> int:
-    return named_dataset(data, seed, where).dim
+def data_dim(data: DataConfig, seed: int, where: str) -> int:
+    """The dimension of the data an HPO sweep trains on: generated data's ``dim`` (its config requires it),
+    a data file's or a named set's (read once, here on the driver: a problem is one line)."""
+    if data.file is not None:
+        return read_data_file(data.file, seed=seed, standardize=data.standardize).dim
+    if data.dataset in SYNTHETIC_DATASETS:
+        if data.dim is None:
+            raise ConfigError(f"{where}.data.dim: required for the synthetic {data.dataset!r} data")
+        return int(data.dim)
+    return named_dataset(data, seed, f"{where}.data.dataset").dim
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,11 +281,11 @@ def _dims_text(dims: list[int]) -> str:
     return f"{dims[0]}…{dims[-1]} ({len(dims)} D)"
 
 
-def user_grid(command: str, overrides: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+def user_grid(kind: SweepKind, overrides: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """A scaling grid means what the user typed: dims given on the command line (``--dims``,
     ``--set dims=``) set the preset's per-method ``max_dim`` caps aside; caps the user sets too
     (``--set max_dim.M=D``) apply."""
-    if command == "scaling" and any(path == "dims" for path, _ in overrides):
+    if kind is SCALING and any(path == "dims" for path, _ in overrides):
         return [("max_dim", {}), *overrides]
     return overrides
 

@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 
-from study.parsing import ConfigError
+from study.parsing import ConfigError, first_line
 
 LOOPBACK = "127.0.0.1"
 #: Ray's switch for "this machine may be part of a multi-host cluster" (read when ray is imported).
@@ -76,8 +76,7 @@ def start_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int
         _STARTED.append(True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "local"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot start or reach Ray at {where!r}: {first}") from None
+        raise ConfigError(f"cannot start or reach Ray at {where!r}: {first_line(exc)}") from None
 
 
 def stop_started_ray() -> None:

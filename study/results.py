@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from analysis.schema import STATUS_OK, TAG_GAUSSIAN_ABSENT
+from analysis.schema import ROLE_DEFAULT, STATUS_OK, TAG_GAUSSIAN_ABSENT, TAG_STATUS, TAG_STOPPED_REASON
 
 if TYPE_CHECKING:
     from study.trial import TrialOutcome
@@ -82,12 +82,12 @@ def tune_result_lines(best: Mapping[str, Any]) -> list[str]:
         lines = [f"best config ({shown}): search val LL {val:.2f} (standardised data)"]
     else:
         lines = [f"best config ({shown}): search val LL {val + offset:.2f}"]
-    if best.get("status") is None:
+    if best.get(TAG_STATUS) is None:
         return lines  # not retrained
     # each retrain is a run of its own (role best / default), not counted among the search's trials
     lines.append(f"  retrained as {best.get('run_name', 'its own run')}: {_retrained(best)}")
-    default = best.get("default")
-    if isinstance(default, Mapping) and default.get("status") is not None:
+    default = best.get(ROLE_DEFAULT)
+    if isinstance(default, Mapping) and default.get(TAG_STATUS) is not None:
         named = f" as {default['run_name']}" if default.get("run_name") else ""
         lines.append(f"  default config retrained the same way{named}: {_retrained(default)}")
         ours, theirs = _finite(best, "reported_test_ll"), _finite(default, "reported_test_ll")
@@ -98,7 +98,7 @@ def tune_result_lines(best: Mapping[str, Any]) -> list[str]:
 
 
 def _retrained(run: Mapping[str, Any]) -> str:
-    if run.get("status") != STATUS_OK:
-        return f"{run.get('status')}"
-    stopped = run.get("stopped_reason")
+    if run.get(TAG_STATUS) != STATUS_OK:
+        return f"{run.get(TAG_STATUS)}"
+    stopped = run.get(TAG_STOPPED_REASON)
     return ll_against_yardsticks(run) + (f"; stopped by {stopped}" if stopped else "")

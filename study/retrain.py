@@ -11,7 +11,7 @@ from typing import Any
 
 import ray
 
-from analysis.schema import ROLE_BEST, ROLE_DEFAULT
+from analysis.schema import ROLE_BEST, ROLE_DEFAULT, TAG_STATUS, TAG_STOPPED_REASON
 from study.config import HpoConfig, SingleRun
 from study.trial import SweepContext, TrialOutcome, run_in_worker, run_name
 
@@ -39,8 +39,8 @@ def best(best: dict[str, Any], ctx: SweepContext, cfg: HpoConfig) -> dict[str, A
     outcome = _retrain(point, ctx, cfg, ROLE_BEST, {"best_of_trial": best.get("_trial_id", "")})
     return {
         **best,
-        "status": outcome.status,
-        "stopped_reason": outcome.stopped_reason,
+        TAG_STATUS: outcome.status,
+        TAG_STOPPED_REASON: outcome.stopped_reason,
         "run_name": run_name(point, ROLE_BEST),
         **outcome.metrics,
     }
@@ -59,8 +59,8 @@ def default(dim: int, ctx: SweepContext, cfg: HpoConfig) -> dict[str, Any]:
     outcome = _retrain(point, ctx, cfg, ROLE_DEFAULT, {})
     return {
         **point,
-        "status": outcome.status,
-        "stopped_reason": outcome.stopped_reason,
+        TAG_STATUS: outcome.status,
+        TAG_STOPPED_REASON: outcome.stopped_reason,
         "run_name": run_name(point, ROLE_DEFAULT),
         **outcome.metrics,
     }

@@ -28,8 +28,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from study.parsing import ConfigError
+from study.parsing import ConfigError, error_line
+
+if TYPE_CHECKING:
+    from pyarrow.fs import FileSystem
 
 #: An incomplete store unchanged this long is taken as left half-built (not being built by another
 #: process right now); the longest wait for one that is still being built.
@@ -49,6 +53,14 @@ def default_tracking_uri(cwd: str | Path | None = None) -> str:
 def default_storage_path(cwd: str | Path | None = None) -> str:
     """``<abs cwd>/runs/ray_results``: where Tune keeps a sweep's state (what ``--resume`` restores)."""
     return str(Path(cwd or os.getcwd()).resolve() / "runs" / "ray_results")
+
+
+def storage_fs(storage_path: str) -> tuple[FileSystem, str]:
+    """(filesystem, path) of Tune's storage: a local folder or a URI such as s3://bucket/relgrad (pyarrow is
+    imported here, not at the top: the CLI reads this module's paths without it)."""
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(storage_path)
 
 
 def default_artifact_root(tracking_uri: str) -> str | None:
@@ -183,7 +195,7 @@ def _build(path: Path, artifact_root: str | None) -> None:
         os.replace(temporary, path)
     except Exception as exc:  # MLflow/SQLAlchemy/OS errors alike: the store cannot be built here
         _remove(temporary)
-        raise ConfigError(f"tracking store {path}: cannot create it ({_first_line(exc)})") from None
+        raise ConfigError(f"tracking store {path}: cannot create it ({error_line(exc)})") from None
 
 
 @contextlib.contextmanager
@@ -235,8 +247,3 @@ def _remove(path: Path, files: tuple[str, ...] = ("", *_SIDE_FILES)) -> None:
     for suffix in files:
         with contextlib.suppress(OSError):
             path.with_name(path.name + suffix).unlink()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

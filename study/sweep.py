@@ -17,6 +17,7 @@ cut by Ctrl-C). What it guarantees:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -28,15 +29,19 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune import ResultGrid, Tuner
+from ray.tune.result import TRIAL_ID
 
 from analysis.schema import (
+    DEFAULT_EXPERIMENT,
     FINISHED_STATUSES,
+    ROLE_DEFAULT,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
+    TAG_ROLE,
     TAG_STATUS,
 )
-from study import console, retrain, signals, tracking
+from study import console, preflight, retrain, signals, tracking
 from study.config import (
     ConfigError,
     HpoConfig,
@@ -48,9 +53,12 @@ from study.config import (
 )
 from study.curves import CurveAxes, top_up_curves
 from study.finalise import SweepSummary, reset_problem
+from study.kinds import SCALING, TUNE, SweepKind, by_kind
+from study.measures import matmul_peak_record
 from study.searcher import BudgetedGridSearcher
+from study.store import storage_fs
 from study.tracking import TrackingContext
-from study.trial import SweepContext, matmul_peak_record, tune_trial
+from study.trial import SweepContext, tune_trial
 from study.tune_callbacks import run_config, tune_output
 
 logger = logging.getLogger(__name__)
@@ -63,56 +71,39 @@ ENDED_STATUSES: tuple[str, ...] = (*FINISHED_STATUSES, STATUS_FAILED)
 # --------------------------------------------------------------------------------------------
 # Shared driver plumbing
 # --------------------------------------------------------------------------------------------
-def _fs(storage_path: str):
-    """(filesystem, path) for a local folder or a URI such as s3://bucket/relgrad (pyarrow)."""
-    from pyarrow import fs
-
-    return fs.FileSystem.from_uri(storage_path)
-
-
 def sweep_file(storage_path: str, sweep: str) -> str:
     return f"{storage_path.rstrip('/')}/{sweep}{SWEEP_FILE_SUFFIX}"
 
 
-def save_config(storage_path: str, sweep: str, saved: dict[str, Any]) -> None:
-    filesystem, path = _fs(sweep_file(storage_path, sweep))
+@dataclass(frozen=True)
+class SavedSweep:
+    """What a sweep was started with, saved beside its Tune results: ``--resume`` needs no other flags.
+
+    ``kind`` is the parent run's kind tag; ``config`` the config as a nested dict.
+    """
+
+    kind: str
+    config: dict[str, Any]
+    experiment: str = DEFAULT_EXPERIMENT
+
+
+def save_sweep(storage_path: str, sweep: str, saved: SavedSweep) -> None:
+    filesystem, path = storage_fs(sweep_file(storage_path, sweep))
     with filesystem.open_output_stream(path) as handle:
-        handle.write(json.dumps(saved, indent=1).encode())
+        handle.write(json.dumps(dataclasses.asdict(saved), indent=1).encode())
 
 
-def load_saved_config(storage_path: str, sweep: str) -> dict[str, Any]:
-    """The config a sweep was started with (``--resume`` needs no other flags)."""
+def load_saved_sweep(storage_path: str, sweep: str) -> SavedSweep:
+    """The kind, config and experiment a sweep was started with."""
     from pyarrow import fs
 
-    filesystem, path = _fs(sweep_file(storage_path, sweep))
+    filesystem, path = storage_fs(sweep_file(storage_path, sweep))
     if filesystem.get_file_info(path).type != fs.FileType.File:
         raise ConfigError(f"--resume: no sweep named {sweep!r} under {storage_path}")
     with filesystem.open_input_stream(path) as handle:
-        return json.loads(handle.read().decode())
-
-
-def check_gpus(gpus_per_trial: float) -> None:
-    """GPUs requested but the cluster has none: say so before any trial (Tune would wait forever)."""
-    if gpus_per_trial <= 0:
-        return
-    available = float(ray.cluster_resources().get("GPU", 0.0))
-    if available <= 0:
-        raise ConfigError(
-            f"resources.gpus_per_trial={gpus_per_trial:g} but the Ray cluster has no GPU; "
-            "use --gpus-per-trial 0 or connect to a GPU cluster with --address"
-        )
-    if gpus_per_trial > available:
-        raise ConfigError(
-            f"resources.gpus_per_trial={gpus_per_trial:g} exceeds the cluster's {available:g} GPUs"
-        )
-
-
-def check_cpus(cpus_per_trial: float) -> None:
-    available = float(ray.cluster_resources().get("CPU", 0.0))
-    if cpus_per_trial > available:
-        raise ConfigError(
-            f"resources.cpus_per_trial={cpus_per_trial:g} exceeds the cluster's {available:g} CPUs"
-        )
+        raw = json.loads(handle.read().decode())
+    fields = {f.name for f in dataclasses.fields(SavedSweep)}
+    return SavedSweep(**{k: v for k, v in raw.items() if k in fields})
 
 
 def prepare_tracking(
@@ -157,7 +148,7 @@ def prepare_tracking(
 def _statuses(ctx: TrackingContext, role: str | None = None) -> dict[str, int]:
     runs = tracking.child_runs(ctx.tracking_uri, ctx.experiment_id, ctx.sweep)
     if role is not None:
-        runs = [r for r in runs if r.data.tags.get("role") == role]
+        runs = [r for r in runs if r.data.tags.get(TAG_ROLE) == role]
     return dict(Counter(r.data.tags.get(TAG_STATUS, STATUS_RUNNING) for r in runs))
 
 
@@ -165,43 +156,10 @@ def _trainable(ctx: SweepContext, cpus: float, gpus: float):
     return tune.with_resources(tune.with_parameters(tune_trial, ctx=ctx), {"cpu": cpus, "gpu": gpus})
 
 
-def _check_storage(storage_path: str, sweep: str, resume: bool) -> str:
-    """Tune's storage: a local folder (made absolute) or a URI (s3://, gs://, a shared FS).
-
-    The sweep's results folder must lie directly under it: a name that would escape it (``../x``,
-    ``/abs``) is refused before anything is written.
-    """
-    from pyarrow import fs
-
-    tracking.check_sweep_name(sweep)
-    if "://" not in storage_path:
-        root = Path(storage_path).expanduser().resolve()
-        if (root / sweep).resolve().parent != root:
-            raise ConfigError(f"sweep name {sweep!r} would put its results outside {root}")
-        storage_path = str(root)
-    experiment_dir = f"{storage_path.rstrip('/')}/{sweep}"
-    if resume and not Tuner.can_restore(experiment_dir):
-        raise ConfigError(f"--resume: no restorable Tune experiment at {experiment_dir}")
-    filesystem, path = _fs(experiment_dir)
-    if not resume and filesystem.get_file_info(path).type != fs.FileType.NotFound:
-        raise ConfigError(
-            f"Tune results for sweep {sweep!r} already exist at {experiment_dir}; pass --resume or "
-            "choose another --name"
-        )
-    filesystem.create_dir(_fs(storage_path)[1], recursive=True)
-    return storage_path
-
-
-def _check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
-    check_gpus(gpus_per_trial)
-    check_cpus(cpus_per_trial)
-
-
 @dataclass
 class _Plan:
     """What differs between sweep kinds: how to build a fresh Tuner, how many trials end a sweep."""
 
-    kind: str
     ctx: SweepContext
     expected: int
     new_tuner: Callable[[Any], Tuner]
@@ -268,7 +226,7 @@ def _close_parent(tctx: TrackingContext, complete: bool) -> None:
 def _summary(tctx: TrackingContext, storage_path: str, statuses: dict[str, int], **kw: Any) -> SweepSummary:
     return SweepSummary(
         sweep=tctx.sweep,
-        kind=tctx.kind,
+        kind=by_kind(tctx.kind),
         tracking_uri=tctx.tracking_uri,
         experiment_id=tctx.experiment_id,
         parent_run_id=tctx.parent_run_id,
@@ -294,15 +252,15 @@ def run_scaling(
     """Run (or resume) a budget-aware scaling sweep (Ray initialised by the caller); ``verbose``: Tune's
     own progress tables too."""
     validate_scaling(cfg)
-    storage_path = _check_storage(storage_path, sweep, resume)
-    _check_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
-    tctx = prepare_tracking(tracking_uri, experiment, sweep, "scaling", tracked_params(cfg), resume)
+    storage_path = preflight.check_storage(storage_path, sweep, resume)
+    preflight.check_ray_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
+    tctx = prepare_tracking(tracking_uri, experiment, sweep, SCALING.kind, tracked_params(cfg), resume)
     ctx = SweepContext(
         tracking=tctx,
         data=cfg.data,
         train=cfg.train,
         inject_worker_kill=cfg.inject_worker_kill,
-        extra_params={"sweep_kind": "scaling"}
+        extra_params={"sweep_kind": SCALING.kind}
         | ({} if cfg.budget_s is None else {"budget_s": str(cfg.budget_s)}),
         dedupe_points=True,
     )
@@ -311,9 +269,7 @@ def run_scaling(
         log_matmul_peak(tctx, cfg)
 
     def new_tuner(trainable: Any) -> Tuner:
-        save_config(
-            storage_path, sweep, {"kind": "scaling", "config": to_dict(cfg), "experiment": experiment}
-        )
+        save_sweep(storage_path, sweep, SavedSweep(SCALING.kind, to_dict(cfg), experiment))
         budgets = {m: cfg.budget_for(m) for m in cfg.methods}
         return Tuner(
             trainable,
@@ -329,7 +285,7 @@ def run_scaling(
         )
 
     axes = CurveAxes.of(cfg.depths, cfg.batch_sizes)
-    plan = _Plan("scaling", ctx, len(points), new_tuner, restart_errored=True, verbose=verbose, axes=axes)
+    plan = _Plan(ctx, len(points), new_tuner, SCALING.reruns_failed, verbose=verbose, axes=axes)
     _, statuses, complete, problem = _execute(
         plan,
         storage_path=storage_path,
@@ -361,17 +317,6 @@ def log_matmul_peak(tctx: TrackingContext, cfg: ScalingConfig) -> None:
 # --------------------------------------------------------------------------------------------
 # HPO
 # --------------------------------------------------------------------------------------------
-def dataset_dim(cfg: HpoConfig) -> int:
-    """The data's dimension, loading a named data set once on the driver (clear error if absent)."""
-    if cfg.data.dataset in ("teacher", "noise") or cfg.data.file is not None:  # the CLI read the file's dim
-        if cfg.data.dim is None:
-            raise ConfigError(f"tune.data.dim: required for the synthetic {cfg.data.dataset!r} data")
-        return int(cfg.data.dim)
-    from study.preflight import named_dataset_dim
-
-    return named_dataset_dim(cfg.data, cfg.space.seed, "tune.data.dataset")
-
-
 def optuna_storage_uri(tracking_uri: str) -> str:
     """The Optuna study lives next to the sqlite MLflow store (``optuna-dashboard`` opens it)."""
     path = tracking.sqlite_path(tracking_uri)
@@ -399,16 +344,16 @@ def run_hpo(
     validate_hpo(cfg)
     if not verbose:  # "A new study created in RDB ...": the console's lines say what happens
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dim = dataset_dim(cfg)
-    storage_path = _check_storage(storage_path, sweep, resume)
-    _check_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
-    tctx = prepare_tracking(tracking_uri, experiment, sweep, "hpo", tracked_params(cfg), resume)
-    ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": "hpo"})
+    dim = preflight.data_dim(cfg.data, cfg.space.seed, TUNE.command)
+    storage_path = preflight.check_storage(storage_path, sweep, resume)
+    preflight.check_ray_resources(cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
+    tctx = prepare_tracking(tracking_uri, experiment, sweep, TUNE.kind, tracked_params(cfg), resume)
+    ctx = SweepContext(tracking=tctx, data=cfg.data, train=cfg.train, extra_params={"sweep_kind": TUNE.kind})
     space = cfg.space
     optuna_uri = optuna_storage_uri(tracking_uri)
 
     def new_tuner(trainable: Any) -> Tuner:
-        save_config(storage_path, sweep, {"kind": "hpo", "config": to_dict(cfg), "experiment": experiment})
+        save_sweep(storage_path, sweep, SavedSweep(TUNE.kind, to_dict(cfg), experiment))
         distributions = {
             "lr": optuna.distributions.FloatDistribution(space.lr_min, space.lr_max, log=True),
             "depth": optuna.distributions.CategoricalDistribution(list(space.depths)),
@@ -449,8 +394,7 @@ def run_hpo(
         )
 
     axes = CurveAxes.of(space.depths, space.batch_sizes)
-    # Optuna has already been told about a failed trial: restarting it would confuse its study.
-    plan = _Plan("hpo", ctx, space.samples, new_tuner, restart_errored=False, verbose=verbose, axes=axes)
+    plan = _Plan(ctx, space.samples, new_tuner, TUNE.reruns_failed, verbose=verbose, axes=axes)
     results, statuses, complete, problem = _execute(
         plan,
         storage_path=storage_path,
@@ -463,7 +407,7 @@ def run_hpo(
         best = _best_config(results)
         if best is not None and cfg.retrain_best:  # runs of their own, counted apart from the trials
             best = retrain.best(best, ctx, cfg)
-            best["default"] = retrain.default(dim, ctx, cfg)
+            best[ROLE_DEFAULT] = retrain.default(dim, ctx, cfg)
     _close_parent(tctx, complete)
     return _summary(tctx, storage_path, statuses, complete=complete, problem=problem, best=best)
 
@@ -479,5 +423,11 @@ def _best_config(results: ResultGrid) -> dict[str, Any] | None:
         return None
     best = dict(result.config)
     best["_val_ll"] = float(value)
-    best["_trial_id"] = str(result.metrics.get("trial_id", ""))
+    best["_trial_id"] = str(result.metrics.get(TRIAL_ID, ""))  # Tune's own result key
     return best
+
+
+def run_sweep(kind: SweepKind, cfg: ScalingConfig | HpoConfig, **options: Any) -> SweepSummary:
+    """Run (or resume) a sweep of ``kind`` (:func:`run_scaling` or :func:`run_hpo`, same options)."""
+    runners: dict[SweepKind, Callable[..., SweepSummary]] = {SCALING: run_scaling, TUNE: run_hpo}
+    return runners[kind](cfg, **options)

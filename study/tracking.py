@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
+from analysis.mlflow_search import search_all_runs
 from analysis.schema import (
     DEFAULT_EXPERIMENT,
     POINT_TAGS,
@@ -33,17 +34,25 @@ from analysis.schema import (
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
     STATUSES,
+    TAG_CPU_MODEL,
+    TAG_CUDA_VERSION,
+    TAG_DEVICE_NAME,
     TAG_GIT_COMMIT,
+    TAG_HOST,
     TAG_KIND,
+    TAG_NODE_ID,
+    TAG_PARENT_RUN_ID,
     TAG_ROLE,
     TAG_STATUS,
     TAG_STATUS_REASON,
     TAG_SWEEP,
+    TAG_TORCH_VERSION,
     TAG_TRIAL_ID,
 )
 from study import store
 from study.config import ConfigError
 from study.parsing import check_sweep_name as check_sweep_name  # re-exported: it lives in parsing
+from study.parsing import first_line
 from study.store import default_artifact_root as default_artifact_root  # re-exported: see study.store
 from study.store import default_storage_path as default_storage_path
 from study.store import default_tracking_uri as default_tracking_uri
@@ -121,8 +130,7 @@ def _check_sqlite(tracking_uri: str, path: Path, timeout_s: float, write: bool) 
     except ConfigError:
         raise
     except Exception as exc:  # MLflow refusing the store (e.g. its schema is older than this MLflow)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"tracking store {path}: MLflow cannot open it ({first})") from None
+        raise ConfigError(f"tracking store {path}: MLflow cannot open it ({first_line(exc)})") from None
     if write:
         store.check_writable(path, timeout_s)
 
@@ -205,12 +213,12 @@ def environment_tags(device: str = "cpu") -> dict[str, str]:
     else:
         device_name = f"cpu: {model}"
     return {
-        "torch_version": torch.__version__,
-        "cuda_version": str(torch.version.cuda or "none"),
-        "device_name": device_name,
-        "cpu_model": model,
-        "host": socket.gethostname(),
-        "node_id": ray_node_id(),
+        TAG_TORCH_VERSION: torch.__version__,
+        TAG_CUDA_VERSION: str(torch.version.cuda or "none"),
+        TAG_DEVICE_NAME: device_name,
+        TAG_CPU_MODEL: model,
+        TAG_HOST: socket.gethostname(),
+        TAG_NODE_ID: ray_node_id(),
     }
 
 
@@ -347,7 +355,7 @@ def start_child(
     client = client_for(ctx.tracking_uri)
     existing = find_child(ctx, trial_id, point_key)
     all_tags = {
-        "mlflow.parentRunId": ctx.parent_run_id,
+        TAG_PARENT_RUN_ID: ctx.parent_run_id,
         TAG_SWEEP: ctx.sweep,
         TAG_ROLE: role,
         TAG_TRIAL_ID: trial_id,
@@ -424,20 +432,8 @@ def reconcile_running(tracking_uri: str, experiment_id: str, sweep: str, reason:
 
 def child_runs(tracking_uri: str, experiment_id: str, sweep: str) -> list[Run]:
     """Every child run of a sweep (trials, skipped points, best retrains)."""
-    client = client_for(tracking_uri)
     filter_string = f"tags.{TAG_SWEEP} = '{_quote(sweep)}' and tags.{TAG_ROLE} != '{ROLE_PARENT}'"
-    runs: list[Run] = []
-    token: str | None = None
-    while True:
-        page = with_retry(
-            lambda token=token: client.search_runs(
-                [experiment_id], filter_string=filter_string, max_results=1000, page_token=token
-            )
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return search_all_runs(client_for(tracking_uri), experiment_id, filter_string, retry=with_retry)
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,8 +444,7 @@ _PROBLEMS: dict[str, str] = {}
 
 def note_problem(sweep: str, exc: BaseException) -> None:
     """Remember the first tracking failure of ``sweep`` (its first line)."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    _PROBLEMS.setdefault(sweep, f"{type(exc).__name__}: {first}")
+    _PROBLEMS.setdefault(sweep, f"{type(exc).__name__}: {first_line(exc)[:300]}")
 
 
 def problem(sweep: str) -> str | None:

@@ -20,15 +20,12 @@ from typing import Any
 from analysis.schema import (
     FINAL_METRICS,
     FINISHED_STATUSES,
-    PEAK_METRIC,
     ROLE_TRIAL,
     STATUS_DIVERGED,
     STATUS_FAILED,
     STATUS_OK,
+    STATUS_RUNNING,
     TAG_GAUSSIAN_ABSENT,
-    TAG_MATMUL_PEAK_DEVICE,
-    TAG_MATMUL_PEAK_SIZE,
-    TAG_MATMUL_PEAK_THREADS,
     TAG_STATUS,
     TAG_STATUS_REASON,
     TAG_STOPPED_REASON,
@@ -36,10 +33,9 @@ from analysis.schema import (
 )
 from study import tracking
 from study.config import DataConfig, TrainConfig, flatten, to_dict
+from study.measures import Metrics, held_out_metrics, measure_step
 from study.tracking import TrackingContext
 from study.worker import prepare_worker
-
-Metrics = dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -157,53 +153,14 @@ def execute(
     ``train_data_nll``, ``train_time_s``; ``step`` = cumulative training steps). A non-finite loss gives
     status ``diverged``; anything else that goes wrong propagates.
     """
-    import torch
+    from relgrad_core import Diverged, fit
 
-    from relgrad_core import Diverged, evaluate_nll, fit, flop_ratio, make_flow, resolve_device, time_step
-    from relgrad_core.counting import count_step
-
-    dtype = torch.float64 if train.dtype == "float64" else torch.float32
-    device = resolve_device(train.device)
-    seed = int(point.get("seed", 0))
-    dataset = build_dataset(
-        data.dataset,
-        point.get("dim"),
-        data,
-        seed=seed,
-        alpha=float(point["alpha"]),
-        dtype=dtype,
-        device=device,
-    )
-    flow = make_flow(
-        point["method"],
-        dataset.dim,
-        int(point["depth"]),
-        alpha=float(point["alpha"]),
-        device=device,
-        dtype=dtype,
-        seed=seed,
-    )
+    dataset, flow = _dataset_and_flow(point, data, train)
     batch_size = int(point["batch_size"])
     reps = -(-batch_size // len(dataset.train))  # tile a small training set up to one batch
-    batch = dataset.train.repeat(reps, 1)[:batch_size]
-    # The step's cost does not depend on the learning rate; a fixed one keeps timing finite.
-    timing = time_step(
-        flow,
-        batch,
-        point["method"],
-        warmup=train.timing_warmup,
-        repeats=train.timing_repeats,
-        optimizer=train.optimizer,
-        lr=1e-3,
-    )
-    count = count_step(flow, batch, point["method"], optimizer=train.optimizer, warn=False)
-    metrics: Metrics = {
-        **timing_metrics(timing),
-        **counted_metrics(count),
-        "flop_ratio": flop_ratio(point["method"], int(point["depth"])),
-    }
-    if count.uncounted and on_tags is not None:
-        on_tags({TAG_UNCOUNTED_OPS: ",".join(count.uncounted)})
+    metrics, uncounted = measure_step(flow, dataset.train.repeat(reps, 1)[:batch_size], point, train)
+    if uncounted and on_tags is not None:
+        on_tags({TAG_UNCOUNTED_OPS: ",".join(uncounted)})
     if on_timing is not None:
         on_timing(dict(metrics))
 
@@ -231,99 +188,37 @@ def execute(
             steps_per_epoch=train.steps_per_epoch,
             max_steps=train.max_steps,
             time_budget_s=train.time_budget_s,
-            seed=seed,
+            seed=int(point.get("seed", 0)),
             progress=progress,
         )
     except Diverged as exc:
         return TrialOutcome(STATUS_DIVERGED, str(exc), metrics, steps=int(exc.step))
-    test_ll = -evaluate_nll(flow, dataset.test.to(device=device, dtype=dtype))
-    metrics["test_ll"] = test_ll
-    # test_ll, val_ll and the yardstick are on the tensors the flow sees; the data set quotes its LLs in
-    # its own space (e.g. digits: logit space before standardisation), a constant ll_offset away
-    metrics["ll_offset"] = dataset.ll_offset
-    metrics["reported_test_ll"] = dataset.reported_ll(test_ll)
-    if dataset.true_test_ll is not None:
-        metrics["true_test_ll"] = float(dataset.true_test_ll)
-        metrics["kl_gap"] = float(dataset.true_test_ll) - test_ll
-    yardstick, absent = gaussian_yardstick(dataset)
-    if yardstick is not None:
-        metrics["gaussian_test_ll"] = yardstick
-        metrics["reported_gaussian_test_ll"] = dataset.reported_ll(yardstick)
-        metrics["gain_over_gaussian"] = test_ll - yardstick
+    tested, absent = held_out_metrics(flow, dataset)
+    metrics.update(tested)
     tags = {TAG_GAUSSIAN_ABSENT: absent, TAG_STOPPED_REASON: history.stopped_reason}
     reason = f"trained {history.steps} steps, stopped by {history.stopped_reason}"
-    if not math.isfinite(test_ll):
+    if not math.isfinite(tested["test_ll"]):
         return TrialOutcome(STATUS_DIVERGED, f"{reason}; non-finite test LL", metrics, history.steps, tags)
     return TrialOutcome(STATUS_OK, reason, metrics, history.steps, tags)
 
 
-#: Above this many multiply-adds (n_train·D²) the Gaussian yardstick is left out where the exact LL is
-#: known: at D = 4096 on teacher data it would cost a CPU trial more than its whole training budget.
-GAUSSIAN_YARDSTICK_MAX_MACS = 2e9
-
-
-def gaussian_yardstick(dataset: Any) -> tuple[float | None, str]:
-    """``(value, "")``: the test LL (on the tensors, like ``test_ll``) of a full-covariance Gaussian fitted
-    on train; or ``(None, why)`` when there is none, ``why`` being recorded in the run's
-    ``TAG_GAUSSIAN_ABSENT`` tag (the yardstick is never silently absent).
-
-    Every data set without a known true LL gets it (its only yardstick); synthetic ones when cheap.
-    It cannot be fitted when the training covariance is singular (e.g. fewer samples than dimensions).
-    """
-    from relgrad_core import gaussian_test_ll
-
-    n, dim = dataset.train.shape
-    if dataset.true_test_ll is not None and n * dim * dim > GAUSSIAN_YARDSTICK_MAX_MACS:
-        return None, (
-            f"not computed: its fit costs n_train·D² = {n * dim * dim:.3g} multiply-adds (over "
-            f"{GAUSSIAN_YARDSTICK_MAX_MACS:g}) and the true test LL is known"
-        )
-    try:
-        value = float(gaussian_test_ll(dataset, reported=False))
-    except ValueError as exc:
-        return None, f"cannot be fitted: {exc}"
-    return (value, "") if math.isfinite(value) else (None, f"its test LL is not finite ({value})")
-
-
-def timing_metrics(timing: Any) -> Metrics:
-    """The schema's timing metrics of a ``relgrad_core.StepTiming`` (NaN: the OS gives no load average)."""
-    return {
-        "sec_per_iter": float(timing.median),
-        "sec_per_iter_min": float(timing.min),
-        "sec_per_iter_iqr": float(timing.iqr),
-        "timing_repeats": float(timing.repeats),
-        "timing_retimed": float(bool(timing.retimed)),
-        "load_avg_1m": float(timing.load_avg_1m),
-        "peak_mem_mb": timing.peak_mem_bytes / 2**20,
-    }
-
-
-def counted_metrics(count: Any) -> Metrics:
-    """The schema's counted-work metrics of a ``relgrad_core.counting.StepCount``."""
-    return {
-        "flops_per_step": float(count.flops),
-        "flops_cubic_per_step": float(count.flops_cubic),
-        "bytes_per_step": float(count.bytes),
-    }
-
-
-def matmul_peak_record(
-    device: str, dtype: str, size: int | None, cpus: float
-) -> tuple[Metrics, dict[str, str]]:
-    """Measure the matrix-multiply peak where a trial runs (its device, dtype and CPU threads): the parent
-    run's metric and tags. Run as a Ray task with a trial's resources (see ``study.sweep``)."""
+def _dataset_and_flow(point: Mapping[str, Any], data: DataConfig, train: TrainConfig) -> tuple[Any, Any]:
+    """The point's data set and its untrained flow, in the dtype and on the device ``train`` names."""
     import torch
 
-    from relgrad_core.timing import matmul_peak
+    from relgrad_core import make_flow, resolve_device
 
-    torch.set_num_threads(max(1, int(cpus)))
-    peak = matmul_peak(device, torch.float64 if dtype == "float64" else torch.float32, size=size)
-    tags = {
-        TAG_MATMUL_PEAK_SIZE: str(peak.size),
-        TAG_MATMUL_PEAK_DEVICE: tracking.environment_tags(peak.device)["device_name"],
-        TAG_MATMUL_PEAK_THREADS: str(peak.threads),
-    }
-    return {PEAK_METRIC: peak.gflops}, tags
+    dtype = torch.float64 if train.dtype == "float64" else torch.float32
+    device = resolve_device(train.device)
+    seed = int(point.get("seed", 0))
+    alpha = float(point["alpha"])
+    dataset = build_dataset(
+        data.dataset, point.get("dim"), data, seed=seed, alpha=alpha, dtype=dtype, device=device
+    )
+    flow = make_flow(
+        point["method"], dataset.dim, int(point["depth"]), alpha=alpha, device=device, dtype=dtype, seed=seed
+    )
+    return dataset, flow
 
 
 def _maybe_kill_worker(marker: str | None) -> None:
@@ -370,74 +265,101 @@ def run_logged(
 
     ``interrupted`` and ``failed`` trials are re-run on ``--resume``, in the same run.
     """
-    import torch
-
-    uri = ctx.tracking.tracking_uri
     key = ctx.point_key(point)
     done = _finished_earlier(ctx, trial_id, key)
     if done is not None:
         if report is not None:
-            report({**done.metrics, "status": done.status, "step": done.steps})
+            report({**done.metrics, TAG_STATUS: done.status, "step": done.steps})
         return done
-    device = str(_device_for(ctx.train.device))
-    params = {**trial_params(point, ctx.data, ctx.train, device), **ctx.extra_params}
-    run_id = tracking.start_child(
-        ctx.tracking, trial_id, params, role=ctx.role, run_name=run_name(point, ctx.role), point_key=key
-    )
-    tracking.set_tags(uri, run_id, tracking.environment_tags(device) | {"pid": str(os.getpid())})
-    torch.manual_seed(int(point.get("seed", 0)))
-    latest: dict[str, Any] = {"status": "running"}
-    evaluations = 0
-
-    def on_timing(metrics: Metrics) -> None:
-        tracking.log_metrics(uri, run_id, metrics, step=0)
-        latest.update(metrics)
-
-    def on_record(metrics: Metrics, step: int) -> None:
-        nonlocal evaluations
-        evaluations += 1
-        tracking.log_metrics(uri, run_id, metrics, step=step)
-        best = max(float(latest.get("best_val_ll", -math.inf)), metrics["val_ll"])
-        latest.update(metrics, step=step, best_val_ll=best)
-        if report is not None:
-            report(dict(latest))
-
+    live = _LiveRun(ctx.tracking.tracking_uri, _start_child_run(point, ctx, trial_id, key), report)
     try:
         _maybe_kill_worker(ctx.inject_worker_kill)
         outcome = execute(
             point,
             ctx.data,
             ctx.train,
-            on_timing=on_timing,
-            on_record=on_record,
-            on_tags=lambda tags: tracking.set_tags(uri, run_id, tags),
+            on_timing=live.on_timing,
+            on_record=live.on_record,
+            on_tags=live.on_tags,
             progress=progress,
         )
     except SystemExit:
-        if not _ended_by_driver(uri, run_id):
+        if not _ended_by_driver(live.uri, live.run_id):
             tracking.mark_interrupted(
-                uri, run_id, f"stopped by Tune after {evaluations} evaluations: the sweep was interrupted"
+                live.uri,
+                live.run_id,
+                f"stopped by Tune after {live.evaluations} evaluations: the sweep was interrupted",
             )
         raise
     except KeyboardInterrupt:
-        tracking.mark_interrupted(uri, run_id, f"interrupted by the user after {evaluations} evaluations")
+        tracking.mark_interrupted(
+            live.uri, live.run_id, f"interrupted by the user after {live.evaluations} evaluations"
+        )
         raise
     except BaseException as exc:
         # Recorded, then re-raised so that Tune's FailureConfig can retry the trial (same run).
         message = f"{type(exc).__name__}: {exc}"
-        tracking.finish_child(uri, run_id, STATUS_FAILED, message, run_status="FAILED")
+        tracking.finish_child(live.uri, live.run_id, STATUS_FAILED, message, run_status="FAILED")
         raise
-    final = {k: v for k, v in outcome.metrics.items() if k in FINAL_METRICS}
-    tracking.log_metrics(uri, run_id, final, step=max(outcome.steps, 0))
-    if outcome.tags:
-        tracking.set_tags(uri, run_id, outcome.tags)
-    tracking.finish_child(uri, run_id, outcome.status, outcome.reason)
-    if report is not None:
-        result = {**latest, **outcome.metrics, "status": outcome.status}
-        if outcome.status == STATUS_DIVERGED:
-            result["val_ll"] = -math.inf  # worst possible for ASHA/Optuna, never a "best"
-        report(result)
+    live.finish(outcome)
     return outcome
+
+
+def _start_child_run(point: Mapping[str, Any], ctx: SweepContext, trial_id: str, key: str | None) -> str:
+    """The trial's MLflow child run (reused when Tune retries or resumes it), with its params and the
+    environment tags; torch seeded with the point's seed. Returns its id."""
+    import torch
+
+    device = str(_device_for(ctx.train.device))
+    params = {**trial_params(point, ctx.data, ctx.train, device), **ctx.extra_params}
+    run_id = tracking.start_child(
+        ctx.tracking, trial_id, params, role=ctx.role, run_name=run_name(point, ctx.role), point_key=key
+    )
+    tracking.set_tags(
+        ctx.tracking.tracking_uri, run_id, tracking.environment_tags(device) | {"pid": str(os.getpid())}
+    )
+    torch.manual_seed(int(point.get("seed", 0)))
+    return run_id
+
+
+class _LiveRun:
+    """A running trial's child run: each timing and evaluation goes to MLflow and, through ``report``, to
+    Tune. ``latest`` is what Tune last heard (the timing, the newest training metrics, the best validation
+    LL so far, the status); ``evaluations`` how many there were (said when the trial is cut short)."""
+
+    def __init__(self, uri: str, run_id: str, report: Callable[[dict[str, Any]], None] | None) -> None:
+        self.uri, self.run_id, self.report = uri, run_id, report
+        self.latest: dict[str, Any] = {TAG_STATUS: STATUS_RUNNING}
+        self.evaluations = 0
+
+    def on_timing(self, metrics: Metrics) -> None:
+        tracking.log_metrics(self.uri, self.run_id, metrics, step=0)
+        self.latest.update(metrics)
+
+    def on_record(self, metrics: Metrics, step: int) -> None:
+        self.evaluations += 1
+        tracking.log_metrics(self.uri, self.run_id, metrics, step=step)
+        best = max(float(self.latest.get("best_val_ll", -math.inf)), metrics["val_ll"])
+        self.latest.update(metrics, step=step, best_val_ll=best)
+        if self.report is not None:
+            self.report(dict(self.latest))
+
+    def on_tags(self, tags: dict[str, str]) -> None:
+        tracking.set_tags(self.uri, self.run_id, tags)
+
+    def finish(self, outcome: TrialOutcome) -> None:
+        """Record how the trial ended: the final metrics at its last step, its tags and status; the last
+        report (a diverged trial's validation LL is the worst possible, so that it is never a "best")."""
+        final = {k: v for k, v in outcome.metrics.items() if k in FINAL_METRICS}
+        tracking.log_metrics(self.uri, self.run_id, final, step=max(outcome.steps, 0))
+        if outcome.tags:
+            tracking.set_tags(self.uri, self.run_id, outcome.tags)
+        tracking.finish_child(self.uri, self.run_id, outcome.status, outcome.reason)
+        if self.report is not None:
+            result = {**self.latest, **outcome.metrics, TAG_STATUS: outcome.status}
+            if outcome.status == STATUS_DIVERGED:
+                result["val_ll"] = -math.inf  # worst possible for ASHA/Optuna, never a "best"
+            self.report(result)
 
 
 def _ended_by_driver(tracking_uri: str, run_id: str) -> bool:

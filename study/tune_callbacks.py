@@ -15,7 +15,7 @@ from typing import Any
 
 from ray.tune import Callback, FailureConfig, RunConfig
 
-from analysis.schema import STATUS_OK, STATUS_RUNNING
+from analysis.schema import STATUS_FAILED, STATUS_OK, STATUS_RUNNING, TAG_STATUS
 from study.console import Console, console_of, outcome
 from study.curves import CurveAxes, ParentCurves
 from study.finalise import MlflowFinaliser, TrackingOutageStopper
@@ -49,7 +49,7 @@ class ConsoleReporter(Callback):
         if console is not None:
             name = console.ended_trial(trial.trial_id) or run_name(trial.config)
             message = (getattr(trial, "error_msg", None) or "").strip().splitlines()
-            console.line(name, "failed" + (f": {message[-1][:200]}" if message else ""))
+            console.line(name, STATUS_FAILED + (f": {message[-1][:200]}" if message else ""))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         console = self._console()
@@ -87,7 +87,7 @@ class ParentCurveLogger(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
-        if result.get("status") not in (STATUS_OK, STATUS_RUNNING):
+        if result.get(TAG_STATUS) not in (STATUS_OK, STATUS_RUNNING):
             return
         try:
             if self._curves is None:

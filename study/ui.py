@@ -110,7 +110,7 @@ def _api(base: str, endpoint: str, payload: dict[str, Any] | None = None, **quer
         raise
 
 
-def _target(base: str, experiment: str, sweep: str | None) -> str:
+def view_url(base: str, experiment: str, sweep: str | None) -> str:
     """The URL to open: the experiment (ML view), or the saved chart view of ``sweep``'s parent run."""
     found = _api(base, "experiments/get-by-name", experiment_name=experiment).get("experiment")
     if not found:
@@ -139,7 +139,7 @@ def open_ui(uri: str, host: str, port: int, experiment: str, sweep: str | None =
     if sweep is not None:
         check_sweep_name(sweep)
     if uri.startswith(("http://", "https://")):
-        print(f"MLflow UI: {_target(uri.rstrip('/'), experiment, sweep)}")
+        print(f"MLflow UI: {view_url(uri.rstrip('/'), experiment, sweep)}")
         return EXIT_OK
     path = sqlite_path(uri)
     if path is not None and path.is_absolute() and not path.exists():
@@ -164,7 +164,7 @@ def open_ui(uri: str, host: str, port: int, experiment: str, sweep: str | None =
         if not _wait_ready(proc, base, log, started):
             return EXIT_FAILED
         try:
-            target = _target(base, experiment, sweep)
+            target = view_url(base, experiment, sweep)
         except ConfigError as exc:
             print(f"relgrad: error: {exc}", file=sys.stderr)
             return EXIT_USAGE

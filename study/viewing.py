@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.arguments import int_problem
 from study.parsing import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, parse_int_list
 from study.store import sqlite_path
 
@@ -26,8 +27,9 @@ class ReportOptions:
 
 def report_options(min_dim: int | None, predict_dims: str | None) -> ReportOptions:
     """The report's options from their command-line text: ConfigError (one line, exit 2) when bad."""
-    if min_dim is not None and min_dim < 1:
-        raise ConfigError(f"--min-dim: must be a positive integer, got {min_dim}")
+    problem = None if min_dim is None else int_problem(min_dim)
+    if problem is not None:  # the analysis's own rule, before anything heavy is loaded
+        raise ConfigError(f"--min-dim: {problem}")
     dims = None
     if predict_dims:
         dims = parse_int_list(predict_dims, "--predict-dims")

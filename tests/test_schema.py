@@ -7,15 +7,15 @@ metric name of `analysis.schema` must round-trip, and the writer must spell none
 
 from __future__ import annotations
 
+import ast
 import math
-import re
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from analysis import schema
 from analysis.loading import load_runs
-from study import tracking
 from study.config import DataConfig, TrainConfig
 from study.sweep import prepare_tracking
 from study.trial import SweepContext, run_logged
@@ -44,7 +44,7 @@ def written(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_every_metric_round_trips(written) -> None:
-    _, outcome, runs = written
+    uri, outcome, runs = written
     ok = runs[runs["status"] == schema.STATUS_OK]
     assert len(ok) == 1
     row = ok.iloc[0]
@@ -55,7 +55,11 @@ def test_every_metric_round_trips(written) -> None:
         assert math.isfinite(row[name]), (name, row[name])
         if name in outcome.metrics:
             assert row[name] == pytest.approx(outcome.metrics[name]), name
-    assert set(schema.FINAL_METRICS) <= set(schema.METRICS)
+    assert outcome.steps > 0
+    client = MlflowClient(tracking_uri=uri)
+    for name in schema.FINAL_METRICS:  # logged once, at the last training step
+        if name in outcome.metrics:
+            assert [m.step for m in client.get_metric_history(row["run_id"], name)] == [outcome.steps], name
     assert row["flop_ratio"] == pytest.approx(1.2)  # relative at depth 2, Gaussian base
     assert row["timing_repeats"] >= 3 and row["timing_retimed"] in (0.0, 1.0)
 
@@ -113,14 +117,82 @@ def test_params_tags_and_statuses_round_trip(written) -> None:
     assert "interrupted" in cut["status_reason"] and math.isnan(cut["test_ll"])
 
 
-def test_the_writer_takes_its_names_from_the_schema() -> None:
-    assert tracking.STATUSES is schema.STATUSES
-    # no status spelled out in the study package: every one comes from analysis.schema
-    for name in ("tracking", "trial", "sweep", "finalise", "searcher"):  # the writer's modules
-        path = REPO / "study" / f"{name}.py"
-        text = path.read_text()
-        for status in (schema.STATUS_SKIPPED, schema.STATUS_INTERRUPTED, schema.STATUS_DIVERGED):
-            assert not re.search(rf"[\"']{status}[\"']", text), (path.name, status)
+#: The names the guard below looks for: every status, tag, role and run kind of the schema, and the default
+#: experiment. Not among them: metric and param names (data-frame columns read everywhere, tied by the
+#: round-trip tests above), curve quantities (metric names too), method names (registry names) and
+#: ``KIND_TRAIN``, whose ``"train"`` is also a config section and a data split.
+GUARDED: dict[str, str] = {
+    value: attr
+    for attr, value in vars(schema).items()
+    if isinstance(value, str)
+    and (attr.startswith(("STATUS_", "TAG_", "ROLE_", "KIND_")) or attr == "DEFAULT_EXPERIMENT")
+    and attr != "KIND_TRAIN"
+}
+#: Where such a word means something else, and why.
+NOT_THE_SCHEMAS: dict[tuple[str, str], str] = {
+    ("analysis/__init__.py", "scaling"): "the module analysis.scaling, which its names are imported from",
+    ("study/kinds.py", "scaling"): "the command `relgrad scaling`, named after its kind",
+    ("study/parsing.py", "relgrad"): "the program's name (PROG), which the experiment happens to share",
+    ("study/preflight.py", "sweep"): "the name a sweep gets when nothing else names it",
+}
+
+
+def hand_typed_names(path: Path, source: str) -> list[str]:
+    """``line: 'name'`` for each string literal in ``source`` equal to a name of :data:`GUARDED`, docstrings
+    and the literal text of f-strings aside (an expression inside an f-string is code, and is scanned)."""
+    tree = ast.parse(source)
+    prose = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            prose.add(id(node.value))  # a docstring, or a bare string statement
+        if isinstance(node, ast.JoinedStr):
+            prose.update(id(part) for part in node.values if isinstance(part, ast.Constant))
+    where = path.relative_to(REPO).as_posix()
+    typed = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value in GUARDED
+        and id(node) not in prose
+        and (where, node.value) not in NOT_THE_SCHEMAS
+    ]
+    typed.sort(key=lambda node: (node.lineno, node.col_offset))
+    return [f"{where}:{node.lineno}: {node.value!r} (schema.{GUARDED[node.value]})" for node in typed]
+
+
+def _modules() -> list[Path]:
+    return [
+        path
+        for package in ("study", "analysis")
+        for path in sorted((REPO / package).rglob("*.py"))
+        if path != REPO / "analysis" / "schema.py"
+    ]
+
+
+def test_no_module_of_study_or_analysis_types_a_schema_name_by_hand() -> None:
+    assert len(_modules()) > 40  # every module of both packages, not a chosen few
+    found = [line for path in _modules() for line in hand_typed_names(path, path.read_text())]
+    assert found == [], "take these from analysis.schema:\n" + "\n".join(found)
+
+
+def test_the_guard_finds_a_name_typed_by_hand() -> None:
+    path = REPO / "study" / "example.py"
+    source = (
+        "from analysis.schema import TAG_SWEEP\n"
+        '"""docstring: status ok, role trial."""\n'
+        "def f(run, d):\n"
+        '    text = f"status {d[TAG_SWEEP]}"\n'
+        '    return run.data.tags.get("role") == "ok" or d[f"{\'kind\'}"] == "hpo"\n'
+    )
+    found = hand_typed_names(path, source)
+    assert [line.split(": ", 1)[1] for line in found] == [
+        "'role' (schema.TAG_ROLE)",
+        "'ok' (schema.STATUS_OK)",
+        "'kind' (schema.TAG_KIND)",
+        "'hpo' (schema.KIND_HPO)",
+    ]
+    assert {"mlflow.parentRunId", "device_name", "relgrad", "scaling", "status"} <= set(GUARDED)
 
 
 def test_digits_trial_logs_its_reported_space(tmp_path: Path) -> None:
@@ -146,6 +218,12 @@ def test_stopped_reason_is_tagged_and_its_still_improving_suffix_is_the_cores() 
     assert schema.STILL_IMPROVING == STILL_IMPROVING
     assert sum(r.endswith(schema.STILL_IMPROVING) for r in STOP_REASONS) == 3  # epochs, max_steps, budget
     assert schema.TAG_STOPPED_REASON in schema.TAG_COLUMNS
+
+
+def test_the_disturbed_timing_spread_is_the_cores_retime_threshold() -> None:
+    from relgrad_core.timing import RETIME_THRESHOLD
+
+    assert schema.DISTURBED_SPREAD == RETIME_THRESHOLD
 
 
 def test_a_trials_stopped_reason_and_gains_round_trip(written) -> None:

@@ -8,6 +8,7 @@ Your own data: :meth:`Dataset.from_arrays`, :func:`load_data_file` (.npy/.npz/.c
 Every LL has its yardstick: :func:`gaussian_test_ll`.
 """
 
+from relgrad_core.data._arrays import Standardization
 from relgrad_core.data.data_file import load_data_file
 from relgrad_core.data.dataset import Dataset
 from relgrad_core.data.gaussian import gaussian_log_prob, gaussian_test_ll
@@ -33,6 +34,7 @@ __all__ = [
     "DATASETS",
     "FILE_DATASETS",
     "Dataset",
+    "Standardization",
     "bits_per_dim",
     "dataset_names",
     "dataset_options",

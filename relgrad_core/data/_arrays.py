@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from relgrad_core.checks import check_open_interval
 from relgrad_core.data._degenerate import constant_columns, constant_message
 
 _NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
@@ -79,8 +80,7 @@ def as_float_matrix(value: object, what: str, *, name: str, min_rows: int = 1) -
 def split_sizes(n: int, val_fraction: float, test_fraction: float, *, name: str) -> tuple[int, int, int]:
     """``(n_train, n_val, n_test)`` for ``n`` rows, each at least 1 (the test/val counts are rounded)."""
     for label, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
-            raise ValueError(f"{name}: {label} must lie strictly between 0 and 1, got {value!r}")
+        check_open_interval(label, value, 0.0, 1.0, where=name)
     n_test = max(1, round(test_fraction * n))
     n_val = max(1, round(val_fraction * n))
     n_train = n - n_val - n_test

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from relgrad_core.checks import check_dtype, check_flag, check_open_interval, check_seed, check_splits
 from relgrad_core.data._arrays import Standardization, as_float_matrix, split_sizes
-from relgrad_core.data._checks import check_dtype, check_seed, check_splits
 from relgrad_core.data._degenerate import check_not_degenerate
 
 SPLITS = ("train", "val", "test")
@@ -126,8 +126,7 @@ class Dataset:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         check_seed(seed)
         check_dtype(dtype)
-        if not isinstance(standardize, bool):
-            raise TypeError(f"{name}: standardize must be True or False, got {standardize!r}")
+        check_flag("standardize", standardize, where=name)
         given = {"val": val, "test": test}
         arrays = {
             split: as_float_matrix(value, f"{split} array", name=name)
@@ -194,8 +193,7 @@ class Dataset:
 
 def _carved_rows(n: int, fraction: float, split: str, *, name: str) -> int:
     """Rows of ``x`` that become ``split`` (≥ 1), leaving at least 2 for training."""
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 < fraction < 1.0:
-        raise ValueError(f"{name}: {split}_fraction must lie strictly between 0 and 1, got {fraction!r}")
+    check_open_interval(f"{split}_fraction", fraction, 0.0, 1.0, where=name)
     count = max(1, round(fraction * n))
     if n - count < 2:
         raise ValueError(f"{name}: {n} rows of x are too few to cut a {split} split and keep 2 for training")

@@ -22,17 +22,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from relgrad_core.checks import check_dtype, check_flag, check_open_interval, check_positive_int, check_seed
 from relgrad_core.data._arrays import Standardization
-from relgrad_core.data._checks import (
-    check_dtype,
-    check_fraction,
-    check_logit_lambda,
-    check_optional_positive_int,
-    check_seed,
-)
 from relgrad_core.data._split import cap_splits, shuffled_split, split_counts, to_tensor
 from relgrad_core.data.dataset import Dataset
-from relgrad_core.data.transforms import dequantise_logit
+from relgrad_core.data.transforms import check_lam, dequantise_logit
 
 DIGITS_LEVELS = 17  # pixel values 0..16
 
@@ -61,12 +55,11 @@ def load_digits(
     name = "digits"
     check_seed(seed)
     check_dtype(dtype)
-    val_frac = check_fraction(val_frac, "val_frac", dataset=name)
-    test_frac = check_fraction(test_frac, "test_frac", dataset=name)
-    lam = check_logit_lambda(lam, dataset=name)
-    max_rows = check_optional_positive_int(max_rows, "max_rows", dataset=name)
-    if not isinstance(standardize, bool):
-        raise TypeError(f"{name}: standardize must be True or False, got {standardize!r}")
+    val_frac = check_open_interval("val_frac", val_frac, 0.0, 1.0, where=name)
+    test_frac = check_open_interval("test_frac", test_frac, 0.0, 1.0, where=name)
+    lam = check_lam(lam, where=name)
+    max_rows = check_positive_int("max_rows", max_rows, allow_none=True, where=name)
+    check_flag("standardize", standardize, where=name)
 
     from sklearn.datasets import load_digits as sklearn_digits
 

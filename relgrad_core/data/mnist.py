@@ -20,17 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from relgrad_core.data._checks import (
-    check_dtype,
-    check_logit_lambda,
-    check_optional_positive_int,
-    check_positive_int,
-    check_seed,
-)
+from relgrad_core.checks import check_dtype, check_positive_int, check_seed
 from relgrad_core.data._files import find_file, resolve_root
 from relgrad_core.data._split import cap_splits
 from relgrad_core.data.dataset import Dataset
-from relgrad_core.data.transforms import dequantise_logit
+from relgrad_core.data.transforms import check_lam, dequantise_logit
 
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions (count, rows, cols)
 MNIST_LEVELS = 256
@@ -101,9 +95,9 @@ def load_mnist(
     name = "mnist"
     check_seed(seed)
     check_dtype(dtype)
-    check_positive_int(n_val, "n_val", dataset=name)
-    lam = check_logit_lambda(lam, dataset=name)
-    max_rows = check_optional_positive_int(max_rows, "max_rows", dataset=name)
+    check_positive_int("n_val", n_val, where=name)
+    lam = check_lam(lam, where=name)
+    max_rows = check_positive_int("max_rows", max_rows, allow_none=True, where=name)
 
     data_root = resolve_root(root)
     train_path = find_file(name, data_root, TRAIN_FILE, TRAIN_FILE + ".gz")

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from relgrad_core.data._checks import check_dtype, check_positive_int, check_seed
+from relgrad_core.checks import check_dtype, check_positive_int, check_seed
 from relgrad_core.data.dataset import Dataset
 
 
@@ -30,9 +30,9 @@ def load_noise(
     (5000 × 20000 float32 is already 400 MB); pass sizes explicitly for anything else.
     """
     name = "noise"
-    check_positive_int(dim, "dim", dataset=name)
+    check_positive_int("dim", dim, where=name)
     sizes = [
-        check_positive_int(n, f"n_{s}", dataset=name)
+        check_positive_int(f"n_{s}", n, where=name)
         for n, s in ((n_train, "train"), (n_val, "val"), (n_test, "test"))
     ]
     check_seed(seed)

@@ -16,7 +16,7 @@ from functools import partial
 
 import torch
 
-from relgrad_core.data._checks import check_dtype, check_seed
+from relgrad_core.checks import check_dtype, check_seed
 from relgrad_core.data.dataset import Dataset
 
 Loader = Callable[..., Dataset]

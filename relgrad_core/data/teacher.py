@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from relgrad_core.checks import check_positive_int
 from relgrad_core.data.dataset import Dataset
 from relgrad_core.flow import DenseFlow, random_orthogonal
 
@@ -67,8 +68,7 @@ def load_teacher(
     large D); the splits are returned on the CPU like every other data set.
     """
     for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(name, value)
     teacher = make_teacher(dim, depth, alpha=alpha, base=base, condition=condition, seed=seed, device=device)
     generator = torch.Generator().manual_seed(seed + 1)
     z = teacher.base.sample(

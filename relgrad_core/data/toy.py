@@ -25,12 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from relgrad_core.data._checks import (
-    check_dtype,
-    check_positive_float,
-    check_positive_int,
-    check_seed,
-)
+from relgrad_core.checks import check_dtype, check_positive_int, check_positive_number, check_seed
 from relgrad_core.data._split import to_tensor
 from relgrad_core.data.dataset import Dataset
 
@@ -242,13 +237,13 @@ def load_toy(
         raise ValueError(f"unknown toy set {name!r}; valid: {', '.join(TOY_SETS)}")
     spec = TOY_SETS[name]
     sizes = [
-        check_positive_int(n, f"n_{s}", dataset=name)
+        check_positive_int(f"n_{s}", n, where=name)
         for n, s in ((n_train, "train"), (n_val, "val"), (n_test, "test"))
     ]
     if spec.default_noise is None and noise is not None:
         raise TypeError(f"{name}: this set has no noise parameter (got noise={noise!r})")
     if spec.default_noise is not None:
-        noise = spec.default_noise if noise is None else check_positive_float(noise, "noise", dataset=name)
+        noise = spec.default_noise if noise is None else check_positive_number("noise", noise, where=name)
     check_seed(seed)
     check_dtype(dtype)
 

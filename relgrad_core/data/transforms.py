@@ -22,28 +22,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from relgrad_core.checks import check_open_interval
 
-def _check_lam(lam: float) -> float:
-    if not 0.0 < lam < 0.5:
-        raise ValueError(f"lam must lie strictly between 0 and 0.5, got {lam}")
-    return lam
+
+def check_lam(lam: object, *, where: str = "") -> float:
+    """λ of the logit transform ``logit(λ + (1 − 2λ)x)`` must lie in (0, 0.5)."""
+    return check_open_interval("lam", lam, 0.0, 0.5, where=where)
 
 
 def logit_transform(x: torch.Tensor, lam: float = 1e-6) -> torch.Tensor:
     """``y = logit(λ + (1 − 2λ)x)`` for ``x`` in [0, 1]."""
-    _check_lam(lam)
+    check_lam(lam)
     return torch.logit(lam + (1.0 - 2.0 * lam) * x)
 
 
 def inverse_logit_transform(y: torch.Tensor, lam: float = 1e-6) -> torch.Tensor:
     """``x = (sigmoid(y) − λ) / (1 − 2λ)``, the inverse of :func:`logit_transform`."""
-    _check_lam(lam)
+    check_lam(lam)
     return (torch.sigmoid(y) - lam) / (1.0 - 2.0 * lam)
 
 
 def logit_log_det(y: torch.Tensor, lam: float = 1e-6) -> torch.Tensor:
     """``log|det ∂y/∂x|`` per sample (sum over the last dim), written in terms of ``y``."""
-    _check_lam(lam)
+    check_lam(lam)
     per_dim = math.log1p(-2.0 * lam) + F.softplus(y) + F.softplus(-y)
     return per_dim.sum(dim=-1)
 
@@ -79,7 +80,7 @@ def dequantise_logit(values: np.ndarray, *, levels: int, lam: float, rng: np.ran
     Uniform dequantisation (Theis et al. 2016) turns the discrete pixels into a continuous density
     on ``[0, 1)^D``; computed in float64 so that ``1 − λ`` is not rounded away.
     """
-    _check_lam(lam)
+    check_lam(lam)
     x = (values.astype(np.float64) + rng.random(values.shape)) / levels
     u = lam + (1.0 - 2.0 * lam) * x
     return np.log(u) - np.log1p(-u)

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from relgrad_core.checks import check_dtype, check_positive_int, check_seed
 from relgrad_core.data._arrays import Standardization
-from relgrad_core.data._checks import check_dtype, check_optional_positive_int, check_seed
 from relgrad_core.data._files import DataRoot, find_file, resolve_root
 from relgrad_core.data._split import cap_splits, maf_tail_split, to_tensor
 from relgrad_core.data.dataset import Dataset
@@ -42,7 +42,7 @@ HEPMASS_REPEAT_LIMIT = 5
 def _prepare(seed: int, dtype: torch.dtype, max_rows: int | None, name: str) -> None:
     check_seed(seed)
     check_dtype(dtype)
-    check_optional_positive_int(max_rows, "max_rows", dataset=name)
+    check_positive_int("max_rows", max_rows, allow_none=True, where=name)
 
 
 def _load_npy(name: str, path: Path) -> np.ndarray:

@@ -323,3 +323,40 @@ def test_verdict_logging_is_idempotent_and_takes_the_counted_orders(tmp_path: Pa
     speedups = client.get_metric_history(run_id, "speedup/ordinary")
     assert sorted((m.step, m.value) for m in speedups) == [(4096, 3.0), (23552, 9.0)]
     assert [m.step for m in client.get_metric_history(run_id, "speedup_high/ordinary")] == [4096]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_dim": 0}, "min_dim must be a positive integer, got 0 (or None)"),
+        ({"min_dim": True}, "min_dim must be a positive integer, got True (or None)"),
+        ({"n_boot": 99}, "n_boot must be an integer >= 100, got 99"),
+        ({"n_boot": 200.0}, "n_boot must be an integer >= 100, got 200.0"),
+        ({"tolerance": -0.5}, "tolerance must be a non-negative number of nats, got -0.5"),
+        ({"tolerance": float("nan")}, "tolerance must be a non-negative number of nats, got nan"),
+        ({"predict_dims": [8, 0]}, "predict_dims[1] must be a positive integer, got 0"),
+        ({"predict_dims": []}, "predict_dims is empty"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_run_is_read(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    from analysis import ReportError
+
+    store = tmp_path / "none.db"  # no store: the arguments are checked before it is opened
+    with pytest.raises(ReportError, match=re.escape(message)):
+        build_report("s", tracking_uri=f"sqlite:///{store}", out_dir=tmp_path / "out", **kwargs)
+    assert not store.exists() and not (tmp_path / "out").exists()
+
+
+def test_the_fits_check_their_bootstrap_with_the_same_rule() -> None:
+    from analysis import ReportError, fit_cost_model, fit_exponent
+
+    dims, values = [64, 128, 256, 512], [1.0, 2.0, 4.0, 8.0]
+    for fit in (fit_cost_model, fit_exponent):
+        with pytest.raises(ReportError, match=r"n_boot must be an integer >= 100, got 10$"):
+            fit(dims, values, n_boot=10)
+        with pytest.raises(ReportError, match=r"level must lie in \(0, 1\), got 1\.0$"):
+            fit(dims, values, level=1.0)
+        with pytest.raises(ReportError, match=r"dims and values must be positive to fit an? "):
+            fit(dims, [1.0, -2.0, 4.0, 8.0])

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from analysis import ReportError, fit_cost_model, half_dim
-from analysis.cost_model import CUBIC_SHARE_MIN, point_fit
+from analysis.cost_model import CUBIC_SHARE_MIN, TEST_LEVEL, point_fit
 from analysis.predictions import crossover_dim
 
 DIMS = np.array([64, 128, 256, 512, 1024, 2048, 4096], dtype=float)
@@ -53,7 +53,9 @@ def test_pure_quadratic_with_10pct_noise_is_quadratic_at_every_range(low: int) -
     fits = [fit_cost_model(dims, _timings(dims, 0.0, 0.1, s), n_boot=200, seed=s) for s in range(20)]
     cubic = [s for s, f in enumerate(fits) if f.order == "cubic"]
     assert len(cubic) <= 2, f"seeds called cubic: {cubic}"
-    assert all(f.order == "quadratic" for f in fits if f.p_c >= 0.01)
+    # the bootstrap test of c = 0 holds its level on data without a D³ term: at most 2 of 20 reject it
+    rejected = [s for s, f in enumerate(fits) if f.p_c < TEST_LEVEL]
+    assert len(rejected) <= 2, f"seeds whose test rejected c = 0: {rejected}"
 
 
 @pytest.mark.parametrize(

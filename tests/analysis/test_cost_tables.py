@@ -162,23 +162,23 @@ def _cross_frames(d: float, low: float, high: float):
 
 
 def test_crossover_text_never_states_a_crossover_the_models_cannot_place() -> None:
-    from analysis.cost_sections import _crossing_text
+    from analysis.cost_sections import crossing_text
 
     assert (
-        _crossing_text(*_cross_frames(3000.0, 2000.0, 5000.0))
+        crossing_text(*_cross_frames(3000.0, 2000.0, 5000.0))
         == "predicted crossover at D ≈ 3000 [2000, 5000]"
     )
-    assert "baseline stays cheaper" in _crossing_text(*_cross_frames(float("inf"), 100.0, float("inf")))
+    assert "baseline stays cheaper" in crossing_text(*_cross_frames(float("inf"), 100.0, float("inf")))
     # equal costs within uncertainty (the demo's relative vs mlp): no "crossover at D ≈ 0 [0, ∞]"
-    overlap = _crossing_text(*_cross_frames(0.0, 0.0, float("inf")))
+    overlap = crossing_text(*_cross_frames(0.0, 0.0, float("inf")))
     assert overlap.startswith("no crossover determined") and "≈ 0" not in overlap
-    assert _crossing_text(*_cross_frames(0.0, 0.0, 40.0)).startswith("faster at every D by the fitted models")
+    assert crossing_text(*_cross_frames(0.0, 0.0, 40.0)).startswith("faster at every D by the fitted models")
 
 
 def test_flag_line_tells_a_flip_from_a_curve_left_unorderable() -> None:
     import pandas as pd
 
-    from analysis.cost_sections import _flag_effects
+    from analysis.cost_sections import flag_effects
 
     table = pd.DataFrame(
         [
@@ -197,4 +197,4 @@ def test_flag_line_tells_a_flip_from_a_curve_left_unorderable() -> None:
             },
         ]
     )
-    assert _flag_effects(table) == (["mlp"], ["lu"])
+    assert flag_effects(table) == (["mlp"], ["lu"])

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from relgrad_core import Flow, backward, evaluate_nll, fit, make_flow, method_names, time_step
-from relgrad_core.checks import check_positive_int, check_positive_number
+from relgrad_core.checks import (
+    check_flag,
+    check_nonnegative_int,
+    check_open_interval,
+    check_positive_int,
+    check_positive_number,
+    check_seed,
+)
 
 DIM = 3
 #: Every registered method: relgrad's own, the installed peers, and any a plugin added.
@@ -66,10 +73,36 @@ def test_every_entry_point_refuses_a_non_tensor(entry, method):
         ENTRY_POINTS[entry](_flow(method), [[0.0] * DIM], method)
 
 
+def _results(value: object) -> list[object]:
+    """What an entry point returned, as values to compare (a timing's clock readings aside)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple):
+        return [v for part in value for v in _results(part)]
+    if hasattr(value, "records"):  # fit's History: the losses of every evaluation
+        return [(r.train_nll, r.val_nll, r.train_data_nll) for r in value.records]
+    if hasattr(value, "peak_mem_bytes"):  # time_step's StepTiming: times differ run to run
+        return [value.repeats]
+    return [value]
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_float64_input_is_cast_to_a_float32_flow_everywhere(entry, method):
-    ENTRY_POINTS[entry](_flow(method), _good().double(), method)  # runs, no dtype error
+    """Given float64 input, a float32 flow computes exactly what it computes on the float32 copy (the
+    cast is exact: the float64 batch holds float32 values), and its parameters and gradients stay
+    float32."""
+    flows = [_flow(method), _flow(method)]
+    x = _good()
+    got = ENTRY_POINTS[entry](flows[0], x.double(), method)
+    expected = ENTRY_POINTS[entry](flows[1], x, method)
+    for a, b in zip(_results(got), _results(expected), strict=True):
+        if isinstance(a, torch.Tensor):
+            assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for p, q in zip(flows[0].parameters(), flows[1].parameters(), strict=True):
+        assert p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32)
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -162,3 +195,31 @@ def test_shared_number_checks():
     for bad in (False, 0.0, -1.0, math.nan, math.inf, "1"):
         with pytest.raises(ValueError, match="x must be a positive finite number"):
             check_positive_number("x", bad)
+
+
+def test_one_rule_for_the_core_and_its_data_loaders():
+    """The loaders' checks are the core's: a number of the wrong kind or out of range is a ValueError that
+    names the data set and the argument; a bad flag is a TypeError."""
+    assert check_positive_int("max_rows", None, allow_none=True, where="digits") is None
+    with pytest.raises(ValueError, match=r"^digits: max_rows must be a positive integer, got 0$"):
+        check_positive_int("max_rows", 0, where="digits")
+    assert check_open_interval("lam", 0.1, 0.0, 0.5) == 0.1
+    for bad in (0.0, 0.5, True, "0.1", math.nan):
+        with pytest.raises(ValueError, match=r"^mnist: lam must lie strictly between 0 and 0\.5, got "):
+            check_open_interval("lam", bad, 0.0, 0.5, where="mnist")
+    assert check_seed(0) == 0 and check_nonnegative_int("warmup", 0) == 0
+    for bad in (-1, True, 1.0):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            check_seed(bad)
+    assert check_flag("standardize", False) is False
+    with pytest.raises(TypeError, match=r"^digits: standardize must be True or False, got 1$"):
+        check_flag("standardize", 1, where="digits")
+    # the loaders go through them
+    from relgrad_core import load_dataset
+
+    with pytest.raises(ValueError, match=r"^noise: dim must be a positive integer, got 2\.0$"):
+        load_dataset("noise", dim=2.0)
+    with pytest.raises(ValueError, match=r"^8gaussians: noise must be a positive finite number, got -0\.1$"):
+        load_dataset("8gaussians", noise=-0.1)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        load_dataset("moons", seed=-1)

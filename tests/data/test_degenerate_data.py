@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from relgrad_core import Dataset, load_data_file
-from relgrad_core.data._arrays import Standardization
+from relgrad_core.data import Standardization
 
 
 def _table(rows: int = 300, dim: int = 4, seed: int = 0) -> np.ndarray:

@@ -16,8 +16,10 @@ from analysis.schema import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, STATUS
 from study import tracking
 from study.config import ConfigError, DataConfig, TrainConfig
 from study.finalise import MlflowFinaliser, SweepSummary, reset_problem, trial_error
+from study.kinds import SCALING
+from study.preflight import check_storage
 from study.searcher import BudgetedGridSearcher
-from study.sweep import _check_storage, prepare_tracking
+from study.sweep import prepare_tracking
 from study.trial import SweepContext, point_key, run_logged
 
 POINT = {"method": "relative", "dim": 3, "depth": 1, "batch_size": 8, "lr": 1e-3, "alpha": 0.3, "seed": 0}
@@ -72,13 +74,13 @@ def test_database_url_without_its_driver_is_refused() -> None:
 def test_bad_sweep_names_are_refused_before_anything_is_written(tmp_path: Path, name: str) -> None:
     storage = tmp_path / "ray_results"
     with pytest.raises(ConfigError) as exc:
-        _check_storage(str(storage), name, resume=False)
+        check_storage(str(storage), name, resume=False)
     assert "sweep name" in _one_line(exc)
     assert not storage.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_good_sweep_name_lands_under_the_storage_path(tmp_path: Path) -> None:
-    storage = _check_storage(str(tmp_path / "ray_results"), "quick-20260101.v2_a", resume=False)
+    storage = check_storage(str(tmp_path / "ray_results"), "quick-20260101.v2_a", resume=False)
     assert Path(storage) == (tmp_path / "ray_results").resolve() and Path(storage).is_dir()
 
 
@@ -114,7 +116,7 @@ def test_searcher_never_unpickles(tmp_path: Path) -> None:
 # Findings 1, 6, 7: the exit code says what happened
 # --------------------------------------------------------------------------------------------
 def _summary(statuses: dict[str, int], complete: bool, problem: str | None = None) -> SweepSummary:
-    return SweepSummary("s", "scaling", "uri", "1", "p", "/x", statuses, complete, problem=problem)
+    return SweepSummary("s", SCALING, "uri", "1", "p", "/x", statuses, complete, problem=problem)
 
 
 def test_exit_codes_and_lines() -> None:

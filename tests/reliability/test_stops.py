@@ -15,6 +15,7 @@ import pytest
 from analysis.schema import STATUS_INTERRUPTED
 from study.cli import main
 from study.finalise import SweepSummary, resume_command
+from study.kinds import SCALING, TUNE
 from study.tracking import default_storage_path, default_tracking_uri
 from tests.reliability.test_faults import (
     LONG,
@@ -115,13 +116,13 @@ def test_the_resume_hint_carries_only_what_differs_from_here(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     here = {"tracking_uri": default_tracking_uri(), "storage_path": default_storage_path()}
-    assert resume_command("scaling", "s", **here) == "relgrad scaling --resume --name s"
-    assert resume_command("hpo", "t", **here, experiment="mine") == (
+    assert resume_command(SCALING, "s", **here) == "relgrad scaling --resume --name s"
+    assert resume_command(TUNE, "t", **here, experiment="mine") == (
         "relgrad tune --resume --name t --experiment mine"
     )
     odd = tmp_path / "my results"
     line = resume_command(
-        "scaling", "s", tracking_uri="http://127.0.0.1:5000", storage_path=str(odd), address="auto"
+        SCALING, "s", tracking_uri="http://127.0.0.1:5000", storage_path=str(odd), address="auto"
     )
     assert shlex.split(line) == [
         "relgrad",
@@ -136,10 +137,10 @@ def test_the_resume_hint_carries_only_what_differs_from_here(
         "--address",
         "auto",
     ]
-    summary = SweepSummary("s", "scaling", "http://127.0.0.1:5000", "1", "p", str(odd), {"ok": 1}, False)
+    summary = SweepSummary("s", SCALING, "http://127.0.0.1:5000", "1", "p", str(odd), {"ok": 1}, False)
     assert summary.lines()[-1] == f"sweep interrupted; continue it with: {summary.resume_command}"
     assert summary.resume_command == resume_command(
-        "scaling", "s", tracking_uri="http://127.0.0.1:5000", storage_path=str(odd)
+        SCALING, "s", tracking_uri="http://127.0.0.1:5000", storage_path=str(odd)
     )
 
 
@@ -155,7 +156,7 @@ def test_ctrl_c_before_tune_prints_the_same_hint(
     assert main(["scaling", "--preset", "smoke", "--name", "s", *where]) == 130
     printed = _hint(capsys.readouterr().err)
     assert printed == shlex.split(
-        resume_command("scaling", "s", tracking_uri=store["uri"], storage_path=store["storage"])
+        resume_command(SCALING, "s", tracking_uri=store["uri"], storage_path=store["storage"])
     )
 
 

@@ -115,3 +115,12 @@ def test_ui_without_a_store(tmp_path: Path, capsys) -> None:
     uri = f"sqlite:///{(tmp_path / 'none' / 'mlflow.db').as_posix()}"
     assert main(["ui", "--tracking-uri", uri]) == 2
     assert "no MLflow store" in capsys.readouterr().err
+
+
+def test_report_flags_are_checked_by_the_analysis_rule_before_any_store_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["report", "--sweep", "x", "--min-dim", "0", "--tracking-uri", uri]) == 2
+    assert capsys.readouterr().err == "relgrad: error: --min-dim: must be a positive integer, got 0\n"
+    assert not (tmp_path / "none.db").exists()

@@ -12,8 +12,9 @@ import pytest
 
 from study import cli
 from study.cli import FLAGS, build_config, build_parser, main
-from study.config import HpoConfig, ScalingConfig, SingleRun, load_preset
+from study.config import HpoConfig, ScalingConfig, SingleRun, config_class, load_preset
 from study.finalise import SweepSummary
+from study.kinds import RUNS, SCALING, TRAIN, TUNE
 from tests.study.conftest import runs_of
 
 
@@ -23,7 +24,7 @@ def _args(*argv: str) -> Any:
 
 def test_short_flags_and_set_build_one_validated_config() -> None:
     cfg = build_config(
-        "scaling",
+        SCALING,
         _args(
             "scaling", "--preset", "smoke", "--dims", "4:16:x2", "--epochs", "3", "--set", "train.epochs=4"
         ),
@@ -35,10 +36,8 @@ def test_short_flags_and_set_build_one_validated_config() -> None:
 
 
 def test_the_same_flag_lands_in_each_commands_own_field() -> None:
-    tune = build_config("tune", _args("tune", "--preset", "smoke", "--method", "ordinary", "--seed", "3"))
-    run = build_config(
-        "train", _args("train", "--method", "ordinary", "--seed", "3", "--optimizer", "rmsprop")
-    )
+    tune = build_config(TUNE, _args("tune", "--preset", "smoke", "--method", "ordinary", "--seed", "3"))
+    run = build_config(TRAIN, _args("train", "--method", "ordinary", "--seed", "3", "--optimizer", "rmsprop"))
     assert isinstance(tune, HpoConfig) and (tune.space.method, tune.space.seed) == ("ordinary", 3)
     assert isinstance(run, SingleRun) and (run.method, run.seed, run.train.optimizer) == (
         "ordinary",
@@ -48,7 +47,7 @@ def test_the_same_flag_lands_in_each_commands_own_field() -> None:
 
 
 def test_every_flag_path_is_a_field_of_its_command() -> None:
-    roots = {"scaling": ScalingConfig(), "tune": HpoConfig(), "train": SingleRun()}
+    roots = {kind: config_class(kind)() for kind in RUNS}
     for flag in FLAGS:
         for command, path in flag.paths.items():
             node: Any = roots[command]
@@ -68,7 +67,7 @@ def test_train_on_a_named_dataset_takes_its_dimension(store: dict[str, str]) -> 
 def _summary(code_statuses: dict[str, int], complete: bool = True) -> SweepSummary:
     return SweepSummary(
         sweep="s",
-        kind="scaling",
+        kind=SCALING,
         tracking_uri="sqlite:////x.db",
         experiment_id="0",
         parent_run_id="p",

@@ -153,10 +153,10 @@ def test_serves_when_ready_refuses_a_busy_port_and_leaves_nothing_on_sigterm(
         err = capsys.readouterr().err
         assert err.startswith(f"relgrad: error: --port {port}: cannot listen") and len(err.splitlines()) == 1
         # a sweep the store lacks: said while the server runs
-        from study.ui import _target
+        from study.ui import view_url
 
         with pytest.raises(ConfigError, match="--sweep nosuch: no such sweep"):
-            _target(base, "relgrad", "nosuch")
+            view_url(base, "relgrad", "nosuch")
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
