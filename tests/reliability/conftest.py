@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.study.conftest import mlflow_server, ray_session, store
+from tests.study.conftest import ray_session, store
 
-__all__ = ["mlflow_server", "ray_session", "store"]
+__all__ = ["ray_session", "store"]
