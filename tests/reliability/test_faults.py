@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.slow
 LONG = {
     "methods": ["relative"],
     "dims": [4, 8],
-    "train": {"epochs": 20, "steps_per_epoch": 1500, "time_budget_s": 6},
+    "train": {"epochs": 20, "steps_per_epoch": 1500, "time_budget_s": 4},
     "resources": {"max_concurrent": 1, "max_failures": 0},
 }
 
@@ -280,41 +279,6 @@ def test_all_trials_failed_exits_1_and_resume_reruns_them(
 # --------------------------------------------------------------------------------------------
 # Finding 7: the MLflow server goes away for longer than the client retries
 # --------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _server(port: int, tmp_path: Path, procs: list) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{(tmp_path / 'server.db').as_posix()}",
-        "--default-artifact-root",
-        str(tmp_path / "artifacts"),
-        "--workers",
-        "1",
-    ]
-    server = _start(command, tmp_path, procs)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail("mlflow server did not come up")
-
-
 class Relay:
     """A loopback TCP relay in front of the tracking server that can go down: while down it cuts
     every open connection and resets new ones, as a server outage does to its clients."""
@@ -365,11 +329,9 @@ class Relay:
 
 
 def test_tracking_outage_ends_the_sweep_cleanly_and_resume_finishes_it(
-    ray_session, tmp_path: Path, session_procs: list
+    ray_session, mlflow_server: int, tmp_path: Path, session_procs: list
 ) -> None:
-    server_port = _free_port()
-    _server(server_port, tmp_path, session_procs)
-    relay = Relay(server_port)
+    relay = Relay(mlflow_server)  # the session's server, reached only through the relay
     try:
         store = {"uri": f"http://127.0.0.1:{relay.port}", "storage": str(tmp_path / "ray_results")}
         preset = write_preset(tmp_path, scaling=LONG)

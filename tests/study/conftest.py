@@ -55,9 +55,18 @@ def write_preset(tmp_path: Path, scaling: dict | None = None, tune: dict | None 
 
 
 def runs_of(uri: str, sweep: str, experiment: str = "relgrad") -> list:
-    """Every run (parent and children) tagged with `sweep`."""
+    """Every run (parent and children) tagged with `sweep`; none while a sqlite store is not yet built.
+
+    Never opens an absent sqlite store: MLflow would build it in place, racing the driver that builds it
+    aside and moves it there (the poller then reads a replaced file: "disk I/O error").
+    """
     from mlflow.tracking import MlflowClient
 
+    from study.store import is_complete, sqlite_path
+
+    path = sqlite_path(uri)
+    if path is not None and not is_complete(path):
+        return []
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -205,67 +203,24 @@ def test_two_node_cluster_on_loopback(store: dict[str, str], tmp_path: Path) -> 
     assert len({r.data.tags["node_id"] for r in children}) == 2  # trials ran on both nodes
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_sweep_against_a_real_mlflow_server(ray_session, tmp_path: Path) -> None:
-    port = _free_port()
-    uri = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
+def test_sweep_against_a_real_mlflow_server(ray_session, mlflow_server: int, tmp_path: Path) -> None:
+    uri = f"http://127.0.0.1:{mlflow_server}"
+    code = main(
         [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{(tmp_path / 'server.db').as_posix()}",
-            "--default-artifact-root",
-            str(tmp_path / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+            "scaling",
+            "--preset",
+            "smoke",
+            "--methods",
+            "relative",
+            "--name",
+            "srv",
+            "--tracking-uri",
+            uri,
+            "--storage-path",
+            str(tmp_path / "ray_results"),
+        ]
     )
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not come up")
-        code = main(
-            [
-                "scaling",
-                "--preset",
-                "smoke",
-                "--methods",
-                "relative",
-                "--name",
-                "srv",
-                "--tracking-uri",
-                uri,
-                "--storage-path",
-                str(tmp_path / "ray_results"),
-            ]
-        )
-        assert code == 0
-        children = _children(uri, "srv")
-        assert sorted(int(r.data.params["dim"]) for r in children) == [4, 8]
-        assert all("sec_per_iter" in r.data.metrics for r in children)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server and its own workers only
-        server.wait(timeout=30)
+    assert code == 0
+    children = _children(uri, "srv")
+    assert sorted(int(r.data.params["dim"]) for r in children) == [4, 8]
+    assert all("sec_per_iter" in r.data.metrics for r in children)
