@@ -6,9 +6,9 @@ data set's reported space next to the Gaussian yardstick): relgrad's ``relative`
 ``lu``, and each installed peer: ``zuko_lu`` and ``nflows_lu`` (DenseFlow's architecture, depth 2, the same
 α), ``zuko_maf`` (``Plan.maf_transforms`` autoregressive transforms: it has no σ and no dense layers, so it
 gets the depth users give a MAF rather than the dense flows'). The LU-factored flows (``lu``, ``zuko_lu``,
-``nflows_lu``) run once more at ``Plan.lu_lr``: the shared 1e-3 is the dense flows' rate, and LU factors
-are more sensitive to the step size (so that a gap is not just a learning rate chosen for another
-parameterisation). Each arm is compared with ``relative``.
+``nflows_lu``) run once more at ``Plan.lu_lr``: the shared 1e-3 is the dense flows' rate, and the second
+rate checks that a gap is not just a step size chosen for another parameterisation. Each arm is compared
+with ``relative``.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ class Plan:
     teacher_patience: int = 20
     # the peers experiment: autoregressive transforms of zuko's MAF (the dense flows keep depth 2)
     maf_transforms: int = 5
-    # ... and the LU-factored flows once more at this learning rate (None: not): their factors are more
-    # sensitive to the step size than a dense W (on teacher data they stall below the Gaussian at 1e-3)
+    # ... and the LU-factored flows once more at this learning rate (None: not), so that a gap is not just
+    # the dense flows' step size (on teacher data neither rate helps: the LU flows sit on a long plateau
+    # below the Gaussian that patience 20 stops on; see BENCHMARKS.md, "Against zuko and nflows")
     lu_lr: float | None = 3e-4
     # the budget experiment (LL within a training-time budget, teacher data at large D)
     budget_dims: tuple[int, ...] = (512, 1024)
