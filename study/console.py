@@ -2,8 +2,9 @@
 
 ``[12/33] ordinary-d2048-L2-B64-lr0.001 ok 0.51 s/step · ETA 1 m 20 s``: k of N counts every trial of
 the sweep (those a resumed sweep had already finished and the points skipped over budget included);
-the ETA is the time per trial so far times the trials left. While trials run, a terminal also gets one
-line rewritten in place (what runs, for how long); a log file gets only the finished lines.
+the ETA is the pace of the last :data:`ETA_WINDOW` trials times the trials left (a scaling sweep runs its
+larger D last, so the mean over all its trials would promise too little). While trials run, a terminal
+also gets one line rewritten in place (what runs, for how long); a log file gets only the finished lines.
 
 Tune pickles its callbacks with the experiment and unpickles them on ``--resume``, so its callback
 (:class:`study.tune_callbacks.ConsoleReporter`) holds only the sweep's name: the console it prints to is
@@ -26,6 +27,8 @@ from study.trial import run_name
 
 #: Seconds between two updates of the live status line.
 REFRESH_S = 1.0
+#: How many of the latest finished trials set the ETA's pace.
+ETA_WINDOW = 4
 
 
 def duration(seconds: float) -> str:
@@ -68,7 +71,8 @@ class Console:
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     live: bool | None = None  # rewrite a status line in place; default: when the stream is a terminal
     started: float = field(default_factory=lambda: time.monotonic())
-    finished_here: int = 0  # trials finished by this driver (the ETA's rate)
+    finished_here: int = 0  # trials finished by this driver
+    finish_times: list[float] = field(default_factory=list)  # when this driver's last trials ended (the pace)
     running: dict[str, tuple[str, float]] = field(default_factory=dict)  # trial id -> (name, start)
     _status_shown: bool = False
     _last_refresh: float = 0.0
@@ -81,9 +85,11 @@ class Console:
         left = max(self.total - self.done, 0)
         if left == 0:
             return ""
-        if self.finished_here == 0:
+        if not self.finish_times:
             return " · ETA –"
-        per_trial = (time.monotonic() - self.started) / self.finished_here
+        marks = [self.started, *self.finish_times]
+        window = min(ETA_WINDOW, len(self.finish_times))
+        per_trial = (marks[-1] - marks[-1 - window]) / window
         return f" · ETA {duration(per_trial * left)}"
 
     def _clear(self) -> None:
@@ -96,6 +102,7 @@ class Console:
         if counts:
             self.done += 1
             self.finished_here += 1
+            self.finish_times = [*self.finish_times[-ETA_WINDOW:], time.monotonic()]
         self._clear()
         self.stream.write(f"[{min(self.done, self.total)}/{self.total}] {name} {text}{self.eta()}\n")
         self.stream.flush()

@@ -53,6 +53,21 @@ def test_lines_count_k_of_n_with_eta(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
 
 
+def test_the_eta_follows_the_pace_of_the_latest_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scaling sweep runs its larger D last: the ETA follows the slow trials, not the early fast ones."""
+    now = [0.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: now[0])
+    view = console.Console(total=20, stream=io.StringIO())
+    for _ in range(10):  # ten trials of 1 s
+        now[0] += 1.0
+        view.line("small", "ok")
+    assert view.eta() == " · ETA 10 s"
+    for _ in range(console.ETA_WINDOW):  # then trials of 30 s: the pace of the window
+        now[0] += 30.0
+        view.line("large", "ok")
+    assert view.eta() == f" · ETA {console.duration(30.0 * (20 - 10 - console.ETA_WINDOW))}"
+
+
 def test_failures_and_retries_are_one_line_each() -> None:
     out = io.StringIO()
     console.open_console("console-fail", total=2, stream=out)
