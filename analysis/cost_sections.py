@@ -248,9 +248,9 @@ def timing_section(b: Builder, res: CostResult, runs: pd.DataFrame) -> Section:
         paras.append(
             f"{len(flagged)} timing(s) flagged in {int((res.table['n_flagged'] > 0).sum())} curve(s). "
             + (
-                "Refitted without them, no curve changes its order."
+                "Refitted without them, no curve changes its timed order."
                 if changed.empty
-                else "Refitted without them: "
+                else "Refitted without them, the timed order changes: "
                 + "; ".join(
                     f"{r.method} (depth {r.depth}, batch {r.batch_size}): "
                     f"{r.order} → {r.order_without_flagged}"
@@ -379,10 +379,11 @@ def flag_line(res: CostResult) -> list[str]:
     flipped, unfit = flag_effects(res.table)
     effects = []
     if flipped:
-        effects.append("the order flips for " + ", ".join(flipped))
+        # the flags are about timings, so only the timed order can flip (a counted order stands)
+        effects.append("the timed order flips for " + ", ".join(flipped))
     if unfit:
         effects.append(", ".join(unfit) + " would have too few D left to order")
-    effect = "; ".join(effects) if effects else "no order changes"
+    effect = "; ".join(effects) if effects else "no timed order changes"
     return [f"{len(res.flagged)} timing(s) flagged as disturbed (see Timing quality); without them {effect}"]
 
 
