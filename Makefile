@@ -28,7 +28,10 @@ ui: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q
+	# first the tests that judge real timings, alone on the cores; then the rest on two workers (pytest-xdist;
+	# the tests that share a session's Ray or MLflow server stay on one worker: tests/conftest.py)
+	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q -m serial
+	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q -m "not serial" -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

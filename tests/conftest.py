@@ -7,6 +7,18 @@ from collections.abc import Iterator
 
 import pytest
 
+#: Session fixtures whose process the tests share by design: one MLflow server (a test cuts it off behind a
+#: relay while another sweep uses it). Under ``pytest -n 2 --dist loadgroup`` (``make test``) every test that
+#: uses it runs on the same worker, so that it starts once per run. The embedded Ray (``ray_session``) is
+#: not grouped: each worker starts its own, so that the sweeps, most of the suite's time, spread over both.
+SHARED_PROCESSES = ("mlflow_server",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in SHARED_PROCESSES):
+            item.add_marker(pytest.mark.xdist_group("shared-processes"))
+
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:

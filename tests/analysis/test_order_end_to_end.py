@@ -23,7 +23,7 @@ import yaml
 import study.ray_runtime  # noqa: F401  (before anything imports ray: the embedded Ray binds loopback only)
 from analysis import build_report
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # its timings must not share the cores
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 DIMS = [128, 256, 512, 768, 1024, 1536]
