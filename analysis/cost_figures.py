@@ -158,7 +158,8 @@ def plot_cost_model(
 
 def plot_achieved_rate(rates: pd.DataFrame, ctx: FigureContext, out_dir: Path) -> list[Path]:
     """Achieved GFLOP/s (counted FLOPs per step over the fastest step time) against D, one line per method,
-    one panel per depth × batch size, with each sweep's measured matrix-multiply peak as a horizontal line."""
+    one panel per depth × batch size, with each sweep's measured matrix-multiply peak as a horizontal line;
+    a rate whose timing was flagged as disturbed (``rates["disturbed"]``) is circled hollow."""
     configs = sorted({(r.depth, r.batch_size) for r in rates.itertuples()})
     fig, axes = panels(len(configs), height=3.6)
     sweeps = list(dict.fromkeys(rates[TAG_SWEEP].astype(str)))
@@ -179,6 +180,20 @@ def plot_achieved_rate(rates: pd.DataFrame, ctx: FigureContext, out_dir: Path) -
                 lw=1.5,
                 label=method + (f" [{sweep}]" if len(sweeps) > 1 else ""),
             )
+            disturbed = rows[rows["disturbed"].astype(bool)] if "disturbed" in rows else rows.iloc[0:0]
+            if len(
+                disturbed
+            ):  # hollow: its timing was flagged, the rate says more of the machine than the step
+                ax.plot(
+                    disturbed["dim"].astype(float),
+                    disturbed["gflops"],
+                    ls="none",
+                    marker="o",
+                    ms=8,
+                    mfc="white",
+                    mec=method_colour(method),
+                    label=f"{method}: disturbed timing (flagged)",
+                )
         for sweep, peak in part.groupby(TAG_SWEEP)["peak_gflops"].first().items():
             if np.isfinite(peak):
                 where = f" [{sweep}]" if len(sweeps) > 1 else ""

@@ -81,7 +81,8 @@ def analyse(
     orders = method_orders(table)
     curves, rates = pd.DataFrame(), pd.DataFrame()
     if key == "runtime":
-        curves, rates = counted.counted_table(runs), counted.rate_table(runs, peaks)
+        curves = counted.counted_table(runs)
+        rates = counted.mark_disturbed(counted.rate_table(runs, peaks), flagged)
         orders, table = counted_report.combine(orders, table, curves)
         _accept_counted_orders(groups, curves)
     old = scaling.method_verdicts(slopes).rename(

@@ -305,3 +305,16 @@ def rate_table(
     table["flops_per_byte"] = table["flops"] / table["bytes"]
     table["dim"] = table["dim"].astype(int)
     return table[columns]
+
+
+def mark_disturbed(rates: pd.DataFrame, flagged: pd.DataFrame) -> pd.DataFrame:
+    """``rates`` with a ``disturbed`` column: True at a curve's D where a timing was flagged as disturbed
+    (:func:`analysis.cost_tables.flag_disturbed`), so that a figure can tell such a rate from the others."""
+    out = rates.copy()
+    keys = [*FIT_GROUP, "dim"]
+    if flagged.empty or out.empty or not set(keys) <= set(flagged.columns):
+        out["disturbed"] = False
+        return out
+    marked = {tuple(str(v) for v in row) for row in flagged[keys].itertuples(index=False)}
+    out["disturbed"] = [tuple(str(v) for v in row) in marked for row in out[keys].itertuples(index=False)]
+    return out

@@ -178,6 +178,10 @@ def section(b: Builder, curves: pd.DataFrame, rates: pd.DataFrame, orders: pd.Da
         tables += cost_display.per_dim(rates, "gflops", "Achieved GFLOP/s", "achieved_rate")
         figure = b.figure(plot_achieved_rate(rates, b.ctx, b.out_dir / "figures"))
         figures.append(
-            ("Achieved GFLOP/s against D per method; dashed: the measured matrix-multiply peak.", figure)
+            (
+                "Achieved GFLOP/s against D per method; dashed: the measured matrix-multiply peak; circled "
+                "hollow: a timing flagged as disturbed (see Timing quality).",
+                figure,
+            )
         )
     return Section(title, paras, tables, figures)

@@ -4,6 +4,7 @@ one in the verdict table, the headline's words when they disagree, the achieved 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -192,6 +193,39 @@ def test_rate_table_without_a_measured_peak() -> None:
         [10 * B * d * d / (1e-3 + 5e-9 * d**2) / 1e9 for d in DIMS], rel=0.1
     )
     assert rates["pct_of_peak"].isna().all() and (rates["flops_per_byte"] > 0).all()
+
+
+def test_a_rate_whose_timing_was_flagged_is_marked_and_drawn_hollow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.pyplot as plt
+
+    from analysis.cost_figures import plot_achieved_rate
+    from analysis.counted import mark_disturbed
+    from analysis.figures import FigureContext
+
+    runs = _runs({"relative": (lambda d: 1e-3 + 6e-9 * d**2, relative_flops)})
+    slow = runs["dim"] == DIMS[1]
+    runs.loc[slow, ["sec_per_iter", "sec_per_iter_min"]] *= (
+        50.0  # a first trial timed while the cores were busy
+    )
+    res = _analyse(runs)
+    assert not res.flagged.empty
+    marked = res.rates.set_index("dim")["disturbed"]
+    assert marked[DIMS[1]] and not marked.drop(DIMS[1]).any()
+    assert not mark_disturbed(res.rates, res.flagged.iloc[0:0])["disturbed"].any()
+
+    kept = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: kept.append(fig))  # keep the figure to look at it
+    plot_achieved_rate(res.rates, FigureContext(("s",), ("cpu",), "today", "now"), tmp_path)
+    hollow = [
+        line
+        for fig in kept
+        for ax in fig.axes
+        for line in ax.get_lines()
+        if line.get_markerfacecolor() == "white"
+    ]
+    assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [float(DIMS[1])]
 
 
 def test_the_report_lists_what_the_grid_cut_and_why() -> None:
