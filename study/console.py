@@ -18,6 +18,7 @@ import math
 import shutil
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -71,8 +72,8 @@ class Console:
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     live: bool | None = None  # rewrite a status line in place; default: when the stream is a terminal
     started: float = field(default_factory=lambda: time.monotonic())
-    finished_here: int = 0  # trials finished by this driver
-    finish_times: list[float] = field(default_factory=list)  # when this driver's last trials ended (the pace)
+    #: The start and the ends of this driver's latest trials (at most ETA_WINDOW intervals): the ETA's pace.
+    marks: deque[float] = field(init=False)
     running: dict[str, tuple[str, float]] = field(default_factory=dict)  # trial id -> (name, start)
     _status_shown: bool = False
     _last_refresh: float = 0.0
@@ -80,16 +81,15 @@ class Console:
     def __post_init__(self) -> None:
         if self.live is None:
             self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.marks = deque([self.started], maxlen=ETA_WINDOW + 1)
 
     def eta(self) -> str:
         left = max(self.total - self.done, 0)
         if left == 0:
             return ""
-        if not self.finish_times:
+        if len(self.marks) < 2:
             return " · ETA –"
-        marks = [self.started, *self.finish_times]
-        window = min(ETA_WINDOW, len(self.finish_times))
-        per_trial = (marks[-1] - marks[-1 - window]) / window
+        per_trial = (self.marks[-1] - self.marks[0]) / (len(self.marks) - 1)
         return f" · ETA {duration(per_trial * left)}"
 
     def _clear(self) -> None:
@@ -101,8 +101,7 @@ class Console:
         """``[k/N] name text · ETA``; ``counts``: the trial has ended (k goes up)."""
         if counts:
             self.done += 1
-            self.finished_here += 1
-            self.finish_times = [*self.finish_times[-ETA_WINDOW:], time.monotonic()]
+            self.marks.append(time.monotonic())
         self._clear()
         self.stream.write(f"[{min(self.done, self.total)}/{self.total}] {name} {text}{self.eta()}\n")
         self.stream.flush()
